@@ -1,0 +1,125 @@
+"""Image files in and out. The only module that imports PIL.
+
+``load`` returns RGB float32 (H, W, 3) in [0, 1]: EXIF orientation applied; grayscale, palette and
+CMYK converted to RGB; alpha composited over white (a transparent pixel becomes white, as it looks in
+most viewers); 16-bit images scaled from 0..65535 without clipping. ``save`` picks the format from
+the extension (.png, .jpg/.jpeg) and writes atomically: a temporary file in the same directory, then
+a rename, so an interrupted write never leaves a half-written or clobbered file.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+class ImageError(ValueError):
+    """An image file can't be read or written. The message is one line naming the file."""
+
+
+def _to_float_rgb(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im).astype(np.float32)
+        a = a / (65535.0 if a.max(initial=0) > 255 or mode.startswith("I;16") else 255.0)
+        return np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=-1)
+    if mode == "F":
+        a = np.asarray(im, np.float32)
+        return np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=-1)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        rgba = np.asarray(im.convert("RGBA"), np.float32) / 255.0
+        alpha = rgba[..., 3:]
+        return rgba[..., :3] * alpha + (1.0 - alpha)
+    if mode in ("RGB;16", "BGR;16"):
+        im = im.convert("RGB")
+    if mode != "RGB":
+        im = im.convert("RGB")
+    return np.asarray(im, np.float32) / 255.0
+
+
+def load(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB float32 (H, W, 3) in [0, 1]. Raises ImageError."""
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImageError(f"{p}: is a directory, expected an image file")
+    if p.stat().st_size == 0:
+        raise ImageError(f"{p}: empty file")
+    try:
+        with Image.open(p) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            return _to_float_rgb(im)
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{p}: image too large ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{p}: not a readable image ({e})") from None
+
+
+def resize(image: np.ndarray, max_side: int | None = None, *,
+           shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Resize float (H, W, 3) so its longer side is ``max_side`` (or to ``shape`` = (H, W)), with a
+    Lanczos filter per channel in float (no 8-bit rounding)."""
+    h, w = image.shape[:2]
+    if shape is None:
+        if max_side is None or max(h, w) == max_side:
+            return image
+        s = max_side / max(h, w)
+        shape = (max(1, round(h * s)), max(1, round(w * s)))
+    if tuple(shape) == (h, w):
+        return image
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32), "F")
+                        .resize((shape[1], shape[0]), Image.Resampling.LANCZOS))
+             for c in range(image.shape[-1])]
+    return np.clip(np.stack(chans, -1), 0.0, 1.0)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Validate an output path before any work is done. Raises ImageError."""
+    p = Path(path)
+    if p.suffix.lower() not in FORMATS:
+        raise ImageError(f"{p}: unknown output extension {p.suffix or '(none)'!r}; "
+                         f"expected one of {', '.join(FORMATS)}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise ImageError(f"{p}: directory {parent} does not exist")
+    if p.is_dir():
+        raise ImageError(f"{p}: is a directory")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ImageError(f"{p}: not writable")
+    return p
+
+
+def save(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> Path:
+    """Write RGB float (H, W, 3) in [0, 1] (or uint8) atomically; format from the extension."""
+    p = check_output_path(path)
+    a = image if image.dtype == np.uint8 else to_uint8(image)
+    fmt = FORMATS[p.suffix.lower()]
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent if str(p.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            kw = {"quality": quality} if fmt == "JPEG" else {}
+            Image.fromarray(a, "RGB").save(f, format=fmt, **kw)
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m

@@ -1,0 +1,103 @@
+"""Losses as pure functions of ONE image's features. Batch with ``jax.vmap``.
+
+Normalisation, and how it relates to Gatys et al. (2016), with N_l channels and M_l = H_l * W_l
+positions at layer l:
+
+- :func:`gram` is ``F^T F / M`` (the mean over positions), so Gram entries do not grow with the
+  image size. The paper uses the unnormalised ``F^T F``.
+- :func:`style_layer_loss` is ``sum((G - A)^2) / (4 N^2)`` on our Grams, which equals the paper's
+  ``1 / (4 N^2 M^2) sum((G_paper - A_paper)^2)`` exactly.
+- :func:`content_loss` is ``sum((F - P)^2) / (2 N M)``, the paper's ``1/2 sum((F - P)^2)`` divided
+  by the number of elements. Deviation: the paper's sum grows with the image area while its style
+  term does not, so its best alpha/beta changes with size; the mean keeps our default weights valid
+  at every size.
+- :func:`tv_loss` (not in the paper; Mahendran & Vedaldi's smoothness prior with beta = 2) is the
+  mean squared difference between neighbouring pixels, over both directions and all channels.
+"""
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def gram(f: Array) -> Array:
+    """(H, W, C) activations -> (C, C) Gram matrix, averaged over the H * W positions. float32."""
+    h, w, c = f.shape
+    x = f.reshape(h * w, c).astype(jnp.float32)
+    return (x.T @ x) / (h * w)
+
+
+def content_loss(f: Array, p: Array) -> Array:
+    """``sum((f - p)^2) / (2 * f.size)`` for (H, W, C) activations ``f`` and target ``p``."""
+    d = (f - p).astype(jnp.float32)
+    return 0.5 * jnp.mean(d * d)
+
+
+def style_layer_loss(f: Array, a: Array) -> Array:
+    """Paper's E_l for (H, W, C) activations ``f`` and target Gram ``a`` (C, C), see module doc."""
+    g = gram(f)
+    c = g.shape[0]
+    return jnp.sum((g - a) ** 2) / (4.0 * c * c)
+
+
+def style_loss(feats: Mapping[str, Array], target_grams: Mapping[str, Array],
+               layer_weights: Mapping[str, float] | None = None) -> Array:
+    """Sum over the target's layers of w_l * E_l; w_l = 1 / (number of layers) by default (the
+    paper's 1/5 for five layers)."""
+    names = sorted(target_grams)
+    if layer_weights is None:
+        layer_weights = {n: 1.0 / len(names) for n in names}
+    return sum(layer_weights[n] * style_layer_loss(feats[n], target_grams[n]) for n in names)
+
+
+def tv_loss(image: Array) -> Array:
+    """Mean squared neighbour difference of an (H, W, C) image, both directions summed."""
+    dy = image[1:, :, :] - image[:-1, :, :]
+    dx = image[:, 1:, :] - image[:, :-1, :]
+    return jnp.mean(dy * dy) + jnp.mean(dx * dx)
+
+
+class Targets(NamedTuple):
+    """What the image is pulled towards: content activations per layer, style Grams per layer."""
+    content: dict[str, Array]
+    grams: dict[str, Array]
+
+
+class Weights(NamedTuple):
+    """Scalar loss weights (traced, so changing their values never recompiles)."""
+    content: Array
+    style: Array
+    tv: Array
+
+
+class Parts(NamedTuple):
+    total: Array
+    content: Array
+    style: Array
+    tv: Array
+
+
+def make_targets(content_feats: Mapping[str, Array], style_feats: Mapping[str, Array],
+                 content_layers: Sequence[str], style_layers: Sequence[str]) -> Targets:
+    return Targets(content={n: content_feats[n] for n in content_layers},
+                   grams={n: gram(style_feats[n]) for n in style_layers})
+
+
+def objective(image: Array, feats: Mapping[str, Array], targets: Targets, weights: Weights) -> Parts:
+    """Weighted objective for one image: content * L_content + style * L_style + tv * L_tv.
+
+    Content loss averages over the content layers (one, conv4_2, by default). A zero-sized target
+    dict contributes zero, which gives texture synthesis (no content) or reconstruction (no style).
+    """
+    if targets.content:
+        lc = sum(content_loss(feats[n], p) for n, p in targets.content.items()) / len(targets.content)
+    else:
+        lc = jnp.zeros((), jnp.float32)
+    ls = style_loss(feats, targets.grams) if targets.grams else jnp.zeros((), jnp.float32)
+    lt = tv_loss(image.astype(jnp.float32))
+    total = weights.content * lc + weights.style * ls + weights.tv * lt
+    return Parts(total, lc, ls, lt)

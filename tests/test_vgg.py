@@ -1,0 +1,119 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.test_util import check_grads
+
+from jaxnst import features, vgg
+from conftest import smooth_image
+
+MEAN_RGB = np.array([123.68, 116.779, 103.939])
+
+
+def np_conv_same(x, k, b):
+    """Independent NumPy 3x3 SAME cross-correlation, float64. x (H, W, I), k (3, 3, I, O)."""
+    h, w, _ = x.shape
+    xp = np.pad(x, ((1, 1), (1, 1), (0, 0)))
+    out = np.zeros((h, w, k.shape[-1]))
+    for dy in range(3):
+        for dx in range(3):
+            out += xp[dy:dy + h, dx:dx + w, :] @ k[dy, dx]
+    return out + b
+
+
+def np_pool(x, kind):
+    h, w, c = x.shape
+    x = x[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2, c)
+    return x.max(axis=(1, 3)) if kind == "max" else x.mean(axis=(1, 3))
+
+
+def np_vgg(params, image, pooling):
+    """All 16 post-ReLU activations, written without jax."""
+    x = image.astype(np.float64) * 255.0 - MEAN_RGB
+    out = {}
+    for name in vgg.LAYERS:
+        if name.endswith("_1") and name != "conv1_1":
+            x = np_pool(x, pooling)
+        p = params[name]
+        x = np.maximum(np_conv_same(x, np.asarray(p["kernel"], np.float64),
+                                    np.asarray(p["bias"], np.float64)), 0.0)
+        out[name] = x
+    return out
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_small_random_net_matches_numpy(small_vars, pooling, rng):
+    img = smooth_image(rng, 40, 36)
+    got = features(img, variables=small_vars, pooling=pooling)
+    ref = np_vgg(small_vars["params"], img, pooling)
+    assert set(got) == set(vgg.LAYERS)
+    for name in vgg.LAYERS:
+        assert got[name].shape == ref[name].shape, name
+        scale = np.abs(ref[name]).max()
+        assert np.abs(np.asarray(got[name]) - ref[name]).max() <= 1e-4 * scale + 1e-6, name
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_real_weights_match_numpy(real_vars, pooling, rng):
+    variables, _ = real_vars
+    img = smooth_image(rng, 48, 40)
+    got = features(img, variables=variables, pooling=pooling)
+    ref = np_vgg(variables["params"], img, pooling)
+    for name in vgg.LAYERS:
+        scale = np.abs(ref[name]).max()
+        assert scale > 0, name
+        err = np.abs(np.asarray(got[name], np.float64) - ref[name]).max()
+        assert err <= 1e-4 * scale, (name, err, scale)
+
+
+def test_only_requested_layers_computed(small_vars, rng):
+    img = smooth_image(rng, 32, 32)
+    got = features(img, ["conv2_1", "conv1_1"], variables=small_vars)
+    assert set(got) == {"conv1_1", "conv2_1"}
+    # Truncated params (nothing past conv2_1) must be enough: deeper layers are never built.
+    params = {k: v for k, v in small_vars["params"].items() if k in ("conv1_1", "conv1_2", "conv2_1")}
+    model = vgg.VGG19(channels=vgg.channels_of(small_vars))
+    out = model.apply({"params": params}, jnp.asarray(img), ("conv2_1",))
+    scale = float(np.abs(got["conv2_1"]).max())
+    np.testing.assert_allclose(out["conv2_1"], got["conv2_1"], rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_batched_equals_single(small_vars, rng):
+    imgs = np.stack([smooth_image(rng, 32, 32) for _ in range(2)])
+    got = features(imgs, ["conv3_1"], variables=small_vars)["conv3_1"]
+    for i in range(2):
+        one = features(imgs[i], ["conv3_1"], variables=small_vars)["conv3_1"]
+        np.testing.assert_allclose(got[i], one, rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_layer_message(small_vars):
+    with pytest.raises(ValueError, match="unknown layer 'conv9_1'; expected one of conv1_1..conv5_4"):
+        features(np.zeros((32, 32, 3), np.float32), ["conv9_1"], variables=small_vars)
+
+
+def test_custom_vjp_conv_matches_autodiff_and_finite_differences(rng):
+    x = jnp.asarray(rng.standard_normal((1, 6, 5, 3)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 3, 4)), jnp.float32)
+    kt = vgg.backward_kernel(k)
+
+    def plain(x, k):
+        y = lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.sum(jnp.tanh(y))
+
+    custom = lambda x, k: jnp.sum(jnp.tanh(vgg.conv3x3(x, k, kt)))  # noqa: E731
+    np.testing.assert_allclose(custom(x, k), plain(x, k), rtol=1e-6)
+    for got, want in zip(jax.grad(custom, (0, 1))(x, k), jax.grad(plain, (0, 1))(x, k)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    check_grads(lambda x: custom(x, k), (x,), order=1, modes=["rev"], atol=5e-2, rtol=5e-2)
+
+
+def test_backward_kernel_collection_is_used(small_vars, rng):
+    """Gradients through the module are the same with precomputed and on-the-fly kernels."""
+    img = jnp.asarray(smooth_image(rng, 32, 32))
+    model = vgg.VGG19(channels=vgg.channels_of(small_vars))
+    f = lambda v, x: jnp.sum(model.apply(v, x, ("conv3_1",))["conv3_1"] ** 2)  # noqa: E731
+    g1 = jax.grad(f, 1)(small_vars, img)
+    g2 = jax.grad(f, 1)(vgg.with_backward_kernels(small_vars), img)
+    np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-6)
