@@ -10,8 +10,9 @@ Evaluations: Adam uses one loss+gradient evaluation per step. L-BFGS uses one at
 per line-search trial (``ZoomLinesearchInfo.num_linesearch_steps``); the value and gradient at the
 accepted point are reused by the next step, as ``optax.value_and_grad_from_state`` would.
 
-Divergence: a step whose loss or image is not finite is rejected; the state keeps the last finite
-image and records the step in ``diverged_at`` (-1 while all is well), and later steps do nothing.
+Divergence: a step whose loss or image is not finite is rejected and its step recorded in
+``diverged_at`` (-1 while all is well); later steps do nothing, and ``good_image`` holds the last
+image whose loss was finite.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class Config(NamedTuple):
     max_linesearch_steps: int = 20
     adam_b1: float = 0.9
     adam_b2: float = 0.999
+    custom_grad: bool = True          # see jaxnst.vgg: fast input-gradient inside loops
 
 
 class Hyper(NamedTuple):
@@ -56,6 +58,7 @@ class LoopState(NamedTuple):
     step: Array            # int32, steps taken
     evals: Array           # int32, loss+gradient evaluations so far
     diverged_at: Array     # int32, step at which a non-finite loss/image appeared, or -1
+    good_image: Array      # the latest image whose loss was finite (what a diverged run returns)
 
 
 def _optimizer(config: Config, lr: Array) -> optax.GradientTransformation:
@@ -71,7 +74,8 @@ def _optimizer(config: Config, lr: Array) -> optax.GradientTransformation:
 def parts_fn(image: Array, variables: dict, targets: losses.Targets, weights: losses.Weights,
              config: Config) -> losses.Parts:
     """Loss parts for one (H, W, 3) image."""
-    model = vgg.VGG19(pooling=config.pooling, channels=config.channels)
+    model = vgg.VGG19(pooling=config.pooling, channels=config.channels,
+                      custom_grad=config.custom_grad)
     feats = model.apply(variables, image, config.layers)
     return losses.objective(image, feats, targets, weights)
 
@@ -92,7 +96,8 @@ def init_state(image: Array, variables: dict, targets: losses.Targets, hyper: Hy
         evals = jnp.int32(1)
     else:
         grad, evals = None, jnp.int32(0)
-    state = LoopState(image, opt.init(image), parts.total, grad, jnp.int32(0), evals, jnp.int32(-1))
+    state = LoopState(image, opt.init(image), parts.total, grad, jnp.int32(0), evals, jnp.int32(-1),
+                      image)
     return state, parts
 
 
@@ -105,7 +110,7 @@ def _step(state: LoopState, variables, targets, hyper: Hyper, config: Config) ->
         image = optax.apply_updates(state.image, updates)
         # Adam's value is the loss *before* its update; the history records it as such.
         return LoopState(image, opt_state, value, None, state.step + 1, state.evals + 1,
-                         state.diverged_at)
+                         state.diverged_at, state.image)
     value_fn = functools.partial(_total, variables=variables, targets=targets,
                                  weights=hyper.weights, config=config)
     updates, opt_state = opt.update(state.grad, state.opt_state, state.image, value=state.value,
@@ -115,10 +120,12 @@ def _step(state: LoopState, variables, targets, hyper: Hyper, config: Config) ->
     grad = optax.tree.get(opt_state, "grad")
     n = optax.tree.get(opt_state, "num_linesearch_steps")
     return LoopState(image, opt_state, value, grad, state.step + 1, state.evals + n,
-                     state.diverged_at)
+                     state.diverged_at, image)
 
 
 def _guarded_step(state: LoopState, variables, targets, hyper: Hyper, config: Config) -> LoopState:
+    # ``new.value`` is the loss at ``new.good_image`` (for Adam the image the step started from,
+    # for L-BFGS the accepted point), so a finite value vouches for that image.
     new = _step(state, variables, targets, hyper, config)
     finite = jnp.isfinite(new.value) & jnp.all(jnp.isfinite(new.image))
     kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)

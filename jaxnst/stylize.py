@@ -40,8 +40,8 @@ class Options:
     learning_rate: float = _field(0.02, "Adam step size, in pixel units of [0, 1] (L-BFGS uses a "
                                         "line search and ignores it)")
     content_weight: float = _field(1.0, "weight of the content loss (alpha)")
-    style_weight: float = _field(1e4, "weight of the style loss (beta)")
-    tv_weight: float = _field(10.0, "weight of the total-variation smoothness loss")
+    style_weight: float = _field(1e-4, "weight of the style loss (beta)")
+    tv_weight: float = _field(1e4, "weight of the total-variation smoothness loss")
     init: str = _field("content", "starting image: content, noise (seeded), or an image file (CLI) "
                                   "/ array (API)")
     seed: int = _field(0, "random seed for noise init")
@@ -49,7 +49,7 @@ class Options:
                           choices=("max", "avg"))
     content_layers: tuple[str, ...] = _field(CONTENT_LAYERS, "VGG19 layers for content")
     style_layers: tuple[str, ...] = _field(STYLE_LAYERS, "VGG19 layers for style")
-    chunk: int = _field(50, "steps per compiled program call; progress is reported between chunks")
+    chunk: int = _field(20, "steps per compiled program call; progress is reported between chunks")
     lbfgs_memory: int = _field(10, "L-BFGS history size")
 
 
@@ -252,10 +252,10 @@ def stylize(content, style, *, variables: dict | None = None,
     history = {"step": np.asarray(steps)}
     for f in losses.Parts._fields:
         history[f] = np.asarray([float(getattr(p, f)) for p in parts], np.float32)
-    image = np.clip(np.asarray(state.image), 0.0, 1.0)
+    diverged = int(state.diverged_at)
+    image = np.clip(np.asarray(state.good_image if diverged >= 0 else state.image), 0.0, 1.0)
     wall = time.perf_counter() - t_start
     compile_s = compile_stats()["seconds"] - c0
-    diverged = int(state.diverged_at)
     return Result(image=image, losses=totals, history=history, evaluations=int(state.evals),
                   iterations=int(state.step), compile_seconds=compile_s,
                   run_seconds=max(wall - compile_s, 0.0), device=str(jax.devices()[0].device_kind),

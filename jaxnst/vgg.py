@@ -70,6 +70,7 @@ class Conv3x3(nn.Module):
     """A frozen-friendly 3x3 SAME convolution + bias. Params: ``kernel`` (3, 3, I, O), ``bias`` (O,).
     Reads ``kernel_t`` from the ``backward`` collection when present (see with_backward_kernels)."""
     features: int
+    custom_grad: bool = True
 
     @nn.compact
     def __call__(self, x):
@@ -81,6 +82,8 @@ class Conv3x3(nn.Module):
         else:
             kernel_t = backward_kernel(kernel)
         kernel = kernel.astype(x.dtype)
+        if not self.custom_grad:  # plain autodiff; kept for benchmarks (scripts/bench_loop.py)
+            return _conv(x, kernel) + bias.astype(x.dtype)
         return conv3x3(x, kernel, kernel_t.astype(x.dtype)) + bias.astype(x.dtype)
 
 
@@ -105,6 +108,7 @@ class VGG19(nn.Module):
     paper's choice for synthesis). ``channels`` scales the widths; tests use small random nets."""
     pooling: str = "max"
     channels: Sequence[int] = CHANNELS
+    custom_grad: bool = True
 
     @nn.compact
     def __call__(self, image: jax.Array, layers: Sequence[str] = ("conv5_1",)) -> dict[str, jax.Array]:
@@ -122,7 +126,7 @@ class VGG19(nn.Module):
                 x = _pool(x, self.pooling)
             for i in range(n):
                 name = LAYERS[k]
-                x = nn.relu(Conv3x3(self.channels[b], name=name)(x))
+                x = nn.relu(Conv3x3(self.channels[b], self.custom_grad, name=name)(x))
                 if name in layers:
                     out[name] = x[0] if single else x
                 if k == last:

@@ -1,0 +1,262 @@
+"""Command line: ``jaxnst CONTENT STYLE -o OUT.png`` (also ``python scripts/stylize.py``).
+
+Flags for stylize's options are derived from :class:`jaxnst.stylize.Options`, the one home of their
+defaults. Exit codes: 0 done; 2 bad input (one line on stderr, nothing written); 3 the run diverged
+(the last finite image is written); 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+DEMO_CONTENT = "chelsea.jpg"
+DEMO_STYLE = "swirls.png"
+DEMO_DEFAULTS = {"size": 256, "iterations": 200, "output": "jaxnst-demo.png"}
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _layers(text: str) -> tuple[str, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    return tuple(t for t in text.replace(",", " ").split() if t)
+
+
+def _finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jaxnst.stylize import Options
+    p = _Parser(prog="jaxnst", description="Neural style transfer (Gatys et al. 2016) in JAX.")
+    p.add_argument("content", nargs="?", help="content image file")
+    p.add_argument("style", nargs="?", help="style image file")
+    p.add_argument("-o", "--output", help="output image (.png, .jpg)")
+    p.add_argument("--size", type=int, default=512,
+                   help="longer side of the output in pixels (default: 512; 256 with --demo)")
+    for f in dataclasses.fields(Options):
+        if f.name == "chunk":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kw = {"default": None, "help": f"{f.metadata['help']} (default: {_show(f.default)})"}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if f.name.endswith("_layers"):
+            kw.update(type=_layers, metavar="LAYERS",
+                      help=kw["help"] + "; comma-separated, or 'none'")
+        elif f.type in ("int", int):
+            kw["type"] = int
+        elif f.type in ("float", float):
+            kw["type"] = _finite_float
+        p.add_argument(flag, **kw)
+    p.add_argument("--save-every", type=int, metavar="N",
+                   help="write an intermediate image every N iterations (OUT_stepNNNNN.png)")
+    p.add_argument("--json", metavar="REPORT.json", help="write a JSON report of the run")
+    p.add_argument("--weights", metavar="FILE", help="converted VGG19 weights (default: "
+                   "$JAXNST_WEIGHTS, weights/vgg19.h5 in a checkout, or ~/.cache/jaxnst/vgg19.h5)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.add_argument("--demo", action="store_true",
+                   help="stylize the bundled sample images (256 px, 200 iterations unless given)")
+    return p
+
+
+def _show(v) -> str:
+    return ",".join(v) if isinstance(v, tuple) else str(v)
+
+
+def sample_path(name: str) -> Path:
+    return Path(str(resources.files("jaxnst") / "samples" / name))
+
+
+def _say(quiet: bool, *msg) -> None:
+    if not quiet:
+        print("jaxnst:", *msg, file=sys.stderr)
+
+
+def _check_number(name: str, v, minimum: float, strict: bool) -> None:
+    if v is None:
+        return
+    if not math.isfinite(v) or (v <= minimum if strict else v < minimum):
+        op = ">" if strict else ">="
+        raise UsageError(f"--{name.replace('_', '-')} must be a finite number {op} {minimum}, "
+                         f"got {v}")
+
+
+def _intermediate_path(out: Path, step: int) -> Path:
+    return out.with_name(f"{out.stem}_step{step:05d}{out.suffix}")
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from jaxnst import image_io
+    if args.demo:
+        args.content = args.content or str(sample_path(DEMO_CONTENT))
+        args.style = args.style or str(sample_path(DEMO_STYLE))
+        args.output = args.output or DEMO_DEFAULTS["output"]
+        if args.iterations is None:
+            args.iterations = DEMO_DEFAULTS["iterations"]
+        if "--size" not in (argv if argv is not None else sys.argv[1:]):
+            args.size = DEMO_DEFAULTS["size"]
+    if not args.content or not args.style:
+        raise UsageError("CONTENT and STYLE image files are required (or --demo)")
+    if not args.output:
+        raise UsageError("-o/--output is required")
+    if args.size < 16:
+        raise UsageError(f"--size must be at least 16 px (VGG19's four poolings), got {args.size}")
+    if args.iterations is not None and args.iterations < 1:
+        raise UsageError(f"--iterations must be >= 1, got {args.iterations}")
+    if args.save_every is not None and args.save_every < 1:
+        raise UsageError(f"--save-every must be >= 1, got {args.save_every}")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        _check_number(name, getattr(args, name), 0.0, strict=False)
+    _check_number("learning_rate", args.learning_rate, 0.0, strict=True)
+    out = image_io.check_output_path(args.output)
+    if args.json:
+        jp = Path(args.json)
+        if not (jp.parent if str(jp.parent) else Path(".")).is_dir():
+            raise UsageError(f"--json {jp}: directory {jp.parent} does not exist")
+
+    content = image_io.resize(image_io.load(args.content), args.size)
+    style = image_io.load(args.style)
+    style = image_io.resize(style, max(content.shape[:2]))
+    if min(content.shape[:2]) < 16:
+        raise UsageError(f"{args.content}: {content.shape[1]}x{content.shape[0]} px after resizing "
+                         "to --size; VGG19 needs at least 16 px per side")
+    if min(style.shape[:2]) < 16:
+        raise UsageError(f"{args.style}: too small after resizing ({style.shape[1]}x"
+                         f"{style.shape[0]} px); VGG19 needs at least 16 px per side")
+
+    from jaxnst.stylize import Options, make_options
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options)
+               if f.name != "chunk" and getattr(args, f.name) is not None}
+    if "init" in options and options["init"] not in ("content", "noise"):
+        init_img = image_io.load(options["init"])
+        options["init"] = image_io.resize(init_img, shape=content.shape[:2])
+    if args.save_every:
+        options["chunk"] = args.save_every
+    try:
+        opts = make_options(**options)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+    from jaxnst import weights
+    try:
+        variables, digest = weights.load_variables(args.weights)
+    except weights.WeightsError as e:
+        raise UsageError(str(e)) from None
+
+    import jax
+    import numpy as np
+    from jaxnst.stylize import stylize
+    h, w = content.shape[:2]
+    _say(args.quiet, f"{w}x{h} px, {opts.iterations} {opts.optimizer} iterations on "
+                     f"{jax.devices()[0].device_kind}")
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=opts.iterations, unit="it", file=sys.stderr, dynamic_ncols=True,
+                   desc="stylizing")
+    last = {"step": 0}
+
+    def callback(step, loss, image):
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            bar.update(step - last["step"])
+        last["step"] = step
+        if args.save_every and step % args.save_every == 0 and step < opts.iterations:
+            image_io.save(_intermediate_path(out, step), np.clip(np.asarray(image), 0, 1))
+        return None
+
+    t0 = time.perf_counter()
+    try:
+        result = stylize(content, style, variables=variables, callback=callback,
+                         **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)})
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t0
+    image_io.save(out, result.image)
+    final = {k: float(v[-1]) for k, v in result.history.items() if k != "step"}
+    report = {
+        "output": str(out),
+        "content": str(args.content), "style": str(args.style),
+        "image_size": [w, h],
+        "iterations": result.iterations, "evaluations": result.evaluations,
+        "final_loss": final,
+        "wall_seconds": wall, "compile_seconds": result.compile_seconds,
+        "run_seconds": result.run_seconds,
+        "seconds_per_evaluation": result.run_seconds / max(result.evaluations, 1),
+        "device": result.device, "backend": jax.default_backend(),
+        "weights_sha256": digest,
+        "diverged_at": result.diverged_at,
+        "options": {k: (list(v) if isinstance(v, tuple) else v)
+                    for k, v in dataclasses.asdict(opts).items() if k != "init"}
+        | {"init": opts.init if isinstance(opts.init, str) else args.init},
+        "history": {k: [float(x) for x in v] for k, v in result.history.items()},
+    }
+    if args.json:
+        _write_json(Path(args.json), report)
+    if result.diverged_at is not None:
+        print(f"jaxnst: error: the loss became non-finite at iteration {result.diverged_at}; "
+              f"wrote the last finite image to {out}; try a smaller --learning-rate or weights",
+              file=sys.stderr)
+        return EXIT_DIVERGED
+    _say(args.quiet, f"wrote {out} ({result.iterations} iterations, {result.evaluations} "
+                     f"evaluations, {wall:.1f} s of which {result.compile_seconds:.1f} s compiling; "
+                     f"style loss {result.history['style'][0]:.4g} -> {final['style']:.4g})")
+    return 0
+
+
+def _write_json(path: Path, report: dict) -> None:
+    import tempfile
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
+                               dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from jaxnst.image_io import ImageError
+    from jaxnst.weights import WeightsError
+    try:
+        return run(argv)
+    except (UsageError, ImageError, WeightsError) as e:
+        print(f"jaxnst: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("jaxnst: interrupted; nothing written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxnst import cli
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:60, 0:80] / 80
+    c = np.stack([x, y, 0.5 + 0 * x], -1)
+    Image.fromarray((c * 255).astype(np.uint8)).save(d / "c.png")
+    Image.fromarray((rng.uniform(size=(50, 50, 3)) * 255).astype(np.uint8)).save(d / "s.jpg")
+    (d / "text.png").write_text("not an image")
+    return d
+
+
+def run(argv, capsys):
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's own errors (e.g. an invalid choice)
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.err
+
+
+def test_full_run_writes_image_json_and_intermediates(files, tmp_path, capsys, real_vars):
+    out = tmp_path / "o.png"
+    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 48, "--iterations", 4,
+                     "--save-every", 2, "--json", tmp_path / "r.json", "--quiet"], capsys)
+    assert code == 0, err
+    im = Image.open(out)
+    assert im.size == (48, 36)
+    assert (tmp_path / "o_step00002.png").exists()
+    r = json.loads((tmp_path / "r.json").read_text())
+    for key in ("final_loss", "evaluations", "iterations", "wall_seconds", "compile_seconds",
+                "device", "image_size", "weights_sha256"):
+        assert key in r
+    assert r["iterations"] == 4 and r["evaluations"] >= 5 and r["image_size"] == [48, 36]
+    assert set(r["final_loss"]) == {"total", "content", "style", "tv"}
+    assert r["options"]["style_layers"] == ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+
+
+def test_demo_runs_on_bundled_images(tmp_path, capsys, real_vars):
+    out = tmp_path / "demo.png"
+    code, err = run(["--demo", "--iterations", 2, "--size", 48, "-o", out], capsys)
+    assert code == 0, err
+    assert out.exists() and str(out) in err
+
+
+def test_divergence_exits_3_with_last_finite_image(files, tmp_path, capsys, real_vars):
+    out = tmp_path / "d.png"
+    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 32, "--optimizer",
+                     "adam", "--learning-rate", 1e30, "--iterations", 10, "--quiet"], capsys)
+    assert code == 3
+    assert "non-finite at iteration" in err and out.exists()
+
+
+@pytest.mark.parametrize("extra, msg", [
+    (["--style-weight", "-1"], "--style-weight must be a finite number >= 0"),
+    (["--content-weight", "nan"], "--content-weight must be a finite number"),
+    (["--tv-weight", "inf"], "--tv-weight must be a finite number"),
+    (["--iterations", "0"], "--iterations must be >= 1"),
+    (["--size", "0"], "--size must be at least 16"),
+    (["--style-layers", "conv9_1"], "unknown style layer 'conv9_1'"),
+    (["--optimizer", "sgd"], "invalid choice"),
+])
+def test_bad_flags(files, tmp_path, capsys, extra, msg):
+    out = tmp_path / "o.png"
+    code, err = run([files / "c.png", files / "s.jpg", "-o", out, *extra], capsys)
+    assert code == 2
+    assert msg in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("which, msg", [
+    ("missing", "no such file"), ("text", "not a readable image"), ("dir", "is a directory"),
+])
+def test_bad_input_files(files, tmp_path, capsys, which, msg):
+    bad = {"missing": files / "nope.png", "text": files / "text.png", "dir": files}[which]
+    out = tmp_path / "o.png"
+    for args in ([bad, files / "s.jpg"], [files / "c.png", bad]):
+        code, err = run([*args, "-o", out], capsys)
+        assert code == 2 and msg in err and err.count("\n") == 1 and "Traceback" not in err
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("name, msg", [("o.gif2", "unknown output extension"),
+                                       ("no/dir/o.png", "does not exist")])
+def test_bad_output_path(files, tmp_path, capsys, name, msg):
+    code, err = run([files / "c.png", files / "s.jpg", "-o", tmp_path / name], capsys)
+    assert code == 2 and msg in err
+
+
+def test_existing_output_untouched_on_bad_input(files, tmp_path, capsys):
+    out = tmp_path / "keep.png"
+    out.write_bytes(b"precious")
+    code, _ = run([files / "text.png", files / "s.jpg", "-o", out], capsys)
+    assert code == 2 and out.read_bytes() == b"precious"

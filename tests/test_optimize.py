@@ -1,0 +1,148 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import importlib
+
+from jaxnst import losses, optimize, vgg
+from jaxnst.stylize import compile_stats, stylize
+
+st = importlib.import_module("jaxnst.stylize")  # the module; jaxnst.stylize is the function
+from conftest import smooth_image
+
+TINY = dict(style_weight=1e-2, tv_weight=1.0, content_weight=1.0)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(3)
+    return smooth_image(rng, 32, 32), smooth_image(rng, 40, 36)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_descent_lowers_the_loss(small_vars, pair, optimizer):
+    r = stylize(*pair, variables=small_vars, optimizer=optimizer, iterations=30, chunk=10,
+                init="noise", learning_rate=0.05, **TINY)
+    assert r.iterations == 30 and r.diverged_at is None
+    assert r.history["total"][-1] < 0.5 * r.history["total"][0]
+    assert r.image.shape == (32, 32, 3) and r.image.min() >= 0 and r.image.max() <= 1
+    assert list(r.history["step"]) == [0, 10, 20, 30]
+    if optimizer == "adam":
+        assert r.evaluations == 30
+    else:
+        assert r.evaluations >= 31  # one at the start, at least one per iteration
+
+
+def test_evaluation_count_matches_a_counter_inside_the_program(small_vars, pair, monkeypatch):
+    """Every call of the loss+gradient is counted by a host callback compiled into the program;
+    the reported evaluation count must equal it (line-search trials included)."""
+    calls = []
+    real_total = optimize._total
+
+    def counted(image, variables, targets, weights, config):
+        jax.debug.callback(lambda: calls.append(1))
+        return real_total(image, variables, targets, weights, config)
+
+    monkeypatch.setattr(optimize, "_total", counted)
+    # A distinct static config (lbfgs_memory=7) forces a fresh trace that sees the counter.
+    r = stylize(*pair, variables=small_vars, iterations=12, chunk=5, lbfgs_memory=7,
+                init="noise", **TINY)
+    jax.effects_barrier()
+    assert r.evaluations == len(calls)
+    assert r.evaluations > r.iterations
+
+
+def test_no_recompilation_between_chunks_or_weight_values(small_vars, pair):
+    kw = dict(variables=small_vars, iterations=9, chunk=3, init="noise", optimizer="lbfgs")
+    before = optimize.run_chunk._cache_size()
+    stylize(*pair, **kw, **TINY)  # three chunks (may compile once)
+    assert optimize.run_chunk._cache_size() - before <= 1
+    c0 = compile_stats()["compiles"]
+    r = stylize(*pair, **kw, style_weight=3e-2, content_weight=0.5, tv_weight=0.0)
+    assert compile_stats()["compiles"] == c0, "changing only weight values recompiled"
+    assert r.compile_seconds < 0.5
+    # A different count of iterations is a value too (steps past it are no-ops).
+    stylize(*pair, **{**kw, "iterations": 5}, **TINY)
+    assert compile_stats()["compiles"] == c0
+
+
+def test_chunking_does_not_change_the_result(small_vars, pair):
+    a = stylize(*pair, variables=small_vars, optimizer="adam", iterations=12, chunk=12,
+                init="noise", **TINY)
+    b = stylize(*pair, variables=small_vars, optimizer="adam", iterations=12, chunk=5,
+                init="noise", **TINY)
+    np.testing.assert_allclose(a.image, b.image, atol=1e-5)
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+
+
+def test_adam_matches_a_plain_python_loop(small_vars, pair):
+    """Second code path: optax.adam stepped from Python with jax.grad of the objective."""
+    import optax
+    content, style = pair
+    o = st.make_options(optimizer="adam", iterations=6, init="noise", learning_rate=0.05, **TINY)
+    r = stylize(content, style, variables=small_vars, **{k: getattr(o, k) for k in
+                ("optimizer", "iterations", "init", "learning_rate", "style_weight",
+                 "content_weight", "tv_weight")})
+    targets = st.prepare_targets(jnp.asarray(content), jnp.asarray(style), small_vars, o)
+    model = vgg.VGG19(channels=vgg.channels_of(small_vars))
+    w = losses.Weights(*(jnp.float32(x) for x in (o.content_weight, o.style_weight, o.tv_weight)))
+
+    def loss(img):
+        feats = model.apply(small_vars, img, vgg.LAYERS[:13])
+        return losses.objective(img, feats, targets, w).total
+
+    img = jax.random.uniform(jax.random.PRNGKey(o.seed), content.shape, jnp.float32)
+    opt = optax.adam(o.learning_rate)
+    s = opt.init(img)
+    for _ in range(6):
+        g = jax.grad(loss)(img)
+        u, s = opt.update(g, s, img)
+        img = img + u
+    np.testing.assert_allclose(r.image, np.clip(img, 0, 1), atol=1e-4)
+
+
+def test_same_seed_same_result_and_seed_matters(small_vars, pair):
+    kw = dict(variables=small_vars, iterations=5, chunk=5, init="noise", **TINY)
+    a = stylize(*pair, seed=1, **kw)
+    b = stylize(*pair, seed=1, **kw)
+    c = stylize(*pair, seed=2, **kw)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert np.abs(a.image - c.image).max() > 1e-3
+
+
+def test_divergence_is_detected_and_the_last_finite_image_kept(small_vars, pair):
+    r = stylize(*pair, variables=small_vars, optimizer="adam", iterations=40, chunk=10,
+                learning_rate=1e30, init="noise", **TINY)
+    assert r.diverged_at is not None and r.diverged_at < 40
+    assert r.iterations == r.diverged_at
+    assert np.all(np.isfinite(r.image))
+    assert np.all(np.isfinite(r.losses[: r.diverged_at])) and np.isnan(r.losses[-1])
+
+
+def test_texture_and_reconstruction_modes(small_vars, pair):
+    t = stylize(*pair, variables=small_vars, content_layers=(), init="noise", iterations=10, **TINY)
+    assert t.history["content"][-1] == 0 and t.history["style"][-1] < t.history["style"][0]
+    c = stylize(*pair, variables=small_vars, style_layers=(), init="noise", iterations=10, **TINY)
+    assert c.history["style"][-1] == 0 and c.history["content"][-1] < c.history["content"][0]
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (dict(iterations=0), "iterations must be a positive integer"),
+    (dict(style_weight=-1.0), "style_weight must be a finite number >= 0"),
+    (dict(content_weight=float("nan")), "content_weight must be a finite number"),
+    (dict(tv_weight=float("inf")), "tv_weight must be a finite number"),
+    (dict(optimizer="sgd"), "unknown optimizer 'sgd'"),
+    (dict(style_layers=("conv9_1",)), "unknown style layer 'conv9_1'"),
+    (dict(init="zeros"), "init must be 'content', 'noise' or an image array"),
+    (dict(colour=1), "unknown option 'colour'"),
+])
+def test_bad_options_are_named(small_vars, pair, bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        stylize(*pair, variables=small_vars, **bad)
+
+
+def test_tiny_image_is_refused(small_vars):
+    with pytest.raises(ValueError, match="at least 16 px"):
+        stylize(np.zeros((8, 40, 3), np.float32), np.zeros((32, 32, 3), np.float32),
+                variables=small_vars)
