@@ -10,6 +10,13 @@ Evaluations: Adam uses one loss+gradient evaluation per step. L-BFGS uses one at
 per line-search trial (``ZoomLinesearchInfo.num_linesearch_steps``); the value and gradient at the
 accepted point are reused by the next step, as ``optax.value_and_grad_from_state`` would.
 
+Batches: :func:`init_state` and :func:`run_chunk` take a leading batch axis and ``jax.vmap`` the
+single-image step over it (VGG weights and style Grams shared). Under vmap every ``lax.cond`` runs
+both branches, and optax's zoom line search evaluates the loss in both branches of its cond, so a
+batched zoom search pays two evaluations per trial; the Armijo backtracking search pays one. A
+batched line search also runs until its slowest member. Hence sweeps use backtracking (first trial
+step 1, accepted in nearly every iteration here), while single runs keep the zoom search.
+
 Divergence: a step whose loss or image is not finite is rejected and its step recorded in
 ``diverged_at`` (-1 while all is well); later steps do nothing, and ``good_image`` holds the last
 image whose loss was finite.
@@ -21,6 +28,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
@@ -37,9 +45,11 @@ class Config(NamedTuple):
     layers: tuple[str, ...] = ()      # every layer the targets need
     channels: tuple[int, ...] = vgg.CHANNELS
     lbfgs_memory: int = 10
+    linesearch: str = "zoom"          # "zoom" (strong Wolfe) | "backtracking" (Armijo; batches)
     max_linesearch_steps: int = 20
     adam_b1: float = 0.9
     adam_b2: float = 0.999
+    batched_content: bool = False     # one content target per batch member (many content images)
     custom_grad: bool = True          # see jaxnst.vgg: fast input-gradient inside loops
 
 
@@ -65,8 +75,15 @@ def _optimizer(config: Config, lr: Array) -> optax.GradientTransformation:
     if config.optimizer == "adam":
         return optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2)
     if config.optimizer == "lbfgs":
-        ls = optax.scale_by_zoom_linesearch(max_linesearch_steps=config.max_linesearch_steps,
-                                            initial_guess_strategy="one")
+        if config.linesearch == "zoom":
+            ls = optax.scale_by_zoom_linesearch(max_linesearch_steps=config.max_linesearch_steps,
+                                                initial_guess_strategy="one")
+        elif config.linesearch == "backtracking":
+            ls = optax.scale_by_backtracking_linesearch(
+                max_backtracking_steps=config.max_linesearch_steps, store_grad=True)
+        else:
+            raise ValueError(f"unknown linesearch {config.linesearch!r}; expected 'zoom' or "
+                             "'backtracking'")
         return optax.lbfgs(memory_size=config.lbfgs_memory, linesearch=ls)
     raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'lbfgs' or 'adam'")
 
@@ -84,10 +101,8 @@ def _total(image, variables, targets, weights, config):
     return parts_fn(image, variables, targets, weights, config).total
 
 
-@functools.partial(jax.jit, static_argnames="config")
-def init_state(image: Array, variables: dict, targets: losses.Targets, hyper: Hyper,
-               config: Config) -> tuple[LoopState, losses.Parts]:
-    """Optimizer state at ``image`` and the loss parts there (one evaluation for L-BFGS)."""
+def _init_one(image: Array, variables: dict, targets: losses.Targets, hyper: Hyper,
+              config: Config) -> tuple[LoopState, losses.Parts]:
     image = image.astype(jnp.float32)
     opt = _optimizer(config, hyper.learning_rate)
     parts = parts_fn(image, variables, targets, hyper.weights, config)
@@ -133,35 +148,82 @@ def _guarded_step(state: LoopState, variables, targets, hyper: Hyper, config: Co
                          diverged_at=jnp.where(finite, state.diverged_at, state.step))
 
 
+def _maybe_step(state: LoopState, variables, targets, hyper: Hyper, config: Config) -> LoopState:
+    active = (state.step < hyper.iterations) & (state.diverged_at < 0)
+    # Under vmap this cond becomes a select (both sides run); only the tail of the last chunk and
+    # diverged members pay for it.
+    return lax.cond(active, lambda s: _guarded_step(s, variables, targets, hyper, config),
+                    lambda s: s, state)
+
+
+def _batched(fn, config: Config):
+    """vmap ``fn(x, variables, targets, hyper, config)`` over x, the loss weights and (when
+    ``config.batched_content``) the content targets; VGG weights and Grams are shared."""
+    t_axes = losses.Targets(content=0 if config.batched_content else None, grams=None)
+
+    def call(x, variables, targets, hyper):
+        def one(x, t, w):
+            return fn(x, variables, t, hyper._replace(weights=w), config)
+        if jax.tree.leaves(x)[0].shape[0] == 1:
+            # A batch of one runs unbatched: under vmap every lax.cond becomes a select that runs
+            # both branches, and optax's zoom line search has an evaluation in each.
+            squeeze = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
+            t = targets._replace(content=squeeze(targets.content)) if config.batched_content \
+                else targets
+            out = one(squeeze(x), t, squeeze(hyper.weights))
+            return jax.tree.map(lambda a: a[None], out)
+        return jax.vmap(one, in_axes=(0, t_axes, 0))(x, targets, hyper.weights)
+    return call
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def init_state(images: Array, variables: dict, targets: losses.Targets, hyper: Hyper,
+               config: Config) -> tuple[LoopState, losses.Parts]:
+    """Batched: optimizer states at ``images`` (N, H, W, 3) and the loss parts there.
+    ``hyper.weights`` holds (N,) arrays; one evaluation per member for L-BFGS."""
+    return _batched(_init_one, config)(images, variables, targets, hyper)
+
+
 @functools.partial(jax.jit, static_argnames="config", donate_argnames="state")
 def run_chunk(state: LoopState, variables: dict, targets: losses.Targets, hyper: Hyper,
-              config: Config) -> tuple[LoopState, Array, losses.Parts]:
-    """Take up to ``config.chunk`` steps. Returns the new state, the total loss after each step
-    (NaN for steps not taken), and the loss parts at the final image (one forward pass)."""
+              config: Config) -> tuple[LoopState, Array, Array, losses.Parts]:
+    """Take up to ``config.chunk`` steps for every member of the batch.
 
-    def body(s: LoopState, _):
-        active = (s.step < hyper.iterations) & (s.diverged_at < 0)
-        s = lax.cond(active, lambda s: _guarded_step(s, variables, targets, hyper, config),
-                     lambda s: s, s)
-        return s, jnp.where(active & (s.diverged_at < 0), s.value, jnp.nan)
+    Returns the new state, the total loss of each member after each step ((chunk, N), NaN for
+    steps not taken), the evaluations the batch paid for (the sum over steps of the largest
+    per-member count: a batched line search runs until its slowest member), and the loss parts at
+    the final images (one forward pass)."""
+    step = _batched(_maybe_step, config)
 
-    state, totals = lax.scan(body, state, None, length=config.chunk)
-    parts = parts_fn(state.image, variables, targets, hyper.weights, config)
-    return state, totals, parts
+    def body(carry, _):
+        s, cost = carry
+        new = step(s, variables, targets, hyper)
+        cost = cost + jnp.max(new.evals - s.evals)
+        active = (s.step < hyper.iterations) & (new.diverged_at < 0)
+        return (new, cost), jnp.where(active, new.value, jnp.nan)
+
+    (state, cost), totals = lax.scan(body, (state, jnp.int32(0)), None, length=config.chunk)
+    parts = _batched(lambda x, v, t, h, c: parts_fn(x.image, v, t, h.weights, c), config)(
+        state, variables, targets, hyper)
+    return state, totals, cost, parts
 
 
-def descend(image: Array, variables: dict, targets: losses.Targets, hyper: Hyper, config: Config,
+def descend(images: Array, variables: dict, targets: losses.Targets, hyper: Hyper, config: Config,
             callback: Callable[[LoopState, Array, losses.Parts], bool | None] | None = None,
-            ) -> tuple[LoopState, list[Array], list[losses.Parts]]:
-    """Run chunks until ``hyper.iterations`` steps are done or the run diverges. ``callback`` gets
-    (state, totals, parts) after each chunk (the only host sync); returning True stops early."""
-    state, parts0 = init_state(image, variables, targets, hyper, config)
+            ) -> tuple[LoopState, list[Array], list[losses.Parts], int]:
+    """Run chunks until every member has taken ``hyper.iterations`` steps or diverged.
+    ``callback(state, totals, parts)`` runs after each chunk (the only host sync); returning True
+    stops early. Returns the final state, per-chunk totals and parts, and the evaluations paid."""
+    state, parts0 = init_state(images, variables, targets, hyper, config)
     totals, parts = [], [parts0]
     n = int(hyper.iterations)
+    paid = int(jnp.max(state.evals))
     while True:
-        state, t, p = run_chunk(state, variables, targets, hyper, config)
+        state, t, cost, p = run_chunk(state, variables, targets, hyper, config)
         totals.append(t)
         parts.append(p)
+        paid += int(cost)
         stop = callback(state, t, p) if callback is not None else None
-        if stop or int(state.step) >= n or int(state.diverged_at) >= 0:
-            return state, totals, parts
+        done = (np.asarray(state.step) >= n) | (np.asarray(state.diverged_at) >= 0)
+        if stop or bool(done.all()):
+            return state, totals, parts, paid

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import threading
 import time
@@ -17,6 +18,7 @@ from jaxnst import losses, optimize, vgg
 
 CONTENT_LAYERS = ("conv4_2",)
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+SWEEPABLE = ("content_weight", "style_weight", "tv_weight", "seed")
 MIN_SIDE = 16  # four 2x2 poolings before conv5_1 need at least 16 px per side
 
 
@@ -39,18 +41,22 @@ class Options:
     optimizer: str = _field("lbfgs", "lbfgs (paper, default) or adam", choices=("lbfgs", "adam"))
     learning_rate: float = _field(0.02, "Adam step size, in pixel units of [0, 1] (L-BFGS uses a "
                                         "line search and ignores it)")
-    content_weight: float = _field(1.0, "weight of the content loss (alpha)")
-    style_weight: float = _field(1e-4, "weight of the style loss (beta)")
-    tv_weight: float = _field(1e4, "weight of the total-variation smoothness loss")
+    content_weight: float | tuple[float, ...] = _field(1.0, "weight of the content loss (alpha)")
+    style_weight: float | tuple[float, ...] = _field(1e-4, "weight of the style loss (beta)")
+    tv_weight: float | tuple[float, ...] = _field(1e4, "weight of the total-variation smoothness loss")
     init: str = _field("content", "starting image: content, noise (seeded), or an image file (CLI) "
                                   "/ array (API)")
-    seed: int = _field(0, "random seed for noise init")
+    seed: int | tuple[int, ...] = _field(0, "random seed for noise init")
     pooling: str = _field("max", "max (as VGG19 was trained) or avg (the paper's choice)",
                           choices=("max", "avg"))
     content_layers: tuple[str, ...] = _field(CONTENT_LAYERS, "VGG19 layers for content")
     style_layers: tuple[str, ...] = _field(STYLE_LAYERS, "VGG19 layers for style")
     chunk: int = _field(20, "steps per compiled program call; progress is reported between chunks")
     lbfgs_memory: int = _field(10, "L-BFGS history size")
+    linesearch: str = _field("auto", "L-BFGS line search: zoom (strong Wolfe), backtracking "
+                                     "(Armijo), or auto: zoom for one image, backtracking for "
+                                     "batches (see jaxnst.optimize)",
+                             choices=("auto", "zoom", "backtracking"))
 
 
 @dataclasses.dataclass
@@ -67,6 +73,12 @@ class Result:
     compile_seconds / run_seconds: time spent compiling (tracing, lowering, XLA) vs the rest.
     diverged_at: step at which the loss or image became non-finite (image is the last finite one),
         or None.
+    sweep: for a batched run, each member's value of every swept option (and ``content_index``).
+    batch_evaluations: evaluations the whole batch paid for (per step, its slowest member's count).
+    devices: how many devices the batch ran on.
+
+    A batched run (a sweep, or several content images) puts a leading batch axis on ``image``,
+    ``losses``, the history's parts, ``evaluations`` and ``iterations``; ``diverged_at`` is a list.
     """
     image: np.ndarray
     losses: np.ndarray
@@ -77,8 +89,11 @@ class Result:
     run_seconds: float
     device: str
     weights_digest: str
-    diverged_at: int | None = None
+    diverged_at: int | None | list[int | None] = None
     options: Options | None = None
+    sweep: dict[str, np.ndarray] | None = None
+    batch_evaluations: int = 0
+    devices: int = 1
 
 
 # --------------------------------------------------------------------------- compile-time accounting
@@ -109,6 +124,14 @@ def compile_stats() -> dict[str, float]:
 
 # --------------------------------------------------------------------------- validation
 
+def _as_images(x, name: str) -> jax.Array:
+    a = jnp.asarray(x)
+    if a.ndim != 4 or a.shape[0] < 1:
+        raise ValueError(f"{name} must be (H, W, 3) or (N, H, W, 3), got shape {tuple(a.shape)}")
+    _as_image(a[0], name)
+    return a.astype(jnp.float32)
+
+
 def _as_image(x, name: str) -> jax.Array:
     a = jnp.asarray(x)
     if a.ndim != 3 or a.shape[-1] != 3:
@@ -121,6 +144,10 @@ def _as_image(x, name: str) -> jax.Array:
     return a.astype(jnp.float32)
 
 
+def _values(v) -> tuple:
+    return v if isinstance(v, tuple) else (v,)
+
+
 def make_options(**options) -> Options:
     """Options from keyword arguments, validated; unknown names and bad values raise ValueError."""
     names = {f.name for f in dataclasses.fields(Options)}
@@ -130,20 +157,34 @@ def make_options(**options) -> Options:
     for k in ("content_layers", "style_layers"):
         if k in options:
             options[k] = vgg.check_layers(options[k], what=k[:-1].replace("_", " "))
+    for k in SWEEPABLE:
+        v = options.get(k)
+        if v is None or isinstance(v, str) or np.ndim(v) == 0:
+            continue
+        if np.ndim(v) != 1 or len(v) == 0:
+            raise ValueError(f"{k} must be a number or a non-empty 1-D sequence, got {v!r}")
+        options[k] = tuple(int(x) if k == "seed" else float(x) for x in np.asarray(v).tolist())
     o = Options(**options)
     if not isinstance(o.iterations, (int, np.integer)) or o.iterations < 1:
         raise ValueError(f"iterations must be a positive integer, got {o.iterations!r}")
     if not isinstance(o.chunk, (int, np.integer)) or o.chunk < 1:
         raise ValueError(f"chunk must be a positive integer, got {o.chunk!r}")
     for k in ("content_weight", "style_weight", "tv_weight"):
-        v = getattr(o, k)
-        if not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v < 0:
-            raise ValueError(f"{k} must be a finite number >= 0, got {v!r}")
+        for v in _values(getattr(o, k)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or \
+                    not math.isfinite(v) or v < 0:
+                raise ValueError(f"{k} must be a finite number >= 0, got {v!r}")
+    for v in _values(o.seed):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {v!r}")
     if not isinstance(o.learning_rate, (int, float, np.number)) or not (
             math.isfinite(o.learning_rate) and o.learning_rate > 0):
         raise ValueError(f"learning_rate must be a finite number > 0, got {o.learning_rate!r}")
     if o.optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"unknown optimizer {o.optimizer!r}; expected 'lbfgs' or 'adam'")
+    if o.linesearch not in ("auto", "zoom", "backtracking"):
+        raise ValueError(f"unknown linesearch {o.linesearch!r}; expected 'auto', 'zoom' or "
+                         "'backtracking'")
     if o.pooling not in ("max", "avg"):
         raise ValueError(f"unknown pooling {o.pooling!r}; expected 'max' or 'avg'")
     if isinstance(o.init, str) and o.init not in ("content", "noise"):
@@ -198,16 +239,45 @@ def prepare_targets(content, style, variables, options: Options) -> losses.Targe
     return losses.make_targets(cf, sf, options.content_layers, options.style_layers)
 
 
-def initial_image(content: jax.Array, options: Options) -> jax.Array:
+def initial_images(content: jax.Array, seeds: np.ndarray, options: Options) -> jax.Array:
+    """(N, H, W, 3) starting images for (N, H, W, 3) contents and (N,) seeds."""
     if isinstance(options.init, str):
         if options.init == "content":
             return content
-        return jax.random.uniform(jax.random.PRNGKey(options.seed), content.shape, jnp.float32)
+        keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+        return jax.vmap(lambda k: jax.random.uniform(k, content.shape[1:], jnp.float32))(keys)
     init = _as_image(options.init, "init")
-    if init.shape != content.shape:
+    if init.shape != content.shape[1:]:
         raise ValueError(f"init image has shape {tuple(init.shape)}, expected the content's "
-                         f"{tuple(content.shape)}")
-    return init
+                         f"{tuple(content.shape[1:])}")
+    return jnp.broadcast_to(init, content.shape)
+
+
+def sweep_grid(o: Options) -> tuple[tuple[str, ...], np.ndarray]:
+    """The swept options (those given as sequences), in SWEEPABLE order, and the (N, k) grid of
+    their values: the cartesian product with the last option varying fastest."""
+    names = tuple(n for n in SWEEPABLE if isinstance(getattr(o, n), tuple))
+    if not names:
+        return (), np.zeros((1, 0))
+    grid = np.array(list(itertools.product(*(getattr(o, n) for n in names))), np.float64)
+    return names, grid.reshape(-1, len(names))
+
+
+def _member_values(o: Options, names, grid) -> dict[str, np.ndarray]:
+    n = grid.shape[0]
+    out = {}
+    for k in SWEEPABLE:
+        out[k] = grid[:, names.index(k)] if k in names else np.full(n, getattr(o, k), np.float64)
+    return out
+
+
+def _sharding(n: int):
+    """A 1-D mesh over the local devices for a batch of n (None on one device)."""
+    d = min(jax.local_device_count(), n)
+    if d <= 1:
+        return None, 1
+    mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:d]), ("batch",))
+    return mesh, d
 
 
 def stylize(content, style, *, variables: dict | None = None,
@@ -215,48 +285,99 @@ def stylize(content, style, *, variables: dict | None = None,
             **options) -> Result:
     """Gatys et al. style transfer of ``style`` onto ``content``.
 
-    content, style: (H, W, 3) float RGB in [0, 1]; sizes may differ. ``options``: see
-    :class:`Options`. ``variables``: VGG19 Flax variables (default: the verified weights).
-    ``callback(step, loss, image)`` is called after every chunk with the current (unclipped) image;
+    content: (H, W, 3) float RGB in [0, 1], or (C, H, W, 3) for several content images of one size.
+    style: (H, W, 3); its size may differ. ``options``: see :class:`Options`. ``variables``: VGG19
+    Flax variables (default: the verified weights).
+
+    Sweeps: ``content_weight``, ``style_weight``, ``tv_weight`` and ``seed`` also accept a sequence
+    or 1-D array. All combinations (cartesian product, in that order of options, the last varying
+    fastest; several content images vary slowest) run as one batch in ONE compiled program via
+    ``jax.vmap``; style Grams and content targets are computed once, outside it. With several local
+    devices the batch axis is sharded across them (padded to a multiple of the device count). A
+    batched result has a leading batch axis on ``image``, ``losses`` and the history's parts, and
+    ``sweep`` gives each member's option values.
+
+    ``callback(step, loss, image)`` runs after every chunk (the image is the batch for a sweep);
     returning True stops early.
     """
     t_start = time.perf_counter()
     c0 = compile_stats()["seconds"]
     o = make_options(**options)
-    content = _as_image(content, "content")
+    content = jnp.asarray(content)
+    many_contents = content.ndim == 4
+    contents = _as_images(content, "content") if many_contents else _as_image(content, "content")[None]
     style = _as_image(style, "style")
     variables, digest = _default_variables(variables)
     layers = tuple(n for n in vgg.LAYERS if n in set(o.content_layers) | set(o.style_layers))
     for n in layers:
         if n not in variables["params"]:
             raise ValueError(f"layer {n!r} is not in these weights")
+    names, grid = sweep_grid(o)
+    n_c, n_g = contents.shape[0], grid.shape[0]
+    n = n_c * n_g
+    batched = many_contents or bool(names)
+    values = {k: np.repeat(v[None], n_c, 0).reshape(-1) for k, v in
+              _member_values(o, names, grid).items()}
+    content_index = np.repeat(np.arange(n_c), n_g)
+
     run_vars = vgg.with_backward_kernels(variables)
-    targets = prepare_targets(content, style, variables, o)
+    targets = prepare_targets(contents, style, variables, o)  # content feats: (C, ...) batched
+    mesh, n_dev = _sharding(n)
+    pad = (-n) % n_dev
+    idx = np.concatenate([np.arange(n), np.full(pad, n - 1)]).astype(np.int32)
+    targets = targets._replace(content={k: v[content_index[idx]] for k, v in targets.content.items()})
     hyper = optimize.Hyper(
-        weights=losses.Weights(jnp.float32(o.content_weight), jnp.float32(o.style_weight),
-                               jnp.float32(o.tv_weight)),
+        weights=losses.Weights(*(jnp.asarray(values[k][idx], jnp.float32)
+                                 for k in ("content_weight", "style_weight", "tv_weight"))),
         learning_rate=jnp.float32(o.learning_rate), iterations=jnp.int32(o.iterations))
     config = optimize.Config(optimizer=o.optimizer, chunk=min(o.chunk, o.iterations),
                              pooling=o.pooling, layers=layers, channels=vgg.channels_of(variables),
-                             lbfgs_memory=o.lbfgs_memory)
-    image0 = initial_image(content, o)
+                             lbfgs_memory=o.lbfgs_memory, batched_content=True,
+                             linesearch=o.linesearch if o.linesearch != "auto" else
+                             ("zoom" if n == 1 else "backtracking"))
+    images0 = initial_images(contents[content_index[idx]], values["seed"][idx].astype(np.int64), o)
+    if mesh is not None:
+        from jax.sharding import NamedSharding, PartitionSpec as P
+        row, rep = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
+        images0 = jax.device_put(images0, row)
+        hyper = hyper._replace(weights=jax.device_put(hyper.weights, row))
+        targets = losses.Targets(jax.device_put(targets.content, row),
+                                 jax.device_put(targets.grams, rep))
+        run_vars = jax.device_put(run_vars, rep)
 
     def on_chunk(state, totals, parts):
         if callback is None:
             return None
-        return callback(int(state.step), float(parts.total), state.image)
+        step = int(np.max(state.step))
+        loss = float(np.mean(np.asarray(parts.total)[:n]))
+        return callback(step, loss, state.image[:n] if batched else state.image[0])
 
-    state, totals, parts = optimize.descend(image0, run_vars, targets, hyper, config, on_chunk)
-    totals = np.concatenate([np.asarray(t) for t in totals])[: o.iterations]
-    steps = [0] + [min((i + 1) * config.chunk, int(state.step)) for i in range(len(parts) - 1)]
+    state, totals, parts, paid = optimize.descend(images0, run_vars, targets, hyper, config,
+                                                  on_chunk)
+    steps_done = np.asarray(state.step)[:n]
+    totals = np.concatenate([np.asarray(t) for t in totals], 0)[: o.iterations, :n].T  # (N, T)
+    steps = [0] + [min((i + 1) * config.chunk, int(steps_done.max())) for i in range(len(parts) - 1)]
     history = {"step": np.asarray(steps)}
     for f in losses.Parts._fields:
-        history[f] = np.asarray([float(getattr(p, f)) for p in parts], np.float32)
-    diverged = int(state.diverged_at)
-    image = np.clip(np.asarray(state.good_image if diverged >= 0 else state.image), 0.0, 1.0)
+        history[f] = np.stack([np.asarray(getattr(p, f))[:n] for p in parts], 1).astype(np.float32)
+    diverged = np.asarray(state.diverged_at)[:n]
+    final = np.where((diverged >= 0)[:, None, None, None], np.asarray(state.good_image)[:n],
+                     np.asarray(state.image)[:n])
+    image = np.clip(final, 0.0, 1.0)
+    evals = np.asarray(state.evals)[:n]
     wall = time.perf_counter() - t_start
     compile_s = compile_stats()["seconds"] - c0
-    return Result(image=image, losses=totals, history=history, evaluations=int(state.evals),
-                  iterations=int(state.step), compile_seconds=compile_s,
-                  run_seconds=max(wall - compile_s, 0.0), device=str(jax.devices()[0].device_kind),
-                  weights_digest=digest, diverged_at=None if diverged < 0 else diverged, options=o)
+    common = dict(compile_seconds=compile_s, run_seconds=max(wall - compile_s, 0.0),
+                  device=str(jax.devices()[0].device_kind), weights_digest=digest, options=o,
+                  batch_evaluations=paid, devices=n_dev)
+    if batched:
+        sweep = {k: values[k] for k in names}
+        if many_contents:
+            sweep["content_index"] = content_index
+        return Result(image=image, losses=totals, history=history, evaluations=evals,
+                      iterations=steps_done, diverged_at=[None if d < 0 else int(d) for d in diverged],
+                      sweep=sweep, **common)
+    return Result(image=image[0], losses=totals[0], history={k: (v if k == "step" else v[0])
+                                                             for k, v in history.items()},
+                  evaluations=int(evals[0]), iterations=int(steps_done[0]),
+                  diverged_at=None if diverged[0] < 0 else int(diverged[0]), sweep=None, **common)
