@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         kw = {"default": None, "help": f"{f.metadata['help']} (default: {_show(f.default)})"}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
-        if f.name.endswith("_layers"):
+        if f.name in ("content_weight", "style_weight", "tv_weight", "seed"):
+            kw.update(nargs="+", type=int if f.name == "seed" else _finite_float,
+                      help=kw["help"] + "; several values run as one batched sweep")
+        elif f.name.endswith("_layers"):
             kw.update(type=_layers, metavar="LAYERS",
                       help=kw["help"] + "; comma-separated, or 'none'")
         elif f.type in ("int", int):
@@ -71,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         elif f.type in ("float", float):
             kw["type"] = _finite_float
         p.add_argument(flag, **kw)
+    p.add_argument("--content-dir", metavar="DIR",
+                   help="stylize every .png/.jpg in DIR (one size after resizing) as one batch; "
+                        "then give only STYLE")
     p.add_argument("--save-every", type=int, metavar="N",
                    help="write an intermediate image every N iterations (OUT_stepNNNNN.png)")
     p.add_argument("--json", metavar="REPORT.json", help="write a JSON report of the run")
@@ -108,18 +114,54 @@ def _intermediate_path(out: Path, step: int) -> Path:
     return out.with_name(f"{out.stem}_step{step:05d}{out.suffix}")
 
 
+SHORT = {"content_weight": "cw", "style_weight": "sw", "tv_weight": "tv", "seed": "seed"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _load_contents(args, image_io):
+    """(paths, images) of the content image(s), resized to --size."""
+    if args.content_dir:
+        d = Path(args.content_dir)
+        if not d.is_dir():
+            raise UsageError(f"--content-dir {d}: not a directory")
+        paths = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise UsageError(f"--content-dir {d}: no .png/.jpg images")
+    else:
+        paths = [Path(args.content)]
+    images = [image_io.resize(image_io.load(p), args.size) for p in paths]
+    for p, im in zip(paths, images):
+        if min(im.shape[:2]) < 16:
+            raise UsageError(f"{p}: {im.shape[1]}x{im.shape[0]} px after resizing to --size; "
+                             "VGG19 needs at least 16 px per side")
+        if im.shape != images[0].shape:
+            raise UsageError(f"{p}: {im.shape[1]}x{im.shape[0]} px after resizing, but "
+                             f"{paths[0].name} is {images[0].shape[1]}x{images[0].shape[0]}; "
+                             "--content-dir images must share one size")
+    return paths, images
+
+
+def _member_name(out: Path, values: dict, content: Path | None) -> Path:
+    parts = [out.stem] + ([content.stem] if content is not None else [])
+    parts += [f"{SHORT[k]}{v:g}" for k, v in values.items()]
+    return out.with_name("_".join(parts) + out.suffix)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
+    argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
     from jaxnst import image_io
+    if args.content_dir and args.style is None:
+        args.content, args.style = None, args.content  # only STYLE was given positionally
     if args.demo:
         args.content = args.content or str(sample_path(DEMO_CONTENT))
         args.style = args.style or str(sample_path(DEMO_STYLE))
         args.output = args.output or DEMO_DEFAULTS["output"]
         if args.iterations is None:
             args.iterations = DEMO_DEFAULTS["iterations"]
-        if "--size" not in (argv if argv is not None else sys.argv[1:]):
+        if "--size" not in argv:
             args.size = DEMO_DEFAULTS["size"]
-    if not args.content or not args.style:
+    if not (args.content or args.content_dir) or not args.style:
         raise UsageError("CONTENT and STYLE image files are required (or --demo)")
     if not args.output:
         raise UsageError("-o/--output is required")
@@ -130,30 +172,36 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.save_every is not None and args.save_every < 1:
         raise UsageError(f"--save-every must be >= 1, got {args.save_every}")
     for name in ("content_weight", "style_weight", "tv_weight"):
-        _check_number(name, getattr(args, name), 0.0, strict=False)
+        for v in getattr(args, name) or ():
+            _check_number(name, v, 0.0, strict=False)
     _check_number("learning_rate", args.learning_rate, 0.0, strict=True)
+    for v in args.seed or ():
+        if not 0 <= v < 2**32:
+            raise UsageError(f"--seed must be in [0, 2**32), got {v}")
     out = image_io.check_output_path(args.output)
     if args.json:
         jp = Path(args.json)
         if not (jp.parent if str(jp.parent) else Path(".")).is_dir():
             raise UsageError(f"--json {jp}: directory {jp.parent} does not exist")
 
-    content = image_io.resize(image_io.load(args.content), args.size)
-    style = image_io.load(args.style)
-    style = image_io.resize(style, max(content.shape[:2]))
-    if min(content.shape[:2]) < 16:
-        raise UsageError(f"{args.content}: {content.shape[1]}x{content.shape[0]} px after resizing "
-                         "to --size; VGG19 needs at least 16 px per side")
+    content_paths, contents = _load_contents(args, image_io)
+    style = image_io.resize(image_io.load(args.style), max(contents[0].shape[:2]))
     if min(style.shape[:2]) < 16:
         raise UsageError(f"{args.style}: too small after resizing ({style.shape[1]}x"
                          f"{style.shape[0]} px); VGG19 needs at least 16 px per side")
 
-    from jaxnst.stylize import Options, make_options
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options)
-               if f.name != "chunk" and getattr(args, f.name) is not None}
+    from jaxnst.stylize import SWEEPABLE, Options, make_options
+    options = {}
+    for f in dataclasses.fields(Options):
+        v = getattr(args, f.name, None)
+        if f.name == "chunk" or v is None:
+            continue
+        if f.name in SWEEPABLE:
+            v = v[0] if len(v) == 1 else list(v)
+        options[f.name] = v
     if "init" in options and options["init"] not in ("content", "noise"):
-        init_img = image_io.load(options["init"])
-        options["init"] = image_io.resize(init_img, shape=content.shape[:2])
+        options["init"] = image_io.resize(image_io.load(options["init"]),
+                                          shape=contents[0].shape[:2])
     if args.save_every:
         options["chunk"] = args.save_every
     try:
@@ -169,10 +217,13 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     import jax
     import numpy as np
-    from jaxnst.stylize import stylize
-    h, w = content.shape[:2]
-    _say(args.quiet, f"{w}x{h} px, {opts.iterations} {opts.optimizer} iterations on "
-                     f"{jax.devices()[0].device_kind}")
+    from jaxnst.stylize import stylize, sweep_grid
+    h, w = contents[0].shape[:2]
+    n = len(contents) * sweep_grid(opts)[1].shape[0]
+    batched = n > 1 or args.content_dir is not None
+    _say(args.quiet, f"{w}x{h} px, {opts.iterations} {opts.optimizer} iterations"
+                     + (f", batch of {n}" if batched else "") + f" on {jax.device_count()} "
+                     f"{jax.devices()[0].device_kind} device(s)")
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -186,46 +237,96 @@ def run(argv: Sequence[str] | None = None) -> int:
             bar.update(step - last["step"])
         last["step"] = step
         if args.save_every and step % args.save_every == 0 and step < opts.iterations:
-            image_io.save(_intermediate_path(out, step), np.clip(np.asarray(image), 0, 1))
+            im = np.asarray(image)
+            if batched:
+                for i in range(im.shape[0]):
+                    image_io.save(_intermediate_path(out.with_name(f"{out.stem}_{i:03d}{out.suffix}"),
+                                                     step), np.clip(im[i], 0, 1))
+            else:
+                image_io.save(_intermediate_path(out, step), np.clip(im, 0, 1))
         return None
 
     t0 = time.perf_counter()
+    content_arg = np.stack(contents) if args.content_dir else contents[0]
     try:
-        result = stylize(content, style, variables=variables, callback=callback,
+        result = stylize(content_arg, style, variables=variables, callback=callback,
                          **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)})
     finally:
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t0
-    image_io.save(out, result.image)
-    final = {k: float(v[-1]) for k, v in result.history.items() if k != "step"}
     report = {
-        "output": str(out),
-        "content": str(args.content), "style": str(args.style),
+        "content": [str(p) for p in content_paths] if args.content_dir else str(args.content),
+        "style": str(args.style),
         "image_size": [w, h],
-        "iterations": result.iterations, "evaluations": result.evaluations,
-        "final_loss": final,
         "wall_seconds": wall, "compile_seconds": result.compile_seconds,
         "run_seconds": result.run_seconds,
-        "seconds_per_evaluation": result.run_seconds / max(result.evaluations, 1),
         "device": result.device, "backend": jax.default_backend(),
+        "devices": result.devices, "processes": jax.process_count(),
         "weights_sha256": digest,
-        "diverged_at": result.diverged_at,
         "options": {k: (list(v) if isinstance(v, tuple) else v)
                     for k, v in dataclasses.asdict(opts).items() if k != "init"}
         | {"init": opts.init if isinstance(opts.init, str) else args.init},
-        "history": {k: [float(x) for x in v] for k, v in result.history.items()},
     }
+    diverged = []
+    if not batched:
+        image_io.save(out, result.image)
+        final = {k: float(v[-1]) for k, v in result.history.items() if k != "step"}
+        report |= {"output": str(out), "iterations": result.iterations,
+                   "evaluations": result.evaluations, "final_loss": final,
+                   "seconds_per_evaluation": result.run_seconds / max(result.evaluations, 1),
+                   "diverged_at": result.diverged_at,
+                   "history": {k: [float(x) for x in v] for k, v in result.history.items()}}
+        if result.diverged_at is not None:
+            diverged.append((out, result.diverged_at))
+        style_msg = f"style loss {result.history['style'][0]:.4g} -> {final['style']:.4g}"
+    else:
+        members = []
+        names = [k for k in SWEEPABLE if k in (result.sweep or {})]
+        tiles, labels = [contents[0], style], ["content", "style"]
+        for i in range(result.image.shape[0]):
+            values = {k: float(result.sweep[k][i]) for k in names}
+            cpath = content_paths[int(result.sweep["content_index"][i])] \
+                if "content_index" in result.sweep else None
+            path = _member_name(out, values, cpath)
+            image_io.save(path, result.image[i])
+            final = {k: float(v[i, -1]) for k, v in result.history.items() if k != "step"}
+            members.append({"output": str(path), **values,
+                            **({"content": str(cpath)} if cpath else {}),
+                            "iterations": int(result.iterations[i]),
+                            "evaluations": int(result.evaluations[i]),
+                            "final_loss": final, "diverged_at": result.diverged_at[i],
+                            "history": {k: [float(x) for x in (v if k == "step" else v[i])]
+                                        for k, v in result.history.items()}})
+            tiles.append(result.image[i])
+            labels.append(" ".join(f"{SHORT[k]} {v:g}" for k, v in values.items())
+                          + (f" {cpath.name}" if cpath else "")
+                          + f"\nstyle {final['style']:.3g} content {final['content']:.3g}")
+            if result.diverged_at[i] is not None:
+                diverged.append((path, result.diverged_at[i]))
+        sheet = out.with_name(f"{out.stem}_sheet.png")
+        image_io.save(sheet, image_io.contact_sheet(tiles, labels))
+        member_labels = [lab.split("\n")[0] for lab in labels[2:]]
+        plots = [image_io.loss_plot(result.history["step"], list(result.history[k]), member_labels,
+                                    title=f"{k} loss") for k in ("style", "content")]
+        plot = out.with_name(f"{out.stem}_losses.png")
+        image_io.save(plot, np.concatenate(plots, axis=1))
+        report |= {"members": members, "contact_sheet": str(sheet), "loss_plot": str(plot),
+                   "batch_evaluations": result.batch_evaluations,
+                   "seconds_per_batch_evaluation":
+                       result.run_seconds / max(result.batch_evaluations, 1)}
+        style_msg = f"contact sheet {sheet}, loss plot {plot}"
+        out = f"{len(members)} images named {out.stem}_*{out.suffix}"
     if args.json:
         _write_json(Path(args.json), report)
-    if result.diverged_at is not None:
-        print(f"jaxnst: error: the loss became non-finite at iteration {result.diverged_at}; "
-              f"wrote the last finite image to {out}; try a smaller --learning-rate or weights",
-              file=sys.stderr)
+    if diverged:
+        for path, step in diverged:
+            print(f"jaxnst: error: the loss became non-finite at iteration {step}; wrote the last "
+                  f"finite image to {path}; try a smaller --learning-rate or weights",
+                  file=sys.stderr)
         return EXIT_DIVERGED
-    _say(args.quiet, f"wrote {out} ({result.iterations} iterations, {result.evaluations} "
-                     f"evaluations, {wall:.1f} s of which {result.compile_seconds:.1f} s compiling; "
-                     f"style loss {result.history['style'][0]:.4g} -> {final['style']:.4g})")
+    _say(args.quiet, f"wrote {out} ({wall:.1f} s of which {result.compile_seconds:.1f} s "
+                     f"compiling; {style_msg})")
     return 0
 
 

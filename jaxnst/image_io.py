@@ -123,3 +123,81 @@ def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def _font(size: int):
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def contact_sheet(tiles: list[np.ndarray], labels: list[str], columns: int | None = None,
+                  tile: int = 256, label_height: int = 34) -> np.ndarray:
+    """Labelled tiles on a white sheet: uint8 (H, W, 3). Each tile (float RGB [0, 1]) is scaled to
+    fit a ``tile`` x ``tile`` box; labels may have two lines."""
+    from PIL import ImageDraw
+    n = len(tiles)
+    columns = columns or min(n, 4)
+    rows = -(-n // columns)
+    pad = 6
+    sheet = Image.new("RGB", (columns * (tile + pad) + pad, rows * (tile + label_height + pad) + pad),
+                      "white")
+    draw = ImageDraw.Draw(sheet)
+    font = _font(12)
+    for i, (t, label) in enumerate(zip(tiles, labels)):
+        im = Image.fromarray(to_uint8(t))
+        scale = tile / max(im.size)
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                       Image.Resampling.LANCZOS)
+        x = pad + (i % columns) * (tile + pad)
+        y = pad + (i // columns) * (tile + label_height + pad)
+        sheet.paste(im, (x + (tile - im.width) // 2, y + (tile - im.height) // 2))
+        draw.multiline_text((x + 2, y + tile + 3), label, fill="black", font=font, spacing=2)
+    return np.asarray(sheet)
+
+
+_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def loss_plot(steps: np.ndarray, curves: list[np.ndarray], labels: list[str],
+              title: str = "loss", size: tuple[int, int] = (560, 380)) -> np.ndarray:
+    """A log-scale line plot of each curve against ``steps`` (iterations), with a legend:
+    uint8 RGB (H, W, 3)."""
+    from PIL import ImageDraw
+    w, h = size
+    left, right, top, bottom = 70, 170, 30, 40
+    im = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(im)
+    font = _font(12)
+    finite = [np.asarray(c, np.float64)[np.isfinite(c) & (np.asarray(c) > 0)] for c in curves]
+    allv = np.concatenate([f for f in finite if f.size] or [np.ones(1)])
+    lo, hi = np.log10(allv.min()), np.log10(allv.max())
+    lo = max(lo, hi - 4)  # at most four decades: a near-zero start would squash the rest
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    steps = np.asarray(steps, np.float64)
+    x0, x1 = steps.min(), max(steps.max(), steps.min() + 1)
+    px = lambda i: left + (w - left - right) * (steps[i] - x0) / (x1 - x0)  # noqa: E731
+    py = lambda v: top + (h - top - bottom) * (hi - np.log10(v)) / (hi - lo)  # noqa: E731
+    d.rectangle([left, top, w - right, h - bottom], outline="black")
+    for k in range(int(np.floor(lo)), int(np.ceil(hi)) + 1):
+        if lo <= k <= hi:
+            y = py(10.0 ** k)
+            d.line([left, y, w - right, y], fill=(225, 225, 225))
+            d.text((5, y - 6), f"1e{k}", fill="black", font=font)
+    for i in sorted({0, len(steps) // 2, len(steps) - 1}):
+        d.text((px(i) - 8, h - bottom + 5), str(int(steps[i])), fill="black", font=font)
+    d.text((left, 8), title + " (log scale) against iteration", fill="black", font=font)
+    for j, (c, label) in enumerate(zip(curves, labels)):
+        colour = _COLOURS[j % len(_COLOURS)]
+        c = np.asarray(c, np.float64)
+        pts = [(px(i), py(max(v, 10.0 ** lo))) for i, v in enumerate(c) if np.isfinite(v) and v > 0]
+        if len(pts) > 1:
+            d.line(pts, fill=colour, width=2)
+        y = top + 16 * j
+        d.line([w - right + 10, y + 7, w - right + 30, y + 7], fill=colour, width=3)
+        d.text((w - right + 35, y), label, fill="black", font=font)
+    return np.asarray(im)

@@ -42,7 +42,7 @@ class Options:
     learning_rate: float = _field(0.02, "Adam step size, in pixel units of [0, 1] (L-BFGS uses a "
                                         "line search and ignores it)")
     content_weight: float | tuple[float, ...] = _field(1.0, "weight of the content loss (alpha)")
-    style_weight: float | tuple[float, ...] = _field(1e-4, "weight of the style loss (beta)")
+    style_weight: float | tuple[float, ...] = _field(3e-4, "weight of the style loss (beta)")
     tv_weight: float | tuple[float, ...] = _field(1e4, "weight of the total-variation smoothness loss")
     init: str = _field("content", "starting image: content, noise (seeded), or an image file (CLI) "
                                   "/ array (API)")

@@ -101,3 +101,29 @@ def test_existing_output_untouched_on_bad_input(files, tmp_path, capsys):
     out.write_bytes(b"precious")
     code, _ = run([files / "text.png", files / "s.jpg", "-o", out], capsys)
     assert code == 2 and out.read_bytes() == b"precious"
+
+
+def test_sweep_writes_one_image_per_value_sheet_plot_and_json(files, tmp_path, capsys, real_vars):
+    out = tmp_path / "s.png"
+    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 40, "--iterations", 3,
+                     "--style-weight", "1e-4", "1e-3", "--json", tmp_path / "r.json", "--quiet"],
+                    capsys)
+    assert code == 0, err
+    for name in ("s_sw0.0001.png", "s_sw0.001.png", "s_sheet.png", "s_losses.png"):
+        assert (tmp_path / name).exists(), name
+    assert not out.exists()
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert [m["style_weight"] for m in r["members"]] == [1e-4, 1e-3]
+    assert r["devices"] == 1 and r["batch_evaluations"] >= 4
+
+
+def test_content_dir_batches_frames(files, tmp_path, capsys, real_vars):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        Image.open(files / "c.png").rotate(180 * i).save(frames / f"f{i}.png")
+    out = tmp_path / "o.png"
+    code, err = run(["--content-dir", frames, files / "s.jpg", "-o", out, "--size", 40,
+                     "--iterations", 2, "--quiet"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "o_f0.png").exists() and (tmp_path / "o_f1.png").exists()
