@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="FILE", help="converted VGG19 weights (default: "
                    "$JAXNST_WEIGHTS, weights/vgg19.h5 in a checkout, or ~/.cache/jaxnst/vgg19.h5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    g = p.add_argument_group("many hosts (TPU pod slices, multi-node GPU)")
+    g.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() (auto-detects TPU pods, SLURM, Open MPI); "
+                        "each process runs its share of the batch and process 0 writes the outputs")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="coordinator address (implies "
+                   "--distributed; needed where the cluster is not auto-detected)")
+    g.add_argument("--num-processes", type=int, help="number of processes (with --coordinator)")
+    g.add_argument("--process-id", type=int, help="this process's index (with --coordinator)")
     p.add_argument("--demo", action="store_true",
                    help="stylize the bundled sample images (256 px, 200 iterations unless given)")
     return p
@@ -147,6 +155,14 @@ def _member_name(out: Path, values: dict, content: Path | None) -> Path:
     return out.with_name("_".join(parts) + out.suffix)
 
 
+def _init_distributed(args) -> None:
+    import jax
+    # CPU processes exchange results through gloo collectives; GPUs/TPUs use their own.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes, process_id=args.process_id)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
@@ -209,6 +225,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
 
+    if args.distributed or args.coordinator:
+        _init_distributed(args)
+
     from jaxnst import weights
     try:
         variables, digest = weights.load_variables(args.weights)
@@ -218,6 +237,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     import jax
     import numpy as np
     from jaxnst.stylize import stylize, sweep_grid
+    writer = jax.process_index() == 0  # outputs are written once, by process 0
+    if not writer:
+        args.quiet = True
+    save = image_io.save if writer else (lambda *a, **k: None)
     h, w = contents[0].shape[:2]
     n = len(contents) * sweep_grid(opts)[1].shape[0]
     batched = n > 1 or args.content_dir is not None
@@ -240,10 +263,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             im = np.asarray(image)
             if batched:
                 for i in range(im.shape[0]):
-                    image_io.save(_intermediate_path(out.with_name(f"{out.stem}_{i:03d}{out.suffix}"),
+                    save(_intermediate_path(out.with_name(f"{out.stem}_{i:03d}{out.suffix}"),
                                                      step), np.clip(im[i], 0, 1))
             else:
-                image_io.save(_intermediate_path(out, step), np.clip(im, 0, 1))
+                save(_intermediate_path(out, step), np.clip(im, 0, 1))
         return None
 
     t0 = time.perf_counter()
@@ -270,7 +293,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     }
     diverged = []
     if not batched:
-        image_io.save(out, result.image)
+        save(out, result.image)
         final = {k: float(v[-1]) for k, v in result.history.items() if k != "step"}
         report |= {"output": str(out), "iterations": result.iterations,
                    "evaluations": result.evaluations, "final_loss": final,
@@ -289,7 +312,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             cpath = content_paths[int(result.sweep["content_index"][i])] \
                 if "content_index" in result.sweep else None
             path = _member_name(out, values, cpath)
-            image_io.save(path, result.image[i])
+            save(path, result.image[i])
             final = {k: float(v[i, -1]) for k, v in result.history.items() if k != "step"}
             members.append({"output": str(path), **values,
                             **({"content": str(cpath)} if cpath else {}),
@@ -305,19 +328,19 @@ def run(argv: Sequence[str] | None = None) -> int:
             if result.diverged_at[i] is not None:
                 diverged.append((path, result.diverged_at[i]))
         sheet = out.with_name(f"{out.stem}_sheet.png")
-        image_io.save(sheet, image_io.contact_sheet(tiles, labels))
+        save(sheet, image_io.contact_sheet(tiles, labels))
         member_labels = [lab.split("\n")[0] for lab in labels[2:]]
         plots = [image_io.loss_plot(result.history["step"], list(result.history[k]), member_labels,
                                     title=f"{k} loss") for k in ("style", "content")]
         plot = out.with_name(f"{out.stem}_losses.png")
-        image_io.save(plot, np.concatenate(plots, axis=1))
+        save(plot, np.concatenate(plots, axis=1))
         report |= {"members": members, "contact_sheet": str(sheet), "loss_plot": str(plot),
                    "batch_evaluations": result.batch_evaluations,
                    "seconds_per_batch_evaluation":
                        result.run_seconds / max(result.batch_evaluations, 1)}
         style_msg = f"contact sheet {sheet}, loss plot {plot}"
         out = f"{len(members)} images named {out.stem}_*{out.suffix}"
-    if args.json:
+    if args.json and writer:
         _write_json(Path(args.json), report)
     if diverged:
         for path, step in diverged:

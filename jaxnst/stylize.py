@@ -75,7 +75,7 @@ class Result:
         or None.
     sweep: for a batched run, each member's value of every swept option (and ``content_index``).
     batch_evaluations: evaluations the whole batch paid for (per step, its slowest member's count).
-    devices: how many devices the batch ran on.
+    devices: how many devices the batch ran on (all processes together).
 
     A batched run (a sweep, or several content images) puts a leading batch axis on ``image``,
     ``losses``, the history's parts, ``evaluations`` and ``iterations``; ``diverged_at`` is a list.
@@ -271,6 +271,22 @@ def _member_values(o: Options, names, grid) -> dict[str, np.ndarray]:
     return out
 
 
+def process_share(n: int) -> np.ndarray:
+    """Indices of the members this process runs: a contiguous block of ceil(n / processes),
+    the last block padded by repeating the last member so every process runs the same shapes."""
+    procs, me = jax.process_count(), jax.process_index()
+    share = -(-n // procs)
+    idx = np.minimum(np.arange(share * procs), n - 1)
+    return idx[me * share:(me + 1) * share]
+
+
+def gather_members(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """All processes' per-member arrays, concatenated in member order (first n)."""
+    from jax.experimental import multihost_utils
+    out = multihost_utils.process_allgather(arrays, tiled=True)
+    return {k: np.asarray(v)[:n] for k, v in out.items()}
+
+
 def _sharding(n: int):
     """A 1-D mesh over the local devices for a batch of n (None on one device)."""
     d = min(jax.local_device_count(), n)
@@ -322,9 +338,10 @@ def stylize(content, style, *, variables: dict | None = None,
 
     run_vars = vgg.with_backward_kernels(variables)
     targets = prepare_targets(contents, style, variables, o)  # content feats: (C, ...) batched
-    mesh, n_dev = _sharding(n)
-    pad = (-n) % n_dev
-    idx = np.concatenate([np.arange(n), np.full(pad, n - 1)]).astype(np.int32)
+    mine = process_share(n)  # this process's members (all of them in a one-process run)
+    m = len(mine)
+    mesh, n_dev = _sharding(m)
+    idx = np.concatenate([mine, np.full((-m) % n_dev, mine[-1])]).astype(np.int32)
     targets = targets._replace(content={k: v[content_index[idx]] for k, v in targets.content.items()})
     hyper = optimize.Hyper(
         weights=losses.Weights(*(jnp.asarray(values[k][idx], jnp.float32)
@@ -335,6 +352,7 @@ def stylize(content, style, *, variables: dict | None = None,
                              lbfgs_memory=o.lbfgs_memory, batched_content=True,
                              linesearch=o.linesearch if o.linesearch != "auto" else
                              ("zoom" if n == 1 else "backtracking"))
+    # (n == 1, not m: every process of a multi-process run must trace the same program.)
     images0 = initial_images(contents[content_index[idx]], values["seed"][idx].astype(np.int64), o)
     if mesh is not None:
         from jax.sharding import NamedSharding, PartitionSpec as P
@@ -349,27 +367,34 @@ def stylize(content, style, *, variables: dict | None = None,
         if callback is None:
             return None
         step = int(np.max(state.step))
-        loss = float(np.mean(np.asarray(parts.total)[:n]))
-        return callback(step, loss, state.image[:n] if batched else state.image[0])
+        loss = float(np.mean(np.asarray(parts.total)[:m]))
+        return callback(step, loss, state.image[:m] if batched else state.image[0])
 
     state, totals, parts, paid = optimize.descend(images0, run_vars, targets, hyper, config,
                                                   on_chunk)
-    steps_done = np.asarray(state.step)[:n]
-    totals = np.concatenate([np.asarray(t) for t in totals], 0)[: o.iterations, :n].T  # (N, T)
+    per_member = {
+        "steps": np.asarray(state.step)[:m],
+        "totals": np.concatenate([np.asarray(t) for t in totals], 0)[: o.iterations, :m].T,
+        "diverged": np.asarray(state.diverged_at)[:m],
+        "image": np.where((np.asarray(state.diverged_at)[:m] >= 0)[:, None, None, None],
+                          np.asarray(state.good_image)[:m], np.asarray(state.image)[:m]),
+        "evals": np.asarray(state.evals)[:m],
+        **{f: np.stack([np.asarray(getattr(p, f))[:m] for p in parts], 1).astype(np.float32)
+           for f in losses.Parts._fields},
+    }
+    if jax.process_count() > 1:
+        per_member = gather_members(per_member, n)
+        paid = int(np.max(gather_members({"paid": np.full(m, paid)}, n)["paid"]))
+    steps_done, totals, diverged = per_member["steps"], per_member["totals"], per_member["diverged"]
     steps = [0] + [min((i + 1) * config.chunk, int(steps_done.max())) for i in range(len(parts) - 1)]
-    history = {"step": np.asarray(steps)}
-    for f in losses.Parts._fields:
-        history[f] = np.stack([np.asarray(getattr(p, f))[:n] for p in parts], 1).astype(np.float32)
-    diverged = np.asarray(state.diverged_at)[:n]
-    final = np.where((diverged >= 0)[:, None, None, None], np.asarray(state.good_image)[:n],
-                     np.asarray(state.image)[:n])
-    image = np.clip(final, 0.0, 1.0)
-    evals = np.asarray(state.evals)[:n]
+    history = {"step": np.asarray(steps), **{f: per_member[f] for f in losses.Parts._fields}}
+    image = np.clip(per_member["image"], 0.0, 1.0)
+    evals = per_member["evals"]
     wall = time.perf_counter() - t_start
     compile_s = compile_stats()["seconds"] - c0
     common = dict(compile_seconds=compile_s, run_seconds=max(wall - compile_s, 0.0),
                   device=str(jax.devices()[0].device_kind), weights_digest=digest, options=o,
-                  batch_evaluations=paid, devices=n_dev)
+                  batch_evaluations=paid, devices=n_dev * jax.process_count())
     if batched:
         sweep = {k: values[k] for k in names}
         if many_contents:
