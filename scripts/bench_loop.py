@@ -51,15 +51,19 @@ def main() -> int:
     hyper = optimize.Hyper(w, jnp.float32(0.01), jnp.int32(10**9))
     run_vars = vgg.with_backward_kernels(variables)
 
+    # The compiled loop takes a batch (here of one, which runs unbatched inside).
+    b_targets = targets._replace(content=jax.tree.map(lambda x: x[None], targets.content))
+    b_hyper = hyper._replace(weights=jax.tree.map(lambda x: x[None], w))
+
     def compiled(custom):
         config = optimize.Config(optimizer="adam", chunk=a.steps, layers=layers,
-                                 custom_grad=custom)
-        state, _ = optimize.init_state(content, run_vars, targets, hyper, config)
+                                 custom_grad=custom, batched_content=True)
+        state, _ = optimize.init_state(content[None], run_vars, b_targets, b_hyper, config)
 
         def go():
             s = jax.tree.map(jnp.copy, state)
             t = time.perf_counter()
-            s, totals, _ = optimize.run_chunk(s, run_vars, targets, hyper, config)
+            s, totals, _, _ = optimize.run_chunk(s, run_vars, b_targets, b_hyper, config)
             totals.block_until_ready()
             return (time.perf_counter() - t) / a.steps
         return go
