@@ -2,7 +2,8 @@
 
 Flags for stylize's options are derived from :class:`jaxnst.stylize.Options`, the one home of their
 defaults. Exit codes: 0 done; 2 bad input (one line on stderr, nothing written); 3 the run diverged
-(the last finite image is written); 130 interrupted.
+(the last finite image is written); 4 the device failed (out of memory, ...); 130 interrupted
+(a checkpoint is written; continue with --resume).
 """
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
+MIN_SIDE = 16  # VGG19 pools four times before conv5_1
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_RUNTIME = 4
+EXIT_INTERRUPTED = 130
 DEMO_CONTENT = "chelsea.jpg"
 DEMO_STYLE = "swirls.png"
 DEMO_DEFAULTS = {"size": 256, "iterations": 200, "output": "jaxnst-demo.png"}
@@ -79,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "then give only STYLE")
     p.add_argument("--save-every", type=int, metavar="N",
                    help="write an intermediate image every N iterations (OUT_stepNNNNN.png)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="save a checkpoint every N iterations (Ctrl-C always saves one)")
+    p.add_argument("--checkpoint", metavar="FILE.npz",
+                   help="checkpoint file (default: OUT with .ckpt.npz)")
+    p.add_argument("--resume", metavar="FILE.npz",
+                   help="continue the run saved in this checkpoint (same inputs and options; "
+                        "--iterations may be larger)")
     p.add_argument("--json", metavar="REPORT.json", help="write a JSON report of the run")
     p.add_argument("--weights", metavar="FILE", help="converted VGG19 weights (default: "
                    "$JAXNST_WEIGHTS, weights/vgg19.h5 in a checkout, or ~/.cache/jaxnst/vgg19.h5)")
@@ -126,6 +137,16 @@ SHORT = {"content_weight": "cw", "style_weight": "sw", "tv_weight": "tv", "seed"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+def _load_sized(path, size: int, image_io) -> "np.ndarray":
+    """Load, refuse images under MIN_SIDE px per side, resize so the longer side is ``size`` (the
+    shorter side stays >= MIN_SIDE for very wide or tall images)."""
+    im = image_io.load(path)
+    if min(im.shape[:2]) < MIN_SIDE:
+        raise UsageError(f"{path}: {im.shape[1]}x{im.shape[0]} px is too small; VGG19's four "
+                         f"poolings need at least {MIN_SIDE} px per side")
+    return image_io.resize(im, size, min_side=MIN_SIDE)
+
+
 def _load_contents(args, image_io):
     """(paths, images) of the content image(s), resized to --size."""
     if args.content_dir:
@@ -137,11 +158,8 @@ def _load_contents(args, image_io):
             raise UsageError(f"--content-dir {d}: no .png/.jpg images")
     else:
         paths = [Path(args.content)]
-    images = [image_io.resize(image_io.load(p), args.size) for p in paths]
+    images = [_load_sized(p, args.size, image_io) for p in paths]
     for p, im in zip(paths, images):
-        if min(im.shape[:2]) < 16:
-            raise UsageError(f"{p}: {im.shape[1]}x{im.shape[0]} px after resizing to --size; "
-                             "VGG19 needs at least 16 px per side")
         if im.shape != images[0].shape:
             raise UsageError(f"{p}: {im.shape[1]}x{im.shape[0]} px after resizing, but "
                              f"{paths[0].name} is {images[0].shape[1]}x{images[0].shape[0]}; "
@@ -153,6 +171,18 @@ def _member_name(out: Path, values: dict, content: Path | None) -> Path:
     parts = [out.stem] + ([content.stem] if content is not None else [])
     parts += [f"{SHORT[k]}{v:g}" for k, v in values.items()]
     return out.with_name("_".join(parts) + out.suffix)
+
+
+def _runtime_message(e: Exception, w: int, h: int) -> str | None:
+    """A clear message for errors raised from inside JAX/XLA, or None for anything else."""
+    text = " ".join(str(e).split())
+    name = type(e).__name__
+    if "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or isinstance(e, MemoryError):
+        return (f"out of memory at {w}x{h} px ({text[:160]}); try a smaller --size or fewer "
+                "sweep values")
+    if name in ("XlaRuntimeError", "JaxRuntimeError") or "UNIMPLEMENTED" in text:
+        return f"the device failed ({text[:200]}); try a smaller --size or another precision"
+    return None
 
 
 def _init_distributed(args) -> None:
@@ -181,12 +211,17 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UsageError("CONTENT and STYLE image files are required (or --demo)")
     if not args.output:
         raise UsageError("-o/--output is required")
-    if args.size < 16:
-        raise UsageError(f"--size must be at least 16 px (VGG19's four poolings), got {args.size}")
+    if args.size < MIN_SIDE:
+        raise UsageError(f"--size must be at least {MIN_SIDE} px (VGG19's four poolings), "
+                         f"got {args.size}")
     if args.iterations is not None and args.iterations < 1:
         raise UsageError(f"--iterations must be >= 1, got {args.iterations}")
-    if args.save_every is not None and args.save_every < 1:
-        raise UsageError(f"--save-every must be >= 1, got {args.save_every}")
+    for flag in ("save_every", "checkpoint_every"):
+        v = getattr(args, flag)
+        if v is not None and v < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {v}")
+    if args.resume and not Path(args.resume).is_file():
+        raise UsageError(f"--resume {args.resume}: no such file")
     for name in ("content_weight", "style_weight", "tv_weight"):
         for v in getattr(args, name) or ():
             _check_number(name, v, 0.0, strict=False)
@@ -201,10 +236,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--json {jp}: directory {jp.parent} does not exist")
 
     content_paths, contents = _load_contents(args, image_io)
-    style = image_io.resize(image_io.load(args.style), max(contents[0].shape[:2]))
-    if min(style.shape[:2]) < 16:
-        raise UsageError(f"{args.style}: too small after resizing ({style.shape[1]}x"
-                         f"{style.shape[0]} px); VGG19 needs at least 16 px per side")
+    style = _load_sized(args.style, max(contents[0].shape[:2]), image_io)
 
     from jaxnst.stylize import SWEEPABLE, Options, make_options
     options = {}
@@ -218,8 +250,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     if "init" in options and options["init"] not in ("content", "noise"):
         options["init"] = image_io.resize(image_io.load(options["init"]),
                                           shape=contents[0].shape[:2])
-    if args.save_every:
-        options["chunk"] = args.save_every
+    every = [v for v in (args.save_every, args.checkpoint_every) if v]
+    if every:
+        options["chunk"] = math.gcd(*every)
     try:
         opts = make_options(**options)
     except ValueError as e:
@@ -269,11 +302,41 @@ def run(argv: Sequence[str] | None = None) -> int:
                 save(_intermediate_path(out, step), np.clip(im, 0, 1))
         return None
 
+    ckpt_path = Path(args.checkpoint) if args.checkpoint else out.with_suffix(".ckpt.npz")
+    from jaxnst import checkpoint
+
+    written = []
+
+    def on_checkpoint(ck):
+        checkpoint.save(ckpt_path, ck)
+        written.append(ck.step)
+        _say(args.quiet, f"checkpoint at iteration {ck.step} written to {ckpt_path}")
+
     t0 = time.perf_counter()
     content_arg = np.stack(contents) if args.content_dir else contents[0]
     try:
         result = stylize(content_arg, style, variables=variables, callback=callback,
+                         checkpoint_every=args.checkpoint_every,
+                         on_checkpoint=on_checkpoint if jax.process_count() == 1 else None,
+                         resume=args.resume,
                          **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)})
+    except checkpoint.CheckpointError as e:
+        raise UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+            bar = None
+        if written:
+            print(f"jaxnst: interrupted; checkpoint written to {ckpt_path}; continue with: "
+                  f"--resume {ckpt_path}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        raise
+    except Exception as e:
+        msg = _runtime_message(e, w, h)
+        if msg is None:
+            raise
+        print(f"jaxnst: error: {msg}", file=sys.stderr)
+        return EXIT_RUNTIME
     finally:
         if bar is not None:
             bar.close()
@@ -379,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("jaxnst: interrupted; nothing written", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

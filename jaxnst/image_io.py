@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,25 +53,33 @@ def load(path: str | os.PathLike) -> np.ndarray:
     if p.stat().st_size == 0:
         raise ImageError(f"{p}: empty file")
     try:
-        with Image.open(p) as im:
-            im = ImageOps.exif_transpose(im)
-            im.load()
-            return _to_float_rgb(im)
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{p}: image too large ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{p}: not a readable image ({e})") from None
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                im = ImageOps.exif_transpose(im)
+                im.load()
+                return _to_float_rgb(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{p}: image too large (over Pillow's limit of "
+                         f"{Image.MAX_IMAGE_PIXELS} pixels; decompression bomb?)") from None
+    except MemoryError:
+        raise ImageError(f"{p}: image too large to decode in memory") from None
+    except Exception as e:  # corrupt files raise OSError, SyntaxError, struct.error, EOFError...
+        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        raise ImageError(f"{p}: not a readable image ({detail})") from None
 
 
 def resize(image: np.ndarray, max_side: int | None = None, *,
-           shape: tuple[int, int] | None = None) -> np.ndarray:
+           shape: tuple[int, int] | None = None, min_side: int = 1) -> np.ndarray:
     """Resize float (H, W, 3) so its longer side is ``max_side`` (or to ``shape`` = (H, W)), with a
-    Lanczos filter per channel in float (no 8-bit rounding)."""
+    Lanczos filter per channel in float (no 8-bit rounding). For very wide or tall images the
+    shorter side is kept at ``min_side`` at least, so the longer side may exceed ``max_side``."""
     h, w = image.shape[:2]
     if shape is None:
-        if max_side is None or max(h, w) == max_side:
+        if max_side is None:
             return image
-        s = max_side / max(h, w)
+        s = max(max_side / max(h, w), min_side / min(h, w))
         shape = (max(1, round(h * s)), max(1, round(w * s)))
     if tuple(shape) == (h, w):
         return image

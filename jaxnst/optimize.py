@@ -227,7 +227,7 @@ def init_state(images: Array, variables: dict, targets: losses.Targets, hyper: H
     return _batched(_init_one, config)(images, variables, targets, hyper)
 
 
-@functools.partial(jax.jit, static_argnames="config", donate_argnames="state")
+@functools.partial(jax.jit, static_argnames="config")
 def run_chunk(state: LoopState, variables: dict, targets: losses.Targets, hyper: Hyper,
               config: Config) -> tuple[LoopState, Array, Array, losses.Parts]:
     """Take up to ``config.chunk`` steps for every member of the batch.
@@ -255,22 +255,48 @@ def run_chunk(state: LoopState, variables: dict, targets: losses.Targets, hyper:
     return state, totals, cost, parts
 
 
+class Progress(NamedTuple):
+    """Everything a run has produced so far: enough to report, checkpoint or resume it."""
+    state: LoopState
+    totals: list      # per chunk: (chunk, N) total loss after each step
+    parts: list       # at the start and after each chunk: losses.Parts of (N,) arrays
+    paid: int         # evaluations the batch paid for
+
+
+class Interrupted(Exception):
+    """Ctrl-C arrived; ``progress`` is the last completed chunk (nothing of the one in flight)."""
+
+    def __init__(self, progress: Progress):
+        super().__init__("interrupted")
+        self.progress = progress
+
+
 def descend(images: Array, variables: dict, targets: losses.Targets, hyper: Hyper, config: Config,
-            callback: Callable[[LoopState, Array, losses.Parts], bool | None] | None = None,
-            ) -> tuple[LoopState, list[Array], list[losses.Parts], int]:
+            callback: Callable[[Progress], bool | None] | None = None,
+            start: Progress | None = None) -> Progress:
     """Run chunks until every member has taken ``hyper.iterations`` steps or diverged.
-    ``callback(state, totals, parts)`` runs after each chunk (the only host sync); returning True
-    stops early. Returns the final state, per-chunk totals and parts, and the evaluations paid."""
-    state, parts0 = init_state(images, variables, targets, hyper, config)
-    totals, parts = [], [parts0]
+
+    ``callback(progress)`` runs after each chunk (the only host sync); returning True stops early.
+    ``start`` resumes from an earlier :class:`Progress` instead of initialising at ``images``.
+    KeyboardInterrupt becomes :class:`Interrupted` carrying the last completed chunk; the state is
+    never donated to the compiled chunk, so it survives a chunk cut short.
+    """
+    if start is None:
+        state, parts0 = init_state(images, variables, targets, hyper, config)
+        progress = Progress(state, [], [parts0], int(jnp.max(state.evals)))
+    else:
+        progress = start
     n = int(hyper.iterations)
-    paid = int(jnp.max(state.evals))
-    while True:
-        state, t, cost, p = run_chunk(state, variables, targets, hyper, config)
-        totals.append(t)
-        parts.append(p)
-        paid += int(cost)
-        stop = callback(state, t, p) if callback is not None else None
-        done = (np.asarray(state.step) >= n) | (np.asarray(state.diverged_at) >= 0)
-        if stop or bool(done.all()):
-            return state, totals, parts, paid
+    try:
+        while True:
+            done = (np.asarray(progress.state.step) >= n) | (np.asarray(progress.state.diverged_at) >= 0)
+            if bool(done.all()):
+                return progress
+            state, t, cost, p = run_chunk(progress.state, variables, targets, hyper, config)
+            cost = int(cost)  # waits for the chunk
+            progress = Progress(state, progress.totals + [t], progress.parts + [p],
+                                progress.paid + cost)
+            if callback is not None and callback(progress):
+                return progress
+    except KeyboardInterrupt:
+        raise Interrupted(progress) from None

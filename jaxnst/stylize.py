@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import os
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -302,7 +303,9 @@ def _sharding(n: int):
 
 def stylize(content, style, *, variables: dict | None = None,
             callback: Callable[[int, float, jax.Array], bool | None] | None = None,
-            **options) -> Result:
+            checkpoint_every: int | None = None,
+            on_checkpoint: Callable[[Any], None] | None = None,
+            resume: Any = None, **options) -> Result:
     """Gatys et al. style transfer of ``style`` onto ``content``.
 
     content: (H, W, 3) float RGB in [0, 1], or (C, H, W, 3) for several content images of one size.
@@ -319,6 +322,12 @@ def stylize(content, style, *, variables: dict | None = None,
 
     ``callback(step, loss, image)`` runs after every chunk (the image is the batch for a sweep);
     returning True stops early.
+
+    Checkpoints (:mod:`jaxnst.checkpoint`): ``on_checkpoint(ckpt)`` receives a
+    :class:`~jaxnst.checkpoint.Checkpoint` at chunk ends where the step is a multiple of
+    ``checkpoint_every``, and on Ctrl-C (then KeyboardInterrupt is re-raised). ``resume`` (a
+    Checkpoint or a file path) continues such a run; the result equals the uninterrupted run's.
+    It is refused (CheckpointError) when the inputs or options differ, except ``iterations``.
     """
     t_start = time.perf_counter()
     c0 = compile_stats()["seconds"]
@@ -367,15 +376,57 @@ def stylize(content, style, *, variables: dict | None = None,
                                  jax.device_put(targets.grams, rep))
         run_vars = jax.device_put(run_vars, rep)
 
-    def on_chunk(state, totals, parts):
+    fp = None
+    if checkpoint_every or on_checkpoint or resume is not None:
+        if jax.process_count() > 1:
+            raise ValueError("checkpoints are not supported in multi-process runs")
+        from jaxnst import checkpoint as ckpt_mod
+        fp = ckpt_mod.fingerprint(np.asarray(contents), np.asarray(style), o, digest)
+    start = None
+    if resume is not None:
+        if isinstance(resume, (str, os.PathLike)):
+            resume = ckpt_mod.load(resume)
+        if resume.fingerprint != fp:
+            raise ckpt_mod.CheckpointError(
+                "checkpoint does not match these inputs and options (content, style, weights or "
+                "an option other than iterations differs); start without --resume")
+        template = jax.eval_shape(functools.partial(optimize.init_state, config=config), images0,
+                                  run_vars, targets, hyper)[0]
+        state = ckpt_mod.restore(template, resume.leaves)
+        if mesh is not None:
+            state = jax.device_put(state, row)
+        parts_hist = [losses.Parts(*(jnp.asarray(resume.parts[f][i]) for f in losses.Parts._fields))
+                      for i in range(resume.parts["total"].shape[0])]
+        start = optimize.Progress(state, [jnp.asarray(t) for t in resume.totals], parts_hist,
+                                  resume.paid)
+
+    def snapshot(progress: optimize.Progress):
+        st = jax.device_get(progress.state)
+        return ckpt_mod.Checkpoint(
+            fp, int(np.max(st.step)), [np.asarray(a) for a in jax.tree.leaves(st)],
+            np.stack([np.asarray(t) for t in progress.totals]) if progress.totals else
+            np.zeros((0, config.chunk, len(idx)), np.float32),
+            {f: np.stack([np.asarray(getattr(p, f)) for p in progress.parts])
+             for f in losses.Parts._fields}, progress.paid)
+
+    def on_chunk(progress: optimize.Progress):
+        state, parts = progress.state, progress.parts[-1]
+        step = int(np.max(state.step))
+        if on_checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 \
+                and step < o.iterations:
+            on_checkpoint(snapshot(progress))
         if callback is None:
             return None
-        step = int(np.max(state.step))
         loss = float(np.mean(np.asarray(parts.total)[:m]))
         return callback(step, loss, state.image[:m] if batched else state.image[0])
 
-    state, totals, parts, paid = optimize.descend(images0, run_vars, targets, hyper, config,
-                                                  on_chunk)
+    try:
+        state, totals, parts, paid = optimize.descend(images0, run_vars, targets, hyper, config,
+                                                      on_chunk, start=start)
+    except optimize.Interrupted as e:
+        if on_checkpoint is not None:
+            on_checkpoint(snapshot(e.progress))
+        raise KeyboardInterrupt from None
     per_member = {
         "steps": np.asarray(state.step)[:m],
         "totals": np.concatenate([np.asarray(t) for t in totals], 0)[: o.iterations, :m].T,

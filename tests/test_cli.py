@@ -127,3 +127,42 @@ def test_content_dir_batches_frames(files, tmp_path, capsys, real_vars):
                      "--iterations", 2, "--quiet"], capsys)
     assert code == 0, err
     assert (tmp_path / "o_f0.png").exists() and (tmp_path / "o_f1.png").exists()
+
+
+def test_checkpoint_and_resume_from_the_command_line(files, tmp_path, capsys, real_vars):
+    base = [files / "c.png", files / "s.jpg", "--size", 32, "--optimizer", "adam", "--quiet"]
+    code, err = run([*base, "-o", tmp_path / "a.png", "--iterations", 4, "--checkpoint-every", 2],
+                    capsys)
+    assert code == 0, err
+    ck = tmp_path / "a.ckpt.npz"
+    assert ck.exists()  # written at iteration 2
+    code, err = run([*base, "-o", tmp_path / "b.png", "--iterations", 4, "--resume", ck], capsys)
+    assert code == 0, err
+    code, err = run([*base, "-o", tmp_path / "c.png", "--iterations", 4, "--checkpoint-every", 2],
+                    capsys)
+    a, b, c = (np.asarray(Image.open(tmp_path / f"{x}.png")) for x in "abc")
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+    code, err = run([*base, "-o", tmp_path / "d.png", "--iterations", 4, "--resume", ck,
+                     "--style-weight", "1"], capsys)
+    assert code == 2 and "does not match" in err and not (tmp_path / "d.png").exists()
+
+
+def test_ctrl_c_writes_a_checkpoint_and_exits_130(files, tmp_path, capsys, real_vars, monkeypatch):
+    import jaxnst.stylize as st_mod  # noqa: F401
+    from jaxnst import optimize
+    real = optimize.run_chunk
+    calls = {"n": 0}
+
+    def interrupt_second_chunk(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(optimize, "run_chunk", interrupt_second_chunk)
+    out = tmp_path / "o.png"
+    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 32, "--iterations", 6,
+                     "--save-every", 2, "--quiet"], capsys)
+    assert code == 130 and "--resume" in err
+    assert (tmp_path / "o.ckpt.npz").exists() and not out.exists()

@@ -1,0 +1,111 @@
+"""Checkpoints of a running descent: save, load, verify, restore. NumPy ``.npz``, never pickled.
+
+A checkpoint holds the float32 image(s) and the whole optimizer state (every leaf of
+:class:`jaxnst.optimize.LoopState`: step, evaluation counts, L-BFGS memory or Adam moments), the
+loss history so far, and a fingerprint: a SHA-256 of the content and style pixels, every option
+that changes the result (all but ``iterations`` and ``chunk``: a run may be resumed to go further),
+the seeds (the only randomness; they fix the noise init) and the weights' digest. Resuming with
+inputs or options that give another fingerprint is refused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "jaxnst-checkpoint-1"
+_NOT_HASHED = ("iterations", "chunk")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable or does not match this run. One-line message."""
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    fingerprint: str
+    step: int                      # steps taken by the furthest member
+    leaves: list[np.ndarray]       # jax.tree.leaves of the LoopState (batched: leading N axis)
+    totals: np.ndarray             # (chunks, chunk, N) total loss after each step
+    parts: dict[str, np.ndarray]   # field -> (chunks + 1, N)
+    paid: int
+
+
+def fingerprint(content: np.ndarray, style: np.ndarray, options, weights_digest: str) -> str:
+    h = hashlib.sha256(FORMAT.encode())
+    for name, a in (("content", content), ("style", style)):
+        a = np.ascontiguousarray(np.asarray(a, np.float32))
+        h.update(f"{name}:{a.shape}\n".encode())
+        h.update(a.tobytes())
+    opts = {}
+    for f in dataclasses.fields(options):
+        if f.name in _NOT_HASHED:
+            continue
+        v = getattr(options, f.name)
+        if isinstance(v, np.ndarray) or hasattr(v, "__array__") and not isinstance(v, (str, tuple)):
+            a = np.ascontiguousarray(np.asarray(v, np.float32))
+            v = {"array": hashlib.sha256(a.tobytes()).hexdigest(), "shape": list(a.shape)}
+        elif isinstance(v, tuple):
+            v = list(v)
+        opts[f.name] = v
+    h.update(json.dumps(opts, sort_keys=True, default=str).encode())
+    h.update(weights_digest.encode())
+    return h.hexdigest()
+
+
+def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
+    """Write atomically (temporary file in the same directory, then rename)."""
+    p = Path(path)
+    arrays = {f"leaf_{i:04d}": np.asarray(a) for i, a in enumerate(ckpt.leaves)}
+    arrays["totals"] = np.asarray(ckpt.totals, np.float32)
+    arrays.update({f"parts_{k}": np.asarray(v, np.float32) for k, v in ckpt.parts.items()})
+    meta = {"format": FORMAT, "fingerprint": ckpt.fingerprint, "step": int(ckpt.step),
+            "paid": int(ckpt.paid), "leaves": len(ckpt.leaves), "parts": sorted(ckpt.parts)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part",
+                               dir=p.parent if str(p.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def load(path: str | os.PathLike) -> Checkpoint:
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p}: no such file")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            if meta.get("format") != FORMAT:
+                raise CheckpointError(f"checkpoint {p}: not a {FORMAT} file")
+            leaves = [z[f"leaf_{i:04d}"] for i in range(meta["leaves"])]
+            return Checkpoint(meta["fingerprint"], meta["step"], leaves, z["totals"],
+                              {k: z[f"parts_{k}"] for k in meta["parts"]}, meta["paid"])
+    except CheckpointError:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {p}: unreadable ({type(e).__name__})") from None
+
+
+def restore(template, leaves: list[np.ndarray], where: str = "checkpoint"):
+    """Put ``leaves`` into the tree structure of ``template`` (shapes and dtypes must match)."""
+    import jax
+    want, treedef = jax.tree.flatten(template)
+    if len(want) != len(leaves):
+        raise CheckpointError(f"{where} holds {len(leaves)} arrays, this run needs {len(want)}")
+    for i, (w, a) in enumerate(zip(want, leaves)):
+        if tuple(w.shape) != tuple(a.shape) or np.dtype(w.dtype) != a.dtype:
+            raise CheckpointError(f"{where}: array {i} is {a.dtype}{list(a.shape)}, this run "
+                                  f"needs {np.dtype(w.dtype)}{list(w.shape)}")
+    return jax.tree.unflatten(treedef, [jax.numpy.asarray(a) for a in leaves])
