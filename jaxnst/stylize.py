@@ -164,16 +164,21 @@ def make_options(**options) -> Options:
             options[k] = vgg.check_layers(options[k], what=k[:-1].replace("_", " "))
     for k in SWEEPABLE:
         v = options.get(k)
-        if v is None or isinstance(v, str) or np.ndim(v) == 0:
+        if v is None or isinstance(v, (str, bytes)) or np.ndim(v) == 0:
             continue
-        if np.ndim(v) != 1 or len(v) == 0:
+        try:
+            a = np.asarray(v, dtype=np.int64 if k == "seed" else np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{k} must be a number or a 1-D sequence of numbers, got {v!r}") \
+                from None
+        if a.ndim != 1 or a.size == 0:
             raise ValueError(f"{k} must be a number or a non-empty 1-D sequence, got {v!r}")
-        options[k] = tuple(int(x) if k == "seed" else float(x) for x in np.asarray(v).tolist())
+        options[k] = tuple(a.tolist())
     o = Options(**options)
-    if not isinstance(o.iterations, (int, np.integer)) or o.iterations < 1:
-        raise ValueError(f"iterations must be a positive integer, got {o.iterations!r}")
-    if not isinstance(o.chunk, (int, np.integer)) or o.chunk < 1:
-        raise ValueError(f"chunk must be a positive integer, got {o.chunk!r}")
+    for k in ("iterations", "chunk", "lbfgs_memory"):
+        v = getattr(o, k)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{k} must be a positive integer, got {v!r}")
     for k in ("content_weight", "style_weight", "tv_weight"):
         for v in _values(getattr(o, k)):
             if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or \
@@ -182,9 +187,12 @@ def make_options(**options) -> Options:
     for v in _values(o.seed):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2**32), got {v!r}")
-    if not isinstance(o.learning_rate, (int, float, np.number)) or not (
-            math.isfinite(o.learning_rate) and o.learning_rate > 0):
+    if isinstance(o.learning_rate, bool) or not isinstance(o.learning_rate, (int, float, np.number)) \
+            or not (math.isfinite(o.learning_rate) and o.learning_rate > 0):
         raise ValueError(f"learning_rate must be a finite number > 0, got {o.learning_rate!r}")
+    for k in ("optimizer", "linesearch", "pooling"):
+        if not isinstance(getattr(o, k), str):
+            raise ValueError(f"{k} must be a string, got {getattr(o, k)!r}")
     if o.optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"unknown optimizer {o.optimizer!r}; expected 'lbfgs' or 'adam'")
     if o.linesearch not in ("auto", "zoom", "backtracking"):
@@ -192,8 +200,12 @@ def make_options(**options) -> Options:
                          "'backtracking'")
     if o.pooling not in ("max", "avg"):
         raise ValueError(f"unknown pooling {o.pooling!r}; expected 'max' or 'avg'")
-    if isinstance(o.init, str) and o.init not in ("content", "noise"):
-        raise ValueError(f"init must be 'content', 'noise' or an image array, got {o.init!r}")
+    if isinstance(o.init, str):
+        if o.init not in ("content", "noise"):
+            raise ValueError(f"init must be 'content', 'noise' or an image array, got {o.init!r}")
+    elif not hasattr(o.init, "shape") or len(o.init.shape) != 3 or o.init.shape[-1] != 3:
+        raise ValueError(f"init must be 'content', 'noise' or an (H, W, 3) image array, got "
+                         f"{type(o.init).__name__}")
     if not o.content_layers and not o.style_layers:
         raise ValueError("content_layers and style_layers are both empty; nothing to optimise")
     return o

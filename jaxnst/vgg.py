@@ -95,8 +95,15 @@ def _pool(x, kind):
 
 def check_layers(layers: Sequence[str], what: str = "layer") -> tuple[str, ...]:
     """Validate layer names; raise ValueError naming the first unknown one."""
-    layers = (layers,) if isinstance(layers, str) else tuple(layers)
+    if isinstance(layers, str):
+        layers = (layers,)
+    try:
+        layers = tuple(layers)
+    except TypeError:
+        raise ValueError(f"{what}s must be layer names like 'conv4_2', got {layers!r}") from None
     for name in layers:
+        if not isinstance(name, str):
+            raise ValueError(f"{what}s must be layer names like 'conv4_2', got {name!r}")
         if name not in LAYERS:
             raise ValueError(f"unknown {what} {name!r}; expected one of conv1_1..conv5_4 "
                              f"({', '.join(LAYERS)})")

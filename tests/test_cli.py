@@ -149,7 +149,6 @@ def test_checkpoint_and_resume_from_the_command_line(files, tmp_path, capsys, re
 
 
 def test_ctrl_c_writes_a_checkpoint_and_exits_130(files, tmp_path, capsys, real_vars, monkeypatch):
-    import jaxnst.stylize as st_mod  # noqa: F401
     from jaxnst import optimize
     real = optimize.run_chunk
     calls = {"n": 0}
@@ -166,3 +165,21 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(files, tmp_path, capsys, real_
                      "--save-every", 2, "--quiet"], capsys)
     assert code == 130 and "--resume" in err
     assert (tmp_path / "o.ckpt.npz").exists() and not out.exists()
+
+
+def test_device_errors_become_a_clear_message(files, tmp_path, capsys, monkeypatch, real_vars):
+    import importlib
+    st_mod = importlib.import_module("jaxnst.stylize")
+
+    class XlaRuntimeError(RuntimeError):
+        pass
+
+    def oom(*a, **k):
+        raise XlaRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9e12 "
+                              "bytes.\nBufferAssignment OOM Debugging.")
+
+    monkeypatch.setattr(st_mod, "stylize", oom)
+    out = tmp_path / "o.png"
+    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 32, "--quiet"], capsys)
+    assert code == 4 and "out of memory at 32x24 px" in err and "smaller --size" in err
+    assert err.count("\n") == 1 and not out.exists()
