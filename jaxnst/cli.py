@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     from jaxnst.stylize import Options
     p = _Parser(prog="jaxnst", description="Neural style transfer (Gatys et al. 2016) in JAX.")
     p.add_argument("content", nargs="?", help="content image file")
-    p.add_argument("style", nargs="?", help="style image file")
+    p.add_argument("style", nargs="?", help="style image file (several: a.jpg,b.jpg)")
     p.add_argument("-o", "--output", help="output image (.png, .jpg)")
     p.add_argument("--size", type=int, default=512,
                    help="longer side of the output in pixels (default: 512; 256 with --demo)")
@@ -67,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         kw = {"default": None, "help": f"{f.metadata['help']} (default: {_show(f.default)})"}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
-        if f.name in ("content_weight", "style_weight", "tv_weight", "seed"):
+        if f.name == "style_blend_weights":
+            kw.update(nargs="+", type=_finite_float, help=kw["help"] + "; one per STYLE file")
+        elif f.name == "style_scale":
+            kw.update(type=_finite_float, help="resize the style so its longer side is this times "
+                      "the content's (default: 1.0)")
+        elif f.name in ("content_weight", "style_weight", "tv_weight", "seed"):
             kw.update(nargs="+", type=int if f.name == "seed" else _finite_float,
                       help=kw["help"] + "; several values run as one batched sweep")
         elif f.name.endswith("_layers"):
@@ -236,13 +241,24 @@ def run(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--json {jp}: directory {jp.parent} does not exist")
 
     content_paths, contents = _load_contents(args, image_io)
-    style = _load_sized(args.style, max(contents[0].shape[:2]), image_io)
+    # Several styles: STYLE may list files separated by commas (as in jcjohnson/neural-style).
+    # --style-scale is applied here, at load, with the float Lanczos resize.
+    scale = args.style_scale if args.style_scale is not None else 1.0
+    if not (math.isfinite(scale) and 0 < scale < 1e3):
+        raise UsageError(f"--style-scale must be a number > 0, got {scale}")
+    style_paths = [p for p in args.style.split(",") if p]
+    styles = [_load_sized(p, max(1, round(scale * max(contents[0].shape[:2]))), image_io)
+              for p in style_paths]
+    if args.style_blend_weights is not None and len(args.style_blend_weights) != len(styles):
+        raise UsageError(f"--style-blend-weights has {len(args.style_blend_weights)} values for "
+                         f"{len(styles)} style images")
+    style = styles[0]
 
     from jaxnst.stylize import SWEEPABLE, Options, make_options
     options = {}
     for f in dataclasses.fields(Options):
         v = getattr(args, f.name, None)
-        if f.name == "chunk" or v is None:
+        if f.name in ("chunk", "style_scale") or v is None:
             continue
         if f.name in SWEEPABLE:
             v = v[0] if len(v) == 1 else list(v)
@@ -315,7 +331,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     content_arg = np.stack(contents) if args.content_dir else contents[0]
     try:
-        result = stylize(content_arg, style, variables=variables, callback=callback,
+        result = stylize(content_arg, styles if len(styles) > 1 else style, variables=variables, callback=callback,
                          checkpoint_every=args.checkpoint_every,
                          on_checkpoint=on_checkpoint if jax.process_count() == 1 else None,
                          resume=args.resume,
@@ -343,7 +359,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     wall = time.perf_counter() - t0
     report = {
         "content": [str(p) for p in content_paths] if args.content_dir else str(args.content),
-        "style": str(args.style),
+        "style": style_paths if len(style_paths) > 1 else str(args.style),
         "image_size": [w, h],
         "wall_seconds": wall, "compile_seconds": result.compile_seconds,
         "run_seconds": result.run_seconds,

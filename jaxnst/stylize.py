@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import losses, optimize, vgg
+from jaxnst import color, losses, optimize, vgg
 
 CONTENT_LAYERS = ("conv4_2",)
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -58,6 +58,15 @@ class Options:
     style_layers: tuple[str, ...] = _field(STYLE_LAYERS, "VGG19 layers for style")
     chunk: int = _field(20, "steps per compiled program call; progress is reported between chunks")
     lbfgs_memory: int = _field(10, "L-BFGS history size")
+    style_blend_weights: tuple[float, ...] | None = _field(
+        None, "weights of several style images (normalised to sum to 1; default: equal)")
+    style_scale: float | None = _field(
+        None, "resize the style so its longer side is this times the content's (API default: use "
+              "the style as given; the CLI passes 1.0)")
+    preserve_color: str = _field("none", "none, luminance (transfer on luma, keep the content's "
+                                         "chroma) or histogram (give the style the content's "
+                                         "colour mean and covariance first)",
+                                 choices=("none", "luminance", "histogram"))
     linesearch: str = _field("auto", "L-BFGS line search: zoom (strong Wolfe), backtracking "
                                      "(Armijo), or auto: zoom for one image, backtracking for "
                                      "batches (see jaxnst.optimize)",
@@ -162,6 +171,15 @@ def make_options(**options) -> Options:
     for k in ("content_layers", "style_layers"):
         if k in options:
             options[k] = vgg.check_layers(options[k], what=k[:-1].replace("_", " "))
+    if options.get("style_blend_weights") is not None:
+        v = options["style_blend_weights"]
+        try:
+            a = np.asarray(v, np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"style_blend_weights must be numbers, got {v!r}") from None
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError(f"style_blend_weights must be a non-empty 1-D sequence, got {v!r}")
+        options["style_blend_weights"] = tuple(a.tolist())
     for k in SWEEPABLE:
         v = options.get(k)
         if v is None or isinstance(v, (str, bytes)) or np.ndim(v) == 0:
@@ -190,6 +208,20 @@ def make_options(**options) -> Options:
     if isinstance(o.learning_rate, bool) or not isinstance(o.learning_rate, (int, float, np.number)) \
             or not (math.isfinite(o.learning_rate) and o.learning_rate > 0):
         raise ValueError(f"learning_rate must be a finite number > 0, got {o.learning_rate!r}")
+    if o.style_blend_weights is not None:
+        for v in o.style_blend_weights:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or \
+                    not math.isfinite(v) or v < 0:
+                raise ValueError(f"style_blend_weights must be finite numbers >= 0, got {v!r}")
+        if sum(o.style_blend_weights) <= 0:
+            raise ValueError("style_blend_weights must not all be zero")
+    if o.style_scale is not None and (isinstance(o.style_scale, bool) or not isinstance(
+            o.style_scale, (int, float, np.number)) or not 0 < o.style_scale < 1e3
+                                      or not math.isfinite(o.style_scale)):
+        raise ValueError(f"style_scale must be a number > 0, got {o.style_scale!r}")
+    if o.preserve_color not in ("none", "luminance", "histogram"):
+        raise ValueError(f"unknown preserve_color {o.preserve_color!r}; expected 'none', "
+                         "'luminance' or 'histogram'")
     for k in ("optimizer", "linesearch", "pooling"):
         if not isinstance(getattr(o, k), str):
             raise ValueError(f"{k} must be a string, got {getattr(o, k)!r}")
@@ -246,14 +278,34 @@ def _features(image, variables, layers, pooling, channels):
     return vgg.VGG19(pooling=pooling, channels=channels).apply(variables, image, layers)
 
 
-def prepare_targets(content, style, variables, options: Options) -> losses.Targets:
-    """Content activations and style Grams, computed once (outside any loop or vmap)."""
+def prepare_targets(content, style, variables, options: Options,
+                    blend: Sequence[float] | None = None) -> losses.Targets:
+    """Content activations and style Grams, computed once (outside any loop or vmap).
+
+    ``style`` may be a list of images (any sizes); their Grams are averaged with ``blend``
+    (normalised). Matching the blended Gram is the weighted sum of per-style losses up to a
+    constant, as in jcjohnson/neural-style's blending."""
     channels = vgg.channels_of(variables)
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    w = np.ones(len(styles)) if blend is None else np.asarray(blend, np.float64)
+    w = w / w.sum()
     cf = _features(content, variables, options.content_layers, options.pooling, channels) \
         if options.content_layers else {}
-    sf = _features(style, variables, options.style_layers, options.pooling, channels) \
-        if options.style_layers else {}
-    return losses.make_targets(cf, sf, options.content_layers, options.style_layers)
+    grams = {}
+    for wi, st in zip(w, styles):
+        if not options.style_layers:
+            break
+        sf = _features(st, variables, options.style_layers, options.pooling, channels)
+        for n in options.style_layers:
+            grams[n] = grams.get(n, 0.0) + float(wi) * losses.gram(sf[n])
+    return losses.Targets(content={n: cf[n] for n in options.content_layers}, grams=grams)
+
+
+def _rescale(image: jax.Array, long_side: float) -> jax.Array:
+    h, w = image.shape[:2]
+    s = max(long_side / max(h, w), MIN_SIDE / min(h, w))
+    shape = (max(1, round(h * s)), max(1, round(w * s)), 3)
+    return jnp.clip(jax.image.resize(image, shape, "lanczos3"), 0.0, 1.0)
 
 
 def initial_images(content: jax.Array, seeds: np.ndarray, options: Options) -> jax.Array:
@@ -347,7 +399,21 @@ def stylize(content, style, *, variables: dict | None = None,
     content = jnp.asarray(content)
     many_contents = content.ndim == 4
     contents = _as_images(content, "content") if many_contents else _as_image(content, "content")[None]
-    style = _as_image(style, "style")
+    styles = [_as_image(x, f"style {i + 1}") for i, x in enumerate(style)] \
+        if isinstance(style, (list, tuple)) else [_as_image(style, "style")]
+    if o.style_blend_weights is not None and len(o.style_blend_weights) != len(styles):
+        raise ValueError(f"style_blend_weights has {len(o.style_blend_weights)} values for "
+                         f"{len(styles)} style images")
+    if o.style_scale is not None:
+        side = o.style_scale * max(contents.shape[1:3])
+        styles = [_rescale(x, side) for x in styles]
+    original_contents = contents
+    if o.preserve_color == "histogram":
+        styles = [color.match_color_histogram(x, contents[0]) for x in styles]
+    elif o.preserve_color == "luminance":
+        c_luma = color.luma(contents)
+        styles = [color.grey(color.match_luminance(color.luma(x), c_luma[0])) for x in styles]
+        contents = color.grey(c_luma)
     variables, digest = _default_variables(variables)
     layers = tuple(n for n in vgg.LAYERS if n in set(o.content_layers) | set(o.style_layers))
     for n in layers:
@@ -362,7 +428,8 @@ def stylize(content, style, *, variables: dict | None = None,
     content_index = np.repeat(np.arange(n_c), n_g)
 
     run_vars = vgg.with_backward_kernels(variables)
-    targets = prepare_targets(contents, style, variables, o)  # content feats: (C, ...) batched
+    targets = prepare_targets(contents, styles, variables, o, o.style_blend_weights)
+    # (content feats: (C, ...), one per content image)
     mine = process_share(n)  # this process's members (all of them in a one-process run)
     m = len(mine)
     mesh, n_dev = _sharding(m)
@@ -393,7 +460,8 @@ def stylize(content, style, *, variables: dict | None = None,
         if jax.process_count() > 1:
             raise ValueError("checkpoints are not supported in multi-process runs")
         from jaxnst import checkpoint as ckpt_mod
-        fp = ckpt_mod.fingerprint(np.asarray(contents), np.asarray(style), o, digest)
+        fp = ckpt_mod.fingerprint(np.asarray(contents),
+                                  np.concatenate([np.asarray(x).ravel() for x in styles]), o, digest)
     start = None
     if resume is not None:
         if isinstance(resume, (str, os.PathLike)):
@@ -456,6 +524,9 @@ def stylize(content, style, *, variables: dict | None = None,
     steps = [0] + [min((i + 1) * config.chunk, int(steps_done.max())) for i in range(len(parts) - 1)]
     history = {"step": np.asarray(steps), **{f: per_member[f] for f in losses.Parts._fields}}
     image = np.clip(per_member["image"], 0.0, 1.0)
+    if o.preserve_color == "luminance":
+        image = np.asarray(color.combine_luma_chroma(
+            jnp.asarray(image), original_contents[content_index[:image.shape[0]]]))
     evals = per_member["evals"]
     wall = time.perf_counter() - t_start
     compile_s = compile_stats()["seconds"] - c0
