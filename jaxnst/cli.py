@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 MIN_SIDE = 16  # VGG19 pools four times before conv5_1
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -107,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "--distributed; needed where the cluster is not auto-detected)")
     g.add_argument("--num-processes", type=int, help="number of processes (with --coordinator)")
     g.add_argument("--process-id", type=int, help="this process's index (with --coordinator)")
+    p.add_argument("--mode", choices=("stylize", "texture", "reconstruct"), default="stylize",
+                   help="texture: synthesize the STYLE's texture from noise (give only STYLE); "
+                        "reconstruct: rebuild CONTENT from noise with --content-layers only "
+                        "(give only CONTENT); both start from noise unless --init is given")
     p.add_argument("--demo", action="store_true",
                    help="stylize the bundled sample images (256 px, 200 iterations unless given)")
     return p
@@ -142,7 +148,7 @@ SHORT = {"content_weight": "cw", "style_weight": "sw", "tv_weight": "tv", "seed"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def _load_sized(path, size: int, image_io) -> "np.ndarray":
+def _load_sized(path, size: int, image_io):
     """Load, refuse images under MIN_SIDE px per side, resize so the longer side is ``size`` (the
     shorter side stays >= MIN_SIDE for very wide or tall images)."""
     im = image_io.load(path)
@@ -212,6 +218,17 @@ def run(argv: Sequence[str] | None = None) -> int:
             args.iterations = DEMO_DEFAULTS["iterations"]
         if "--size" not in argv:
             args.size = DEMO_DEFAULTS["size"]
+    if args.mode != "stylize":
+        if args.style is not None or args.content_dir or not args.content:
+            raise UsageError(f"--mode {args.mode} takes one image file "
+                             f"({'STYLE' if args.mode == 'texture' else 'CONTENT'})")
+        args.style = args.content
+        if args.init is None:
+            args.init = "noise"
+        if args.mode == "texture":
+            args.content_layers = ()
+        else:
+            args.style_layers = ()
     if not (args.content or args.content_dir) or not args.style:
         raise UsageError("CONTENT and STYLE image files are required (or --demo)")
     if not args.output:
@@ -241,6 +258,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--json {jp}: directory {jp.parent} does not exist")
 
     content_paths, contents = _load_contents(args, image_io)
+    if args.mode == "texture":  # the content only gives the output's shape
+        contents = [np.zeros_like(contents[0])]
     # Several styles: STYLE may list files separated by commas (as in jcjohnson/neural-style).
     # --style-scale is applied here, at load, with the float Lanczos resize.
     scale = args.style_scale if args.style_scale is not None else 1.0
@@ -284,7 +303,6 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UsageError(str(e)) from None
 
     import jax
-    import numpy as np
     from jaxnst.stylize import stylize, sweep_grid
     writer = jax.process_index() == 0  # outputs are written once, by process 0
     if not writer:

@@ -61,10 +61,49 @@ def tv_loss(image: Array) -> Array:
     return jnp.mean(dy * dy) + jnp.mean(dx * dx)
 
 
+def mean_cov(f: Array) -> tuple[Array, Array]:
+    """(H, W, C) -> channel mean (C,) and covariance (C, C) over positions. float32."""
+    h, w, c = f.shape
+    x = f.reshape(h * w, c).astype(jnp.float32)
+    mu = x.mean(0)
+    d = x - mu
+    return mu, (d.T @ d) / (h * w)
+
+
+def _psd_sqrt(c: Array) -> Array:
+    w, v = jnp.linalg.eigh(c)
+    return (v * jnp.sqrt(jnp.maximum(w, 0.0))) @ v.T
+
+
+def wasserstein_target(f: Array) -> tuple[Array, Array, Array]:
+    """What :func:`wasserstein_layer_loss` compares against: (mean, covariance, sqrt(covariance))."""
+    mu, cov = mean_cov(f)
+    return mu, cov, _psd_sqrt(cov)
+
+
+def wasserstein_layer_loss(f: Array, target: tuple[Array, Array, Array],
+                           eps: float = 1e-3) -> Array:
+    """Squared 2-Wasserstein distance between Gaussians fitted to ``f`` and to the target, per
+    channel: (|mu - mu_t|^2 + tr(S) + tr(S_t) - 2 tr((S_t^1/2 S S_t^1/2)^1/2)) / C.
+
+    Matches mean and covariance (the style loss crowsonkb/style-transfer-pytorch uses) instead of
+    the uncentred Gram. ``eps`` keeps the square root's gradient finite for dead channels."""
+    mu_t, cov_t, sqrt_t = target
+    mu, cov = mean_cov(f)
+    c = mu.shape[0]
+    m = sqrt_t @ cov @ sqrt_t
+    m = 0.5 * (m + m.T)
+    tr_sqrt = jnp.sum(jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(m), 0.0) + eps))
+    d = jnp.sum((mu - mu_t) ** 2) + jnp.trace(cov) + jnp.trace(cov_t) - 2.0 * tr_sqrt
+    return d / c
+
+
 class Targets(NamedTuple):
-    """What the image is pulled towards: content activations per layer, style Grams per layer."""
+    """What the image is pulled towards: content activations per layer, style Grams per layer,
+    and (for the Wasserstein style loss) per-layer (mean, covariance, sqrt(covariance))."""
     content: dict[str, Array]
     grams: dict[str, Array]
+    moments: dict[str, tuple[Array, Array, Array]] = {}
 
 
 class Weights(NamedTuple):
@@ -97,7 +136,13 @@ def objective(image: Array, feats: Mapping[str, Array], targets: Targets, weight
         lc = sum(content_loss(feats[n], p) for n, p in targets.content.items()) / len(targets.content)
     else:
         lc = jnp.zeros((), jnp.float32)
-    ls = style_loss(feats, targets.grams) if targets.grams else jnp.zeros((), jnp.float32)
+    if targets.grams:
+        ls = style_loss(feats, targets.grams)
+    elif targets.moments:
+        ls = sum(wasserstein_layer_loss(feats[n], t) for n, t in targets.moments.items()) \
+            / len(targets.moments)
+    else:
+        ls = jnp.zeros((), jnp.float32)
     lt = tv_loss(image.astype(jnp.float32))
     total = weights.content * lc + weights.style * ls + weights.tv * lt
     return Parts(total, lc, ls, lt)

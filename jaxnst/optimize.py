@@ -58,6 +58,7 @@ class Hyper(NamedTuple):
     weights: losses.Weights
     learning_rate: Array
     iterations: Array
+    ema_decay: Array = 0.0   # Adam: decay of the moving average of the iterates (0: off)
 
 
 class LoopState(NamedTuple):
@@ -69,6 +70,7 @@ class LoopState(NamedTuple):
     evals: Array           # int32, loss+gradient evaluations so far
     diverged_at: Array     # int32, step at which a non-finite loss/image appeared, or -1
     good_image: Array      # the latest image whose loss was finite (what a diverged run returns)
+    ema: Array             # Adam: d * ema + (1 - d) * image after each step (bias: 1 - d^step)
 
 
 class ArmijoInfo(NamedTuple):
@@ -159,7 +161,7 @@ def _init_one(image: Array, variables: dict, targets: losses.Targets, hyper: Hyp
     else:
         grad, evals = None, jnp.int32(0)
     state = LoopState(image, opt.init(image), parts.total, grad, jnp.int32(0), evals, jnp.int32(-1),
-                      image)
+                      image, jnp.zeros_like(image))
     return state, parts
 
 
@@ -171,8 +173,9 @@ def _step(state: LoopState, variables, targets, hyper: Hyper, config: Config) ->
         updates, opt_state = opt.update(grad, state.opt_state, state.image)
         image = optax.apply_updates(state.image, updates)
         # Adam's value is the loss *before* its update; the history records it as such.
+        d = jnp.asarray(hyper.ema_decay, jnp.float32)
         return LoopState(image, opt_state, value, None, state.step + 1, state.evals + 1,
-                         state.diverged_at, state.image)
+                         state.diverged_at, state.image, d * state.ema + (1.0 - d) * image)
     value_fn = functools.partial(_total, variables=variables, targets=targets,
                                  weights=hyper.weights, config=config)
     updates, opt_state = opt.update(state.grad, state.opt_state, state.image, value=state.value,
@@ -182,7 +185,14 @@ def _step(state: LoopState, variables, targets, hyper: Hyper, config: Config) ->
     grad = optax.tree.get(opt_state, "grad")
     n = optax.tree.get(opt_state, "num_linesearch_steps")
     return LoopState(image, opt_state, value, grad, state.step + 1, state.evals + n,
-                     state.diverged_at, image)
+                     state.diverged_at, image, state.ema)
+
+
+def ema_image(state: LoopState, decay) -> Array:
+    """The bias-corrected moving average of the Adam iterates (the image itself when off)."""
+    d = jnp.asarray(decay, jnp.float32)
+    corr = 1.0 - d ** state.step.astype(jnp.float32)
+    return jnp.where((d > 0) & (state.step > 0), state.ema / jnp.maximum(corr, 1e-12), state.image)
 
 
 def _guarded_step(state: LoopState, variables, targets, hyper: Hyper, config: Config) -> LoopState:
@@ -202,7 +212,8 @@ def _expand(mask: Array, like: Array) -> Array:
 def _batched(fn, config: Config):
     """vmap ``fn(x, variables, targets, hyper, config)`` over x, the loss weights and (when
     ``config.batched_content``) the content targets; VGG weights and Grams are shared."""
-    t_axes = losses.Targets(content=0 if config.batched_content else None, grams=None)
+    t_axes = losses.Targets(content=0 if config.batched_content else None, grams=None,
+                            moments=None)
 
     def call(x, variables, targets, hyper):
         def one(x, t, w):

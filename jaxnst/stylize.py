@@ -67,6 +67,11 @@ class Options:
                                          "chroma) or histogram (give the style the content's "
                                          "colour mean and covariance first)",
                                  choices=("none", "luminance", "histogram"))
+    style_loss: str = _field("gram", "gram (the paper's) or wasserstein (match each layer's mean "
+                                     "and covariance: 2-Wasserstein distance between Gaussians)",
+                             choices=("gram", "wasserstein"))
+    ema_decay: float | None = _field(None, "Adam only: return an exponential moving average of "
+                                           "the iterates with this decay (e.g. 0.95)")
     linesearch: str = _field("auto", "L-BFGS line search: zoom (strong Wolfe), backtracking "
                                      "(Armijo), or auto: zoom for one image, backtracking for "
                                      "batches (see jaxnst.optimize)",
@@ -219,10 +224,17 @@ def make_options(**options) -> Options:
             o.style_scale, (int, float, np.number)) or not 0 < o.style_scale < 1e3
                                       or not math.isfinite(o.style_scale)):
         raise ValueError(f"style_scale must be a number > 0, got {o.style_scale!r}")
+    if o.style_loss not in ("gram", "wasserstein"):
+        raise ValueError(f"unknown style_loss {o.style_loss!r}; expected 'gram' or 'wasserstein'")
+    if o.ema_decay is not None and (isinstance(o.ema_decay, bool) or not isinstance(
+            o.ema_decay, (int, float, np.number)) or not 0 <= o.ema_decay < 1):
+        raise ValueError(f"ema_decay must be a number in [0, 1), got {o.ema_decay!r}")
+    if o.ema_decay is not None and o.optimizer != "adam":
+        raise ValueError("ema_decay is for optimizer='adam' (L-BFGS iterates are not noisy)")
     if o.preserve_color not in ("none", "luminance", "histogram"):
         raise ValueError(f"unknown preserve_color {o.preserve_color!r}; expected 'none', "
                          "'luminance' or 'histogram'")
-    for k in ("optimizer", "linesearch", "pooling"):
+    for k in ("optimizer", "linesearch", "pooling", "style_loss", "preserve_color"):
         if not isinstance(getattr(o, k), str):
             raise ValueError(f"{k} must be a string, got {getattr(o, k)!r}")
     if o.optimizer not in ("lbfgs", "adam"):
@@ -291,14 +303,21 @@ def prepare_targets(content, style, variables, options: Options,
     w = w / w.sum()
     cf = _features(content, variables, options.content_layers, options.pooling, channels) \
         if options.content_layers else {}
-    grams = {}
+    grams, means, covs = {}, {}, {}
     for wi, st in zip(w, styles):
         if not options.style_layers:
             break
         sf = _features(st, variables, options.style_layers, options.pooling, channels)
         for n in options.style_layers:
-            grams[n] = grams.get(n, 0.0) + float(wi) * losses.gram(sf[n])
-    return losses.Targets(content={n: cf[n] for n in options.content_layers}, grams=grams)
+            if options.style_loss == "gram":
+                grams[n] = grams.get(n, 0.0) + float(wi) * losses.gram(sf[n])
+            else:
+                mu, cov = losses.mean_cov(sf[n])
+                means[n] = means.get(n, 0.0) + float(wi) * mu
+                covs[n] = covs.get(n, 0.0) + float(wi) * cov
+    moments = {n: (means[n], covs[n], losses._psd_sqrt(covs[n])) for n in means}
+    return losses.Targets(content={n: cf[n] for n in options.content_layers}, grams=grams,
+                          moments=moments)
 
 
 def _rescale(image: jax.Array, long_side: float) -> jax.Array:
@@ -438,7 +457,8 @@ def stylize(content, style, *, variables: dict | None = None,
     hyper = optimize.Hyper(
         weights=losses.Weights(*(jnp.asarray(values[k][idx], jnp.float32)
                                  for k in ("content_weight", "style_weight", "tv_weight"))),
-        learning_rate=jnp.float32(o.learning_rate), iterations=jnp.int32(o.iterations))
+        learning_rate=jnp.float32(o.learning_rate), iterations=jnp.int32(o.iterations),
+        ema_decay=jnp.float32(o.ema_decay or 0.0))
     config = optimize.Config(optimizer=o.optimizer, chunk=min(o.chunk, o.iterations),
                              pooling=o.pooling, layers=layers, channels=vgg.channels_of(variables),
                              lbfgs_memory=o.lbfgs_memory, batched_content=True,
@@ -452,7 +472,8 @@ def stylize(content, style, *, variables: dict | None = None,
         images0 = jax.device_put(images0, row)
         hyper = hyper._replace(weights=jax.device_put(hyper.weights, row))
         targets = losses.Targets(jax.device_put(targets.content, row),
-                                 jax.device_put(targets.grams, rep))
+                                 jax.device_put(targets.grams, rep),
+                                 jax.device_put(targets.moments, rep))
         run_vars = jax.device_put(run_vars, rep)
 
     fp = None
@@ -512,7 +533,9 @@ def stylize(content, style, *, variables: dict | None = None,
         "totals": np.concatenate([np.asarray(t) for t in totals], 0)[: o.iterations, :m].T,
         "diverged": np.asarray(state.diverged_at)[:m],
         "image": np.where((np.asarray(state.diverged_at)[:m] >= 0)[:, None, None, None],
-                          np.asarray(state.good_image)[:m], np.asarray(state.image)[:m]),
+                          np.asarray(state.good_image)[:m],
+                          np.asarray(jax.vmap(optimize.ema_image, (0, None))(
+                              state, hyper.ema_decay))[:m]),
         "evals": np.asarray(state.evals)[:m],
         **{f: np.stack([np.asarray(getattr(p, f))[:m] for p in parts], 1).astype(np.float32)
            for f in losses.Parts._fields},
@@ -544,3 +567,17 @@ def stylize(content, style, *, variables: dict | None = None,
                                                              for k, v in history.items()},
                   evaluations=int(evals[0]), iterations=int(steps_done[0]),
                   diverged_at=None if diverged[0] < 0 else int(diverged[0]), sweep=None, **common)
+
+
+def synthesize_texture(style, shape: tuple[int, int], **options) -> Result:
+    """Texture synthesis (Gatys, Ecker & Bethge 2015): match only the style's Grams, from white
+    noise. ``shape`` = (H, W) of the output; ``options`` as for :func:`stylize`."""
+    options = {"init": "noise", **options, "content_layers": ()}
+    return stylize(np.zeros((*shape, 3), np.float32), style, **options)
+
+
+def reconstruct_content(content, layer: str = "conv4_2", **options) -> Result:
+    """Content reconstruction from white noise: match only ``layer``'s activations (the paper's
+    Figure 1 shows how much each layer keeps)."""
+    options = {"init": "noise", **options, "style_layers": (), "content_layers": (layer,)}
+    return stylize(content, content, **options)
