@@ -22,10 +22,13 @@ def np_conv_same(x, k, b):
     return out + b
 
 
-def np_pool(x, kind):
+AVG_SCALE = [1.35, 1.83, 1.50, 2.16]  # documented rescaling of average pooling (jaxnst.vgg)
+
+
+def np_pool(x, kind, index):
     h, w, c = x.shape
     x = x[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2, c)
-    return x.max(axis=(1, 3)) if kind == "max" else x.mean(axis=(1, 3))
+    return x.max(axis=(1, 3)) if kind == "max" else x.mean(axis=(1, 3)) * AVG_SCALE[index]
 
 
 def np_vgg(params, image, pooling):
@@ -34,7 +37,7 @@ def np_vgg(params, image, pooling):
     out = {}
     for name in vgg.LAYERS:
         if name.endswith("_1") and name != "conv1_1":
-            x = np_pool(x, pooling)
+            x = np_pool(x, pooling, int(name[4]) - 2)
         p = params[name]
         x = np.maximum(np_conv_same(x, np.asarray(p["kernel"], np.float64),
                                     np.asarray(p["bias"], np.float64)), 0.0)
@@ -117,3 +120,19 @@ def test_backward_kernel_collection_is_used(small_vars, rng):
     g1 = jax.grad(f, 1)(small_vars, img)
     g2 = jax.grad(f, 1)(vgg.with_backward_kernels(small_vars), img)
     np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-6)
+
+
+def test_avg_pooling_keeps_activation_magnitudes(real_vars, rng):
+    """With the rescaling, average pooling's activations stay within 1.5x of max pooling's at
+    every style layer, so the same loss weights work (without it conv5_1 is ~8x smaller)."""
+    from jaxnst import image_io
+    from jaxnst.cli import sample_path
+    variables, _ = real_vars
+    layers = ["conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    for name in ("chelsea.jpg", "swirls.png"):
+        img = image_io.resize(image_io.load(sample_path(name)), 96)
+        mx = features(img, layers, variables=variables, pooling="max")
+        av = features(img, layers, variables=variables, pooling="avg")
+        for n in layers:
+            r = float(np.mean(av[n]) / np.mean(mx[n]))
+            assert 1 / 1.5 < r < 1.5, (name, n, r)
