@@ -80,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         elif f.name.endswith("_layers"):
             kw.update(type=_layers, metavar="LAYERS",
                       help=kw["help"] + "; comma-separated, or 'none'")
-        elif f.type in ("int", int):
+        elif str(f.type).split(" ")[0] in ("int", "<class 'int'>"):
             kw["type"] = int
-        elif f.type in ("float", float):
+        elif "float" in str(f.type):
             kw["type"] = _finite_float
         p.add_argument(flag, **kw)
     p.add_argument("--content-dir", metavar="DIR",

@@ -183,3 +183,33 @@ def test_device_errors_become_a_clear_message(files, tmp_path, capsys, monkeypat
     code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 32, "--quiet"], capsys)
     assert code == 4 and "out of memory at 32x24 px" in err and "smaller --size" in err
     assert err.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("extra", [
+    ["--preserve-color", "luminance", "--style-scale", "0.5", "--pooling", "avg"],
+    ["--style-loss", "wasserstein", "--style-weight", "50", "--preserve-color", "histogram"],
+    ["--optimizer", "adam", "--ema-decay", "0.9"],
+])
+def test_control_flags(files, tmp_path, capsys, real_vars, extra):
+    out = tmp_path / "o.png"
+    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 32, "--iterations", 2,
+                     "--quiet", *extra], capsys)
+    assert code == 0, err
+    assert out.exists()
+
+
+def test_blend_and_modes(files, tmp_path, capsys, real_vars):
+    out = tmp_path / "b.png"
+    code, err = run([files / "c.png", f"{files / 's.jpg'},{files / 'c.png'}", "-o", out,
+                     "--style-blend-weights", "0.7", "0.3", "--size", 32, "--iterations", 2,
+                     "--quiet"], capsys)
+    assert code == 0, err
+    code, err = run([files / "c.png", f"{files / 's.jpg'},{files / 'c.png'}", "-o", out,
+                     "--style-blend-weights", "1", "--size", 32, "--quiet"], capsys)
+    assert code == 2 and "1 values for 2 style images" in err
+    for mode in ("texture", "reconstruct"):
+        o = tmp_path / f"{mode}.png"
+        code, err = run(["--mode", mode, files / "s.jpg", "-o", o, "--size", 32, "--iterations", 2,
+                         "--quiet"], capsys)
+        assert code == 0, err
+        assert Image.open(o).size == (32, 32)
