@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-dir", metavar="DIR",
                    help="stylize every .png/.jpg in DIR (one size after resizing) as one batch; "
                         "then give only STYLE")
+    p.add_argument("--content-masks", metavar="MASKS",
+                   help="spatial control: one grayscale mask per STYLE file, comma-separated "
+                        "(white = that style's region); resized to the content")
     p.add_argument("--save-every", type=int, metavar="N",
                    help="write an intermediate image every N iterations (OUT_stepNNNNN.png)")
     p.add_argument("--checkpoint-every", type=int, metavar="N",
@@ -272,6 +275,14 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--style-blend-weights has {len(args.style_blend_weights)} values for "
                          f"{len(styles)} style images")
     style = styles[0]
+    masks = None
+    if args.content_masks:
+        mask_paths = [p for p in args.content_masks.split(",") if p]
+        if len(mask_paths) != len(styles):
+            raise UsageError(f"--content-masks has {len(mask_paths)} masks for {len(styles)} "
+                             "style images (one per style)")
+        masks = np.stack([image_io.resize(image_io.load(p), shape=contents[0].shape[:2]).mean(-1)
+                          for p in mask_paths])
 
     from jaxnst.stylize import SWEEPABLE, Options, make_options
     options = {}
@@ -352,7 +363,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         result = stylize(content_arg, styles if len(styles) > 1 else style, variables=variables, callback=callback,
                          checkpoint_every=args.checkpoint_every,
                          on_checkpoint=on_checkpoint if jax.process_count() == 1 else None,
-                         resume=args.resume,
+                         resume=args.resume, content_masks=masks,
                          **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)})
     except checkpoint.CheckpointError as e:
         raise UsageError(str(e)) from None

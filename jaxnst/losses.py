@@ -98,12 +98,37 @@ def wasserstein_layer_loss(f: Array, target: tuple[Array, Array, Array],
     return d / c
 
 
+def guided_gram(f: Array, m: Array) -> Array:
+    """Gram of (H, W, C) activations weighted by a guidance mask (H, W) in [0, 1], averaged over the
+    mask's weight (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style Transfer")."""
+    h, w, c = f.shape
+    x = f.reshape(h * w, c).astype(jnp.float32) * m.reshape(h * w, 1)
+    return (x.T @ x) / jnp.maximum(jnp.sum(m * m), 1e-8)
+
+
+def guided_style_loss(feats: Mapping[str, Array], grams: Mapping[str, Array],
+                      masks: Mapping[str, Array]) -> Array:
+    """Spatial control: region r of the image matches target Gram ``grams[l][r]``.
+
+    grams[l]: (R, C, C) one target per region; masks[l]: (R, H_l, W_l) at the layer's resolution.
+    Per layer: sum over regions of sum((G_r - A_r)^2) / (4 C^2); layers averaged as in style_loss.
+    """
+    names = sorted(grams)
+    total = 0.0
+    for n in names:
+        g = jax.vmap(guided_gram, in_axes=(None, 0))(feats[n], masks[n])
+        c = g.shape[-1]
+        total = total + jnp.sum((g - grams[n]) ** 2) / (4.0 * c * c)
+    return total / len(names)
+
+
 class Targets(NamedTuple):
     """What the image is pulled towards: content activations per layer, style Grams per layer,
     and (for the Wasserstein style loss) per-layer (mean, covariance, sqrt(covariance))."""
     content: dict[str, Array]
     grams: dict[str, Array]
     moments: dict[str, tuple[Array, Array, Array]] = {}
+    masks: dict[str, Array] = {}   # spatial control: (R, H_l, W_l) per style layer
 
 
 class Weights(NamedTuple):
@@ -136,7 +161,9 @@ def objective(image: Array, feats: Mapping[str, Array], targets: Targets, weight
         lc = sum(content_loss(feats[n], p) for n, p in targets.content.items()) / len(targets.content)
     else:
         lc = jnp.zeros((), jnp.float32)
-    if targets.grams:
+    if targets.grams and targets.masks:
+        ls = guided_style_loss(feats, targets.grams, targets.masks)
+    elif targets.grams:
         ls = style_loss(feats, targets.grams)
     elif targets.moments:
         ls = sum(wasserstein_layer_loss(feats[n], t) for n, t in targets.moments.items()) \

@@ -213,7 +213,7 @@ def _batched(fn, config: Config):
     """vmap ``fn(x, variables, targets, hyper, config)`` over x, the loss weights and (when
     ``config.batched_content``) the content targets; VGG weights and Grams are shared."""
     t_axes = losses.Targets(content=0 if config.batched_content else None, grams=None,
-                            moments=None)
+                            moments=None, masks=None)
 
     def call(x, variables, targets, hyper):
         def one(x, t, w):

@@ -290,8 +290,22 @@ def _features(image, variables, layers, pooling, channels):
     return vgg.VGG19(pooling=pooling, channels=channels).apply(variables, image, layers)
 
 
+def layer_masks(masks: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
+    """(R, H, W) guidance masks -> {layer: (R, H_l, W_l)}, average-pooled 2x2 like VGG19."""
+    out, m, block = {}, jnp.asarray(masks, jnp.float32), 1
+    for n in vgg.LAYERS:
+        b = int(n[4])
+        while block < b:
+            r, h, w = m.shape
+            m = m[:, : h // 2 * 2, : w // 2 * 2].reshape(r, h // 2, 2, w // 2, 2).mean((2, 4))
+            block += 1
+        if n in layers:
+            out[n] = m
+    return out
+
+
 def prepare_targets(content, style, variables, options: Options,
-                    blend: Sequence[float] | None = None) -> losses.Targets:
+                    blend: Sequence[float] | None = None, masks=None) -> losses.Targets:
     """Content activations and style Grams, computed once (outside any loop or vmap).
 
     ``style`` may be a list of images (any sizes); their Grams are averaged with ``blend``
@@ -316,8 +330,15 @@ def prepare_targets(content, style, variables, options: Options,
                 means[n] = means.get(n, 0.0) + float(wi) * mu
                 covs[n] = covs.get(n, 0.0) + float(wi) * cov
     moments = {n: (means[n], covs[n], losses._psd_sqrt(covs[n])) for n in means}
+    lmasks = {}
+    if masks is not None and options.style_layers:
+        # Spatial control: region r takes style r's Gram; blending does not apply.
+        grams = {n: jnp.stack([losses.gram(_features(st, variables, (n,), options.pooling,
+                                                     channels)[n]) for st in styles])
+                 for n in options.style_layers}
+        lmasks = layer_masks(masks, options.style_layers)
     return losses.Targets(content={n: cf[n] for n in options.content_layers}, grams=grams,
-                          moments=moments)
+                          moments=moments, masks=lmasks)
 
 
 def _rescale(image: jax.Array, long_side: float) -> jax.Array:
@@ -388,7 +409,7 @@ def stylize(content, style, *, variables: dict | None = None,
             callback: Callable[[int, float, jax.Array], bool | None] | None = None,
             checkpoint_every: int | None = None,
             on_checkpoint: Callable[[Any], None] | None = None,
-            resume: Any = None, **options) -> Result:
+            resume: Any = None, content_masks=None, **options) -> Result:
     """Gatys et al. style transfer of ``style`` onto ``content``.
 
     content: (H, W, 3) float RGB in [0, 1], or (C, H, W, 3) for several content images of one size.
@@ -405,6 +426,9 @@ def stylize(content, style, *, variables: dict | None = None,
 
     ``callback(step, loss, image)`` runs after every chunk (the image is the batch for a sweep);
     returning True stops early.
+
+    Spatial control: ``content_masks`` (R, H, W) in [0, 1], one mask per style image, assigns
+    region r of the content to style r through guided Gram matrices (Gatys et al. 2017).
 
     Checkpoints (:mod:`jaxnst.checkpoint`): ``on_checkpoint(ckpt)`` receives a
     :class:`~jaxnst.checkpoint.Checkpoint` at chunk ends where the step is a multiple of
@@ -447,7 +471,20 @@ def stylize(content, style, *, variables: dict | None = None,
     content_index = np.repeat(np.arange(n_c), n_g)
 
     run_vars = vgg.with_backward_kernels(variables)
-    targets = prepare_targets(contents, styles, variables, o, o.style_blend_weights)
+    if content_masks is not None:
+        content_masks = jnp.asarray(content_masks, jnp.float32)
+        if content_masks.ndim == 2:
+            content_masks = content_masks[None]
+        if content_masks.ndim != 3 or content_masks.shape[1:] != contents.shape[1:3]:
+            raise ValueError(f"content_masks must be (R, H, W) with the content's H, W "
+                             f"{tuple(contents.shape[1:3])}, got {tuple(content_masks.shape)}")
+        if content_masks.shape[0] != len(styles):
+            raise ValueError(f"content_masks has {content_masks.shape[0]} regions for "
+                             f"{len(styles)} style images (one style per region)")
+        if o.style_loss != "gram":
+            raise ValueError("content_masks work with style_loss='gram' (guided Gram matrices)")
+    targets = prepare_targets(contents, styles, variables, o, o.style_blend_weights,
+                              masks=content_masks)
     # (content feats: (C, ...), one per content image)
     mine = process_share(n)  # this process's members (all of them in a one-process run)
     m = len(mine)
@@ -473,7 +510,8 @@ def stylize(content, style, *, variables: dict | None = None,
         hyper = hyper._replace(weights=jax.device_put(hyper.weights, row))
         targets = losses.Targets(jax.device_put(targets.content, row),
                                  jax.device_put(targets.grams, rep),
-                                 jax.device_put(targets.moments, rep))
+                                 jax.device_put(targets.moments, rep),
+                                 jax.device_put(targets.masks, rep))
         run_vars = jax.device_put(run_vars, rep)
 
     fp = None
@@ -482,7 +520,9 @@ def stylize(content, style, *, variables: dict | None = None,
             raise ValueError("checkpoints are not supported in multi-process runs")
         from jaxnst import checkpoint as ckpt_mod
         fp = ckpt_mod.fingerprint(np.asarray(contents),
-                                  np.concatenate([np.asarray(x).ravel() for x in styles]), o, digest)
+                                  np.concatenate([np.asarray(x).ravel() for x in styles] + (
+                                      [np.asarray(content_masks).ravel()]
+                                      if content_masks is not None else [])), o, digest)
     start = None
     if resume is not None:
         if isinstance(resume, (str, os.PathLike)):
