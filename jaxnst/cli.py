@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         kw = {"default": None, "help": f"{f.metadata['help']} (default: {_show(f.default)})"}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
-        if f.name == "style_blend_weights":
+        if f.name in ("scales", "scale_iterations"):
+            kw.update(nargs="+", type=int)
+        elif f.name == "style_blend_weights":
             kw.update(nargs="+", type=_finite_float, help=kw["help"] + "; one per STYLE file")
         elif f.name == "style_scale":
             kw.update(type=_finite_float, help="resize the style so its longer side is this times "

@@ -72,6 +72,11 @@ class Options:
                              choices=("gram", "wasserstein"))
     ema_decay: float | None = _field(None, "Adam only: return an exponential moving average of "
                                            "the iterates with this decay (e.g. 0.95)")
+    scales: tuple[int, ...] | None = _field(
+        None, "coarse-to-fine: longer sides to optimise at first (e.g. 256,512), each stage "
+              "starting from the previous result upsampled; the content's own size comes last")
+    scale_iterations: tuple[int, ...] | None = _field(
+        None, "iterations at each of --scales (default: --iterations at every scale)")
     linesearch: str = _field("auto", "L-BFGS line search: zoom (strong Wolfe), backtracking "
                                      "(Armijo), or auto: zoom for one image, backtracking for "
                                      "batches (see jaxnst.optimize)",
@@ -176,6 +181,13 @@ def make_options(**options) -> Options:
     for k in ("content_layers", "style_layers"):
         if k in options:
             options[k] = vgg.check_layers(options[k], what=k[:-1].replace("_", " "))
+    for k in ("scales", "scale_iterations"):
+        if options.get(k) is not None and not isinstance(options[k], tuple):
+            try:
+                options[k] = tuple(int(x) for x in options[k])
+            except (TypeError, ValueError):
+                raise ValueError(f"{k} must be a sequence of positive integers, got "
+                                 f"{options[k]!r}") from None
     if options.get("style_blend_weights") is not None:
         v = options["style_blend_weights"]
         try:
@@ -224,6 +236,16 @@ def make_options(**options) -> Options:
             o.style_scale, (int, float, np.number)) or not 0 < o.style_scale < 1e3
                                       or not math.isfinite(o.style_scale)):
         raise ValueError(f"style_scale must be a number > 0, got {o.style_scale!r}")
+    for k in ("scales", "scale_iterations"):
+        v = getattr(o, k)
+        if v is None:
+            continue
+        if not isinstance(v, tuple) or not v or any(
+                isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1 for x in v):
+            raise ValueError(f"{k} must be a sequence of positive integers, got {v!r}")
+    if o.scale_iterations is not None and (o.scales is None or
+                                           len(o.scale_iterations) != len(o.scales) + 1):
+        raise ValueError("scale_iterations needs one value per scale plus one for the full size")
     if o.style_loss not in ("gram", "wasserstein"):
         raise ValueError(f"unknown style_loss {o.style_loss!r}; expected 'gram' or 'wasserstein'")
     if o.ema_decay is not None and (isinstance(o.ema_decay, bool) or not isinstance(
@@ -436,9 +458,12 @@ def stylize(content, style, *, variables: dict | None = None,
     Checkpoint or a file path) continues such a run; the result equals the uninterrupted run's.
     It is refused (CheckpointError) when the inputs or options differ, except ``iterations``.
     """
+    o = make_options(**options)
+    if o.scales:
+        return _multiscale(content, style, o, variables=variables, callback=callback,
+                           content_masks=content_masks)
     t_start = time.perf_counter()
     c0 = compile_stats()["seconds"]
-    o = make_options(**options)
     content = jnp.asarray(content)
     many_contents = content.ndim == 4
     contents = _as_images(content, "content") if many_contents else _as_image(content, "content")[None]
@@ -621,3 +646,49 @@ def reconstruct_content(content, layer: str = "conv4_2", **options) -> Result:
     Figure 1 shows how much each layer keeps)."""
     options = {"init": "noise", **options, "style_layers": (), "content_layers": (layer,)}
     return stylize(content, content, **options)
+
+
+def _multiscale(content, style, o: Options, **kw) -> Result:
+    """Coarse-to-fine (Gatys et al. 2017): optimise at each of ``o.scales`` (longer side), then at
+    the content's size, each stage starting from the previous result upsampled (Lanczos). The
+    style keeps its size relative to the content (``style_scale``, default 1: same longer side).
+    Optimizer state is not carried across sizes: L-BFGS's curvature pairs and Adam's moments
+    belong to one resolution; the upsampled image is the warm start."""
+    content = jnp.asarray(content, jnp.float32)
+    if content.ndim != 3:
+        raise ValueError("scales work with one content image")
+    h, w = content.shape[:2]
+    full = max(h, w)
+    sizes = [s for s in o.scales if s < full] + [full]
+    its = list(o.scale_iterations) if o.scale_iterations else [o.iterations] * (len(o.scales) + 1)
+    its = its[-len(sizes):]
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    scale = o.style_scale if o.style_scale is not None else 1.0
+    base = dataclasses.asdict(o) | {"scales": None, "scale_iterations": None}
+    image, results, masks = None, [], kw.pop("content_masks")
+    for size, n in zip(sizes, its):
+        c = content if size == full else _rescale(content, size)
+        shape = c.shape
+        if image is not None:
+            init = jnp.clip(jax.image.resize(image, shape, "lanczos3"), 0.0, 1.0)
+        elif isinstance(base["init"], str):
+            init = base["init"]
+        else:
+            init = jnp.clip(jax.image.resize(jnp.asarray(base["init"], jnp.float32), shape,
+                                             "lanczos3"), 0.0, 1.0)
+        st = [_rescale(jnp.asarray(x, jnp.float32), scale * size) for x in styles]
+        m = None if masks is None else jax.image.resize(jnp.asarray(masks, jnp.float32),
+                                                        (len(masks),) + shape[:2], "linear")
+        opts = base | {"iterations": n, "init": init, "style_scale": None}
+        r = stylize(c, st if len(st) > 1 else st[0], content_masks=m, **kw, **opts)
+        if r.diverged_at is not None or np.ndim(r.image) != 3:
+            return r
+        image = jnp.asarray(r.image)
+        results.append(r)
+    last = results[-1]
+    return dataclasses.replace(
+        last, evaluations=sum(r.evaluations for r in results),
+        iterations=sum(r.iterations for r in results),
+        compile_seconds=sum(r.compile_seconds for r in results),
+        run_seconds=sum(r.run_seconds for r in results),
+        batch_evaluations=sum(r.batch_evaluations for r in results), options=o)

@@ -179,3 +179,23 @@ def test_masks_assign_regions_to_styles(real_vars):
     assert redness(img[:, : w // 2 - 4]) > redness(img[:, w // 2 + 4:]) + 0.15
     with pytest.raises(ValueError, match="2 regions for 1 style"):
         stylize(content, red, variables=variables, content_masks=np.stack([left, 1 - left]))
+
+
+def test_multiscale_runs_each_scale_from_the_previous_result(small_vars, rng, monkeypatch):
+    c, s = smooth_image(rng, 64, 48), smooth_image(rng, 40, 40)
+    seen = []
+    real = st.stylize
+
+    def spy(content, style, **kw):
+        if kw.get("scales") is None:
+            seen.append((tuple(np.shape(content)), kw["iterations"], np.shape(kw["init"])))
+        return real(content, style, **kw)
+
+    monkeypatch.setattr(st, "stylize", spy)
+    r = real(c, s, variables=small_vars, scales=[24, 32], scale_iterations=[6, 4, 2],
+             style_weight=1e-2)
+    assert [x[:2] for x in seen] == [((24, 18, 3), 6), ((32, 24, 3), 4), ((64, 48, 3), 2)]
+    assert seen[1][2] == (32, 24, 3) and seen[2][2] == (64, 48, 3)  # warm starts, upsampled
+    assert r.image.shape == (64, 48, 3) and r.iterations == 12
+    with pytest.raises(ValueError, match="one value per scale plus one"):
+        real(c, s, variables=small_vars, scales=[16], scale_iterations=[1])
