@@ -13,10 +13,11 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from jaxnst._atomic import atomic_path
 
 FORMAT = "jaxnst-checkpoint-1"
 _NOT_HASHED = ("iterations", "chunk")
@@ -67,16 +68,8 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     meta = {"format": FORMAT, "fingerprint": ckpt.fingerprint, "step": int(ckpt.step),
             "paid": int(ckpt.paid), "leaves": len(ckpt.leaves), "parts": sorted(ckpt.parts)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part",
-                               dir=p.parent if str(p.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(p) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
     return p
 
 

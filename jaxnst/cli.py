@@ -464,19 +464,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def _write_json(path: Path, report: dict) -> None:
-    import tempfile
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
-                               dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from jaxnst._atomic import atomic_path
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,12 +9,13 @@ a rename, so an interrupted write never leaves a half-written or clobbered file.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from jaxnst._atomic import atomic_path
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
@@ -114,17 +115,9 @@ def save(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> Path:
     p = check_output_path(path)
     a = image if image.dtype == np.uint8 else to_uint8(image)
     fmt = FORMATS[p.suffix.lower()]
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent if str(p.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            kw = {"quality": quality} if fmt == "JPEG" else {}
-            Image.fromarray(a, "RGB").save(f, format=fmt, **kw)
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(p, 0o666 & ~_umask()) as tmp:
+        kw = {"quality": quality} if fmt == "JPEG" else {}
+        Image.fromarray(a, "RGB").save(tmp, format=fmt, **kw)
     return p
 
 

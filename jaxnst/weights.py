@@ -138,24 +138,16 @@ def compact(params: dict[str, dict[str, np.ndarray]], last: str = "conv5_1",
 
 def _write_atomic(path: Path, params: dict[str, dict[str, np.ndarray]], digest: str) -> None:
     import h5py
+    from jaxnst._atomic import atomic_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = "jaxnst-vgg19"
-            f.attrs["digest"] = digest
-            f.attrs["input"] = "RGB in [0, 1]; the model scales by 255 and subtracts jaxnst.vgg.MEAN_RGB"
-            for layer, tensors in params.items():
-                g = f.create_group(layer)
-                for name, a in tensors.items():
-                    g.create_dataset(name, data=a)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the weights are not secret
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = "jaxnst-vgg19"
+        f.attrs["digest"] = digest
+        f.attrs["input"] = "RGB in [0, 1]; the model scales by 255 and subtracts jaxnst.vgg.MEAN_RGB"
+        for layer, tensors in params.items():
+            g = f.create_group(layer)
+            for name, a in tensors.items():
+                g.create_dataset(name, data=a)
 
 
 def save(path: str | os.PathLike, params: dict[str, dict[str, np.ndarray]]) -> str:
