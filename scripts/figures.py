@@ -44,7 +44,7 @@ def main() -> int:
         r = synthesize_texture(style, style.shape[:2], style_layers=subset,
                                iterations=a.iterations)
         tiles.append(r.image)
-        labels.append(f"style {subset[0]}..{subset[-1]}")
+        labels.append(f"texture {subset[0]}..{subset[-1]}")
         print(f"style {subset[-1]}: loss {r.history['style'][0]:.3g} -> {r.history['style'][-1]:.3g}")
     image_io.save(out / "figure1.jpg", image_io.contact_sheet(tiles, labels, columns=5, tile=160))
 
@@ -56,7 +56,7 @@ def main() -> int:
                     iterations=a.iterations)
         for i, w in enumerate(weights):
             tiles.append(r.image[i])
-            labels.append(f"{subset[0]}..{subset[-1]}, content/style {1 / w:.0e}")
+            labels.append(f"style {subset[0]}..{subset[-1]}\ncontent/style weight {1 / w:.0e}")
         print(f"figure 3 row {subset[-1]}: final style losses {np.round(r.history['style'][:, -1], 1)}")
     image_io.save(out / "figure3.jpg", image_io.contact_sheet(tiles, labels, columns=4, tile=160))
     print(f"wrote {out / 'figure1.jpg'} and {out / 'figure3.jpg'}")
