@@ -657,6 +657,9 @@ def _multiscale(content, style, o: Options, **kw) -> Result:
     content = jnp.asarray(content, jnp.float32)
     if content.ndim != 3:
         raise ValueError("scales work with one content image")
+    if sweep_grid(o)[0]:
+        raise ValueError("scales do not combine with sweeps (several weights or seeds) yet; "
+                         "run one value at a time")
     h, w = content.shape[:2]
     full = max(h, w)
     sizes = [s for s in o.scales if s < full] + [full]
@@ -681,7 +684,7 @@ def _multiscale(content, style, o: Options, **kw) -> Result:
                                                         (len(masks),) + shape[:2], "linear")
         opts = base | {"iterations": n, "init": init, "style_scale": None}
         r = stylize(c, st if len(st) > 1 else st[0], content_masks=m, **kw, **opts)
-        if r.diverged_at is not None or np.ndim(r.image) != 3:
+        if r.diverged_at is not None:
             return r
         image = jnp.asarray(r.image)
         results.append(r)
