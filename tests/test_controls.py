@@ -199,3 +199,16 @@ def test_multiscale_runs_each_scale_from_the_previous_result(small_vars, rng, mo
     assert r.image.shape == (64, 48, 3) and r.iterations == 12
     with pytest.raises(ValueError, match="one value per scale plus one"):
         real(c, s, variables=small_vars, scales=[16], scale_iterations=[1])
+
+
+def test_controls_inside_a_sweep_equal_single_runs(small_vars, rng):
+    c = smooth_image(rng, 32, 32)
+    s1, s2 = smooth_image(rng, 32, 40), smooth_image(rng, 36, 36)
+    left = np.zeros((32, 32), np.float32)
+    left[:, :16] = 1
+    kw = dict(variables=small_vars, optimizer="adam", iterations=4, preserve_color="luminance",
+              content_masks=np.stack([left, 1 - left]), pooling="avg", ema_decay=0.5)
+    sweep = stylize(c, [s1, s2], style_weight=[1e-2, 3e-2], **kw)
+    for i, w in enumerate([1e-2, 3e-2]):
+        one = stylize(c, [s1, s2], style_weight=w, **kw)
+        assert np.abs(sweep.image[i] - one.image).max() <= 1e-4
