@@ -205,13 +205,19 @@ def _init_distributed(args) -> None:
     import jax
     # CPU processes exchange results through gloo collectives; GPUs/TPUs use their own.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=args.coordinator,
-                               num_processes=args.num_processes, process_id=args.process_id)
+    try:
+        jax.distributed.initialize(coordinator_address=args.coordinator,
+                                   num_processes=args.num_processes, process_id=args.process_id)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError("--distributed: could not initialise the processes ("
+                         + " ".join(str(e).split())[:200] + ")") from None
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
+    if args.distributed or args.coordinator:
+        _init_distributed(args)  # before anything can start the XLA backend
     from jaxnst import image_io
     if args.content_dir and args.style is None:
         args.content, args.style = None, args.content  # only STYLE was given positionally
@@ -305,9 +311,6 @@ def run(argv: Sequence[str] | None = None) -> int:
         opts = make_options(**options)
     except ValueError as e:
         raise UsageError(str(e)) from None
-
-    if args.distributed or args.coordinator:
-        _init_distributed(args)
 
     from jaxnst import weights
     try:

@@ -12,11 +12,15 @@ Colour space: full-range BT.601 YCbCr (JPEG's), so "chroma" is Cb, Cr.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
-_TO_YCC = jnp.array([[0.299, 0.587, 0.114],
-                     [-0.168736, -0.331264, 0.5],
-                     [0.5, -0.418688, -0.081312]], jnp.float32)
-_OFFSET = jnp.array([0.0, 0.5, 0.5], jnp.float32)
+# NumPy constants: a jnp array at import time would start the XLA backend, which must not happen
+# before jax.distributed.initialize() in multi-process runs.
+_TO_YCC = np.array([[0.299, 0.587, 0.114],
+                    [-0.168736, -0.331264, 0.5],
+                    [0.5, -0.418688, -0.081312]], np.float32)
+_OFFSET = np.array([0.0, 0.5, 0.5], np.float32)
+_FROM_YCC = np.linalg.inv(_TO_YCC).astype(np.float32)
 
 
 def rgb_to_ycbcr(x):
@@ -25,7 +29,7 @@ def rgb_to_ycbcr(x):
 
 
 def ycbcr_to_rgb(y):
-    return (y - _OFFSET) @ jnp.linalg.inv(_TO_YCC).T
+    return (y - _OFFSET) @ _FROM_YCC.T
 
 
 def luma(x):

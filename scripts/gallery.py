@@ -13,7 +13,7 @@ from jaxnst.stylize import stylize, synthesize_texture
 # Each entry: label, options. The Wasserstein loss has another scale than the Gram loss: at the
 # content image its value is ~1.6e5 times smaller here, hence its larger style weight.
 CONTROLS = [
-    ("defaults (L-BFGS, max pooling, Gram)", {}),
+    ("defaults", {}),
     ("--preserve-color luminance", {"preserve_color": "luminance"}),
     ("--preserve-color histogram", {"preserve_color": "histogram"}),
     ("--pooling avg (rescaled)", {"pooling": "avg"}),
