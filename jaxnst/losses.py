@@ -24,11 +24,30 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
+@jax.custom_vjp
 def gram(f: Array) -> Array:
-    """(H, W, C) activations -> (C, C) Gram matrix, averaged over the H * W positions. float32."""
+    """(H, W, C) activations -> (C, C) Gram matrix, averaged over the H * W positions. float32.
+
+    Custom VJP: the gradient of ``X^T X`` is ``X (D + D^T)``, one matrix product where autodiff
+    emits two (``X D`` and ``X D^T``).
+    """
     h, w, c = f.shape
     x = f.reshape(h * w, c).astype(jnp.float32)
     return (x.T @ x) / (h * w)
+
+
+def _gram_fwd(f):
+    return gram(f), f
+
+
+def _gram_bwd(f, d):
+    h, w, c = f.shape
+    x = f.reshape(h * w, c).astype(jnp.float32)
+    dx = x @ ((d + d.T) / (h * w))
+    return (dx.reshape(h, w, c).astype(f.dtype),)
+
+
+gram.defvjp(_gram_fwd, _gram_bwd)
 
 
 def content_loss(f: Array, p: Array) -> Array:

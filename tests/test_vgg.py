@@ -136,3 +136,25 @@ def test_avg_pooling_keeps_activation_magnitudes(real_vars, rng):
         for n in layers:
             r = float(np.mean(av[n]) / np.mean(mx[n]))
             assert 1 / 1.5 < r < 1.5, (name, n, r)
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 6, 3), (2, 7, 9, 4)])  # even, and odd (last row dropped)
+def test_max_pool_matches_reduce_window_and_its_gradient(rng, shape):
+    """The reshape max pool and its custom VJP against lax.reduce_window and its autodiff gradient
+    (select_and_scatter), on an image with flat regions: ties must send the cotangent to one element
+    (the first), not to every tied one."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[:, :4, :4] = 0.5            # flat block: every window inside ties
+    x[:, 4:, :2] = np.maximum(x[:, 4:, :2], 0) * 0  # zeros, as after ReLU
+    x = jnp.asarray(x)
+    g = jnp.asarray(rng.standard_normal((shape[0], shape[1] // 2, shape[2] // 2, shape[3])),
+                    jnp.float32)
+
+    def plain(x):
+        return lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    np.testing.assert_array_equal(vgg.max_pool(x), plain(x))
+    (got,) = jax.vjp(vgg.max_pool, x)[1](g)
+    (want,) = jax.vjp(plain, x)[1](g)
+    np.testing.assert_array_equal(got, want)
+    assert float(jnp.sum(got)) == pytest.approx(float(jnp.sum(g)), rel=1e-5)  # nothing duplicated
