@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         elif f.name.endswith("_layers"):
             kw.update(type=_layers, metavar="LAYERS",
                       help=kw["help"] + "; comma-separated, or 'none'")
+        elif f.type in (bool, "bool"):
+            kw.update(action="store_true", help=f.metadata["help"])
         elif str(f.type).split(" ")[0] in ("int", "<class 'int'>"):
             kw["type"] = int
         elif "float" in str(f.type):

@@ -51,6 +51,8 @@ class Config(NamedTuple):
     adam_b2: float = 0.999
     batched_content: bool = False     # one content target per batch member (many content images)
     custom_grad: bool = True          # see jaxnst.vgg: fast input-gradient inside loops
+    precision: str = "fp32"           # "fp32" | "bf16" (convolutions, activations; losses in f32)
+    remat: bool = False               # recompute each VGG block in the backward pass
 
 
 class Hyper(NamedTuple):
@@ -141,7 +143,8 @@ def parts_fn(image: Array, variables: dict, targets: losses.Targets, weights: lo
              config: Config) -> losses.Parts:
     """Loss parts for one (H, W, 3) image."""
     model = vgg.VGG19(pooling=config.pooling, channels=config.channels,
-                      custom_grad=config.custom_grad)
+                      custom_grad=config.custom_grad, precision=config.precision,
+                      remat=config.remat)
     feats = model.apply(variables, image, config.layers)
     return losses.objective(image, feats, targets, weights)
 

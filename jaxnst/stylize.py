@@ -81,6 +81,12 @@ class Options:
                                      "(Armijo), or auto: zoom for one image, backtracking for "
                                      "batches (see jaxnst.optimize)",
                              choices=("auto", "zoom", "backtracking"))
+    precision: str = _field("fp32", "fp32, or bf16: convolutions and activations in bfloat16, "
+                                    "Grams and losses in float32 (for GPUs and TPUs; see README)",
+                            choices=("fp32", "bf16"))
+    remat: bool = _field(False, "recompute each VGG block's activations in the backward pass "
+                                "instead of storing them: less memory for larger images, about "
+                                "one extra forward pass of compute")
 
 
 @dataclasses.dataclass
@@ -256,7 +262,11 @@ def make_options(**options) -> Options:
     if o.preserve_color not in ("none", "luminance", "histogram"):
         raise ValueError(f"unknown preserve_color {o.preserve_color!r}; expected 'none', "
                          "'luminance' or 'histogram'")
-    for k in ("optimizer", "linesearch", "pooling", "style_loss", "preserve_color"):
+    if o.precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {o.precision!r}; expected 'fp32' or 'bf16'")
+    if not isinstance(o.remat, (bool, np.bool_)):
+        raise ValueError(f"remat must be True or False, got {o.remat!r}")
+    for k in ("optimizer", "linesearch", "pooling", "style_loss", "preserve_color", "precision"):
         if not isinstance(getattr(o, k), str):
             raise ValueError(f"{k} must be a string, got {getattr(o, k)!r}")
     if o.optimizer not in ("lbfgs", "adam"):
@@ -524,6 +534,7 @@ def stylize(content, style, *, variables: dict | None = None,
     config = optimize.Config(optimizer=o.optimizer, chunk=min(o.chunk, o.iterations),
                              pooling=o.pooling, layers=layers, channels=vgg.channels_of(variables),
                              lbfgs_memory=o.lbfgs_memory, batched_content=True,
+                             precision=o.precision, remat=bool(o.remat),
                              linesearch=o.linesearch if o.linesearch != "auto" else
                              ("zoom" if n == 1 else "backtracking"))
     # (n == 1, not m: every process of a multi-process run must trace the same program.)

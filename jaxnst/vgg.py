@@ -16,6 +16,7 @@ so :func:`jax.grad` with respect to the parameters also works.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -66,25 +67,30 @@ def _conv3x3_bwd(res, g):
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
+def _conv_relu(x, kernel, bias, kernel_t, custom_grad):
+    kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)
+    if not custom_grad:  # plain autodiff; kept for benchmarks (scripts/bench_loop.py)
+        return nn.relu(_conv(x, kernel) + bias)
+    return nn.relu(conv3x3(x, kernel, kernel_t.astype(x.dtype)) + bias)
+
+
 class Conv3x3(nn.Module):
-    """A frozen-friendly 3x3 SAME convolution + bias. Params: ``kernel`` (3, 3, I, O), ``bias`` (O,).
-    Reads ``kernel_t`` from the ``backward`` collection when present (see with_backward_kernels)."""
+    """The weights of one frozen-friendly 3x3 SAME convolution: ``kernel`` (3, 3, I, O) and ``bias``
+    (O,) in ``params``, and ``kernel_t`` from the ``backward`` collection when present (see
+    :func:`with_backward_kernels`). Called with the input width, it returns the three arrays; the
+    arithmetic lives in plain functions so that whole blocks can be rematerialised."""
     features: int
-    custom_grad: bool = True
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, in_features: int):
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (3, 3, x.shape[-1], self.features), jnp.float32)
+                            (3, 3, in_features, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         if self.has_variable("backward", "kernel_t"):
             kernel_t = self.get_variable("backward", "kernel_t")
         else:
             kernel_t = backward_kernel(kernel)
-        kernel = kernel.astype(x.dtype)
-        if not self.custom_grad:  # plain autodiff; kept for benchmarks (scripts/bench_loop.py)
-            return _conv(x, kernel) + bias.astype(x.dtype)
-        return conv3x3(x, kernel, kernel_t.astype(x.dtype)) + bias.astype(x.dtype)
+        return kernel, bias, kernel_t
 
 
 # Deviation from the paper: averaging lowers activations (the mean of a 2x2 window is below its
@@ -161,35 +167,64 @@ def check_layers(layers: Sequence[str], what: str = "layer") -> tuple[str, ...]:
     return layers
 
 
+PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
+
+
+def _block(x, weights, names, keep, pooling, index, custom_grad):
+    """One VGG block: pool (except the first block), then its convolutions. Returns the block's
+    output and the activations named in ``keep``."""
+    if index > 0:
+        x = _pool(x, pooling, index - 1)
+    out = {}
+    for name, (kernel, bias, kernel_t) in zip(names, weights):
+        x = _conv_relu(x, kernel, bias, kernel_t, custom_grad)
+        if name in keep:
+            out[name] = x
+    return x, out
+
+
 class VGG19(nn.Module):
     """VGG19's 16 convolutions (no classifier). ``pooling`` is "max" (as trained) or "avg" (the
-    paper's choice for synthesis). ``channels`` scales the widths; tests use small random nets."""
+    paper's choice for synthesis). ``channels`` scales the widths; tests use small random nets.
+
+    ``precision`` "bf16" runs the convolutions and keeps the activations in bfloat16 (the losses
+    cast to float32); "fp32" is the default. ``remat`` recomputes each block's activations during
+    the backward pass instead of storing them (``jax.checkpoint`` per block): only block outputs
+    and the requested layers stay in memory, for about one extra forward pass of compute."""
     pooling: str = "max"
     channels: Sequence[int] = CHANNELS
     custom_grad: bool = True
+    precision: str = "fp32"
+    remat: bool = False
 
     @nn.compact
     def __call__(self, image: jax.Array, layers: Sequence[str] = ("conv5_1",)) -> dict[str, jax.Array]:
         if self.pooling not in ("max", "avg"):
             raise ValueError(f"unknown pooling {self.pooling!r}; expected 'max' or 'avg'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected 'fp32' or 'bf16'")
         layers = check_layers(layers)
         last = max(LAYERS.index(n) for n in layers)
         single = image.ndim == 3
         x = image[None] if single else image
-        x = x * 255.0 - jnp.asarray(MEAN_RGB, x.dtype)
+        x = (x * 255.0 - jnp.asarray(MEAN_RGB, x.dtype)).astype(PRECISIONS[self.precision])
         out = {}
         k = 0
         for b, n in enumerate(BLOCKS):
-            if b > 0:
-                x = _pool(x, self.pooling, b - 1)
-            for i in range(n):
-                name = LAYERS[k]
-                x = nn.relu(Conv3x3(self.channels[b], self.custom_grad, name=name)(x))
-                if name in layers:
-                    out[name] = x[0] if single else x
-                if k == last:
-                    return out
-                k += 1
+            if k > last:
+                break
+            names = LAYERS[k:min(k + n, last + 1)]
+            weights, width = [], x.shape[-1]
+            for name in names:
+                weights.append(Conv3x3(self.channels[b], name=name)(width))
+                width = self.channels[b]
+            block = functools.partial(_block, names=names, keep=tuple(set(layers) & set(names)),
+                                      pooling=self.pooling, index=b, custom_grad=self.custom_grad)
+            if self.remat:
+                block = jax.checkpoint(block)
+            x, acts = block(x, weights)
+            out.update({name: a[0] if single else a for name, a in acts.items()})
+            k += n
         return out
 
 
