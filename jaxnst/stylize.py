@@ -106,6 +106,8 @@ class Result:
     sweep: for a batched run, each member's value of every swept option (and ``content_index``).
     batch_evaluations: evaluations the whole batch paid for (per step, its slowest member's count).
     devices: how many devices the batch ran on (all processes together).
+    compile_cache_hits: programs loaded from JAX's persistent compilation cache instead of compiled
+        (the CLI turns the cache on; see ``jaxnst --help``).
 
     A batched run (a sweep, or several content images) puts a leading batch axis on ``image``,
     ``losses``, the history's parts, ``evaluations`` and ``iterations``; ``diverged_at`` is a list.
@@ -124,6 +126,7 @@ class Result:
     sweep: dict[str, np.ndarray] | None = None
     batch_evaluations: int = 0
     devices: int = 1
+    compile_cache_hits: int = 0
 
 
 # --------------------------------------------------------------------------- compile-time accounting
@@ -132,7 +135,7 @@ _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                    "/jax/core/compile/jaxpr_to_mlir_module_duration",
                    "/jax/core/compile/backend_compile_duration")
 _compile_lock = threading.Lock()
-_compile_totals = {"seconds": 0.0, "compiles": 0}
+_compile_totals = {"seconds": 0.0, "compiles": 0, "cache_hits": 0}
 
 
 def _on_event(event: str, duration: float, **_: Any) -> None:
@@ -143,11 +146,19 @@ def _on_event(event: str, duration: float, **_: Any) -> None:
                 _compile_totals["compiles"] += 1
 
 
+def _on_count(event: str, **_: Any) -> None:
+    if event == "/jax/compilation_cache/cache_hits":  # a program loaded from the persistent cache
+        with _compile_lock:
+            _compile_totals["cache_hits"] += 1
+
+
 jax.monitoring.register_event_duration_secs_listener(_on_event)
+jax.monitoring.register_event_listener(_on_count)
 
 
 def compile_stats() -> dict[str, float]:
-    """Process-wide totals: seconds spent compiling, number of XLA compilations."""
+    """Process-wide totals: seconds spent compiling, number of XLA compilations (a program loaded
+    from the persistent cache counts as one, with its loading time), and persistent-cache hits."""
     with _compile_lock:
         return dict(_compile_totals)
 
@@ -473,7 +484,7 @@ def stylize(content, style, *, variables: dict | None = None,
         return _multiscale(content, style, o, variables=variables, callback=callback,
                            content_masks=content_masks)
     t_start = time.perf_counter()
-    c0 = compile_stats()["seconds"]
+    c0, h0 = compile_stats()["seconds"], compile_stats()["cache_hits"]
     content = jnp.asarray(content)
     many_contents = content.ndim == 4
     contents = _as_images(content, "content") if many_contents else _as_image(content, "content")[None]
@@ -630,6 +641,7 @@ def stylize(content, style, *, variables: dict | None = None,
     wall = time.perf_counter() - t_start
     compile_s = compile_stats()["seconds"] - c0
     common = dict(compile_seconds=compile_s, run_seconds=max(wall - compile_s, 0.0),
+                  compile_cache_hits=compile_stats()["cache_hits"] - h0,
                   device=str(jax.devices()[0].device_kind), weights_digest=digest, options=o,
                   batch_evaluations=paid, devices=n_dev * jax.process_count())
     if batched:
@@ -704,5 +716,6 @@ def _multiscale(content, style, o: Options, **kw) -> Result:
         last, evaluations=sum(r.evaluations for r in results),
         iterations=sum(r.iterations for r in results),
         compile_seconds=sum(r.compile_seconds for r in results),
+        compile_cache_hits=sum(r.compile_cache_hits for r in results),
         run_seconds=sum(r.run_seconds for r in results),
         batch_evaluations=sum(r.batch_evaluations for r in results), options=o)

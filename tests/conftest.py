@@ -6,6 +6,10 @@ import pytest
 
 from jaxnst import vgg
 
+# CLI runs inside the tests must not turn on (or fill) the user's persistent compilation cache;
+# the one test of the cache passes --compile-cache explicitly.
+os.environ["JAXNST_COMPILE_CACHE"] = ""
+
 
 @pytest.fixture(scope="session")
 def small_vars():

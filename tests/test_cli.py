@@ -213,3 +213,40 @@ def test_blend_and_modes(files, tmp_path, capsys, real_vars):
                          "--quiet"], capsys)
         assert code == 0, err
         assert Image.open(o).size == (32, 32)
+
+
+def test_compile_cache_makes_the_second_run_compile_less(files, tmp_path, real_vars):
+    """Two CLI processes with the same shapes: the second loads its programs from the persistent
+    cache (hits reported, compile time at least halved); the cache directory is private."""
+    import os
+    import stat
+    import subprocess
+    import sys
+    cache = tmp_path / "xla-cache"
+    reports = []
+    for i in range(2):
+        rep = tmp_path / f"r{i}.json"
+        p = subprocess.run([sys.executable, "-m", "jaxnst.cli", str(files / "c.png"),
+                            str(files / "s.jpg"), "-o", str(tmp_path / f"o{i}.png"), "--size", "32",
+                            "--iterations", "2", "--compile-cache", str(cache), "--json", str(rep),
+                            "--quiet"], capture_output=True, text=True,
+                           env={**os.environ, "JAXNST_COMPILE_CACHE": ""})
+        assert p.returncode == 0, p.stderr
+        reports.append(json.loads(rep.read_text()))
+    first, second = reports
+    assert first["compile_cache"] == str(cache) and first["compile_cache_hits"] == 0
+    assert second["compile_cache_hits"] >= 1
+    assert second["compile_seconds"] < 0.5 * first["compile_seconds"], \
+        (first["compile_seconds"], second["compile_seconds"])
+    assert any(cache.iterdir())
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+
+
+def test_unusable_compile_cache_only_warns(files, tmp_path, capsys, real_vars):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = tmp_path / "o.png"
+    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 32, "--iterations", 1,
+                     "--compile-cache", blocker / "sub"], capsys)
+    assert code == 0, err
+    assert "compile cache" in err and out.exists()

@@ -26,8 +26,8 @@ def test_remat_gives_the_same_value_and_gradient(small_vars, rng):
     plain = _objective(small_vars, content, style)
     remat = _objective(small_vars, content, style, remat=True)
     x = jnp.asarray(content) + 0.05
-    v1, g1 = jax.value_and_grad(plain)(x)
-    v2, g2 = jax.value_and_grad(remat)(x)
+    v1, g1 = jax.jit(jax.value_and_grad(plain))(x)
+    v2, g2 = jax.jit(jax.value_and_grad(remat))(x)
     np.testing.assert_allclose(v2, v1, rtol=1e-6)
     np.testing.assert_allclose(g2, g1, rtol=1e-5, atol=1e-6 * float(jnp.abs(g1).max()))
     # ...and it is really rematerialised: one checkpoint per block in the program.
