@@ -53,6 +53,7 @@ class Config(NamedTuple):
     custom_grad: bool = True          # see jaxnst.vgg: fast input-gradient inside loops
     precision: str = "fp32"           # "fp32" | "bf16" (convolutions, activations; losses in f32)
     remat: bool = False               # recompute each VGG block in the backward pass
+    xla_cpu_ynn: bool = False         # CPU: keep XLA's YNNPACK fusions (see CPU_COMPILER_OPTIONS)
 
 
 class Hyper(NamedTuple):
@@ -233,7 +234,35 @@ def _batched(fn, config: Config):
     return call
 
 
-@functools.partial(jax.jit, static_argnames="config")
+# XLA:CPU compiler options for the descent programs. XLA:CPU hands convolutions and dots to
+# YNNPACK "library fusions" by default; with those off, convolutions run on XLA's own (Eigen) path,
+# which measured ~20 % faster per evaluation than YNNPACK on our CPU machine, alternating with
+# PyTorch in the same runs (issue 5; ``scripts/bench.py --xla-cpu-ynn`` times both in one process).
+# Other backends are compiled without options.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def _program(fun):
+    """``jax.jit`` with ``config`` static; on the CPU backend, compiled with
+    :data:`CPU_COMPILER_OPTIONS` unless ``config.xla_cpu_ynn``. Exposes ``.lower`` like a jitted
+    function."""
+    plain = jax.jit(fun, static_argnames="config")
+    tuned = jax.jit(fun, static_argnames="config", compiler_options=CPU_COMPILER_OPTIONS)
+
+    def pick(args, kw):
+        config = kw["config"] if "config" in kw else args[4]
+        return plain if config.xla_cpu_ynn or jax.default_backend() != "cpu" else tuned
+
+    @functools.wraps(fun)
+    def call(*args, **kw):
+        return pick(args, kw)(*args, **kw)
+
+    call.lower = lambda *args, **kw: pick(args, kw).lower(*args, **kw)
+    call._cache_size = lambda: plain._cache_size() + tuned._cache_size()
+    return call
+
+
+@_program
 def init_state(images: Array, variables: dict, targets: losses.Targets, hyper: Hyper,
                config: Config) -> tuple[LoopState, losses.Parts]:
     """Batched: optimizer states at ``images`` (N, H, W, 3) and the loss parts there.
@@ -241,7 +270,7 @@ def init_state(images: Array, variables: dict, targets: losses.Targets, hyper: H
     return _batched(_init_one, config)(images, variables, targets, hyper)
 
 
-@functools.partial(jax.jit, static_argnames="config")
+@_program
 def run_chunk(state: LoopState, variables: dict, targets: losses.Targets, hyper: Hyper,
               config: Config) -> tuple[LoopState, Array, Array, losses.Parts]:
     """Take up to ``config.chunk`` steps for every member of the batch.

@@ -9,7 +9,11 @@ For each ``--size`` (square images, VGG19 to conv5_1, content conv4_2, the five 
 - ``compile_seconds``: lowering and compiling that loop (no persistent cache).
 - ``gflop_per_eval`` (counted: convolutions forward and input-gradient, Grams forward and backward;
   ``xla_gflop_per_eval`` is XLA's own count of the compiled evaluation), ``gflops`` and
-  ``fraction_of_matmul``: against this machine's float32 matmul rate, measured in the same run.
+  ``fraction_of_matmul``: against this machine's float32 matmul rate (best of 7 square matmuls,
+  measured in the same run).
+- With ``--xla-cpu-ynn`` (CPU): the same loop compiled with XLA's YNNPACK fusions on (XLA's default;
+  jaxnst turns them off, see ``jaxnst.optimize.CPU_COMPILER_OPTIONS``), alternating with the
+  default: ``seconds_per_eval_ynn``, ``ratio_default_vs_ynn``.
 - ``end_to_end_seconds``: ``jaxnst.stylize`` on the bundled sample pair resized to the size, L-BFGS
   for ``--run-iterations`` (compile, descent and transfers included; 0 skips it).
 - With ``--vs-torch`` (PyTorch installed): the same objective (same weights, layers, targets;
@@ -74,7 +78,7 @@ def matmul_gflops(n: int, repeats: int = 7) -> float:
         t = time.perf_counter()
         f(a).block_until_ready()
         ts.append(time.perf_counter() - t)
-    return 2.0 * n ** 3 / statistics.median(ts) / 1e9
+    return 2.0 * n ** 3 / min(ts) / 1e9  # the best of the repeats: the rate the machine can give
 
 
 def machine() -> dict:
@@ -119,11 +123,18 @@ def bench_size(size: int, variables, run_vars, a, torch_mod) -> dict:
     compiled = optimize.run_chunk.lower(state, run_vars, b_targets, hyper, config).compile()
     compile_s = time.perf_counter() - t
 
-    def jax_sample():
-        t = time.perf_counter()
-        out = compiled(state, run_vars, b_targets, hyper)
-        jax.block_until_ready(out[1])
-        return (time.perf_counter() - t) / a.steps
+    def sampler(program):
+        def sample():
+            t = time.perf_counter()
+            out = program(state, run_vars, b_targets, hyper)
+            jax.block_until_ready(out[1])
+            return (time.perf_counter() - t) / a.steps
+        return sample
+
+    runners = {"jax": sampler(compiled)}
+    if a.xla_cpu_ynn and jax.default_backend() == "cpu":
+        runners["jax_ynn"] = sampler(optimize.run_chunk.lower(
+            state, run_vars, b_targets, hyper, config._replace(xla_cpu_ynn=True)).compile())
 
     # XLA's own FLOP count of one evaluation (a cross-check of the formula).
     one = jax.jit(jax.value_and_grad(optimize._total), static_argnums=4)
@@ -134,7 +145,7 @@ def bench_size(size: int, variables, run_vars, a, torch_mod) -> dict:
     except Exception:  # cost analysis is best-effort on some backends
         xla_gflop = None
 
-    samples = {"jax": []}
+    samples = {k: [] for k in runners}
     torch_obj = None
     if torch_mod is not None:
         import torch
@@ -149,8 +160,6 @@ def bench_size(size: int, variables, run_vars, a, torch_mod) -> dict:
             torch_obj.adam_steps(timg, topt, a.steps)
             return (time.perf_counter() - t) / a.steps
 
-    runners = {"jax": jax_sample}
-    if torch_obj is not None:
         runners["torch"] = torch_sample
     for fn in runners.values():
         for _ in range(a.warmup):
@@ -168,6 +177,9 @@ def bench_size(size: int, variables, run_vars, a, torch_mod) -> dict:
          "compile_seconds": compile_s, "gflop_per_eval": gflop, "xla_gflop_per_eval": xla_gflop,
          "gflops": gflop / spe, "fraction_of_matmul": gflop / spe / a.matmul_gflops,
          "samples": samples}
+    if "jax_ynn" in samples:
+        yspe = statistics.median(samples["jax_ynn"])
+        r.update(seconds_per_eval_ynn=yspe, ratio_default_vs_ynn=spe / yspe)
     if torch_obj is not None:
         tspe = statistics.median(samples["torch"])
         r.update(torch_seconds_per_eval=tspe, torch_gflops=gflop / tspe,
@@ -214,6 +226,9 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--remat", action="store_true")
     ap.add_argument("--pooling", choices=("max", "avg"), default="max")
+    ap.add_argument("--xla-cpu-ynn", action="store_true",
+                    help="CPU: also time the loop compiled with XLA's YNNPACK fusions (XLA's "
+                         "default, which jaxnst turns off), alternating with the default")
     ap.add_argument("--vs-torch", action="store_true",
                     help="time the same objective in PyTorch, alternating (needs torch)")
     ap.add_argument("--torch-device", default=None, help="default: cuda if available, else cpu")
@@ -259,6 +274,9 @@ def main(argv=None) -> int:
         results.append(r)
         line = (f"{size:5d} px  {r['seconds_per_eval']:.4f} s/eval  {r['gflops']:7.1f} GFLOP/s "
                 f"({100 * r['fraction_of_matmul']:.0f}% of matmul)  compile {r['compile_seconds']:.1f} s")
+        if "seconds_per_eval_ynn" in r:
+            line += (f"  | with YNNPACK fusions {r['seconds_per_eval_ynn']:.4f} s/eval "
+                     f"(default/ynn = {r['ratio_default_vs_ynn']:.3f})")
         if "torch_seconds_per_eval" in r:
             line += (f"  | torch {r['torch_seconds_per_eval']:.4f} s/eval  "
                      f"jaxnst/torch = {r['ratio_vs_torch']:.3f}")
