@@ -251,7 +251,11 @@ def _program(fun):
 
     def pick(args, kw):
         config = kw["config"] if "config" in kw else args[4]
-        return plain if config.xla_cpu_ynn or jax.default_backend() != "cpu" else tuned
+        nested = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw)))
+        # (Inside a caller's jit or eval_shape, compiler options are the caller's to set.)
+        if nested or config.xla_cpu_ynn or jax.default_backend() != "cpu":
+            return plain
+        return tuned
 
     @functools.wraps(fun)
     def call(*args, **kw):

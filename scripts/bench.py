@@ -101,6 +101,32 @@ def peak_bytes() -> int | None:
     return stats.get("peak_bytes_in_use")
 
 
+def memory_estimate(size: int, run_vars, remat: bool, precision: str) -> dict:
+    """XLA's buffer assignment for one compiled Adam step at ``size`` x ``size`` (compiled, not
+    run): argument, output and temporary bytes. On the CPU this is what the CPU program would
+    allocate, an estimate of a GPU's use (whose allocator and fusions differ)."""
+    config = optimize.Config(optimizer="adam", chunk=1, layers=LAYERS, batched_content=True,
+                             precision=precision, remat=remat)
+    img = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    shapes = jax.eval_shape(lambda v, x: vgg.VGG19().apply(v, x[0], LAYERS), run_vars, img)
+    targets = losses.Targets(
+        content={n: jax.ShapeDtypeStruct((1,) + shapes[n].shape, jnp.float32)
+                 for n in CONTENT_LAYERS},
+        grams={n: jax.ShapeDtypeStruct((shapes[n].shape[-1],) * 2, jnp.float32)
+               for n in STYLE_LAYERS})
+    f32 = jax.ShapeDtypeStruct((1,), jnp.float32)
+    hyper = optimize.Hyper(losses.Weights(f32, f32, f32), jnp.float32(0.01), jnp.int32(1))
+    state = jax.eval_shape(lambda x: optimize.init_state(x, run_vars, targets, hyper, config)[0],
+                           img)
+    m = optimize.run_chunk.lower(state, run_vars, targets, hyper, config).compile() \
+        .memory_analysis()
+    return {"size": size, "remat": remat, "precision": precision,
+            "argument_bytes": m.argument_size_in_bytes, "output_bytes": m.output_size_in_bytes,
+            "temp_bytes": m.temp_size_in_bytes,
+            "total_bytes": m.argument_size_in_bytes + m.output_size_in_bytes
+            + m.temp_size_in_bytes - m.alias_size_in_bytes}
+
+
 def bench_size(size: int, variables, run_vars, a, torch_mod) -> dict:
     rng = np.random.default_rng(size)
     content = rng.uniform(size=(size, size, 3)).astype(np.float32)
@@ -234,6 +260,9 @@ def main(argv=None) -> int:
     ap.add_argument("--torch-device", default=None, help="default: cuda if available, else cpu")
     ap.add_argument("--random-weights", action="store_true",
                     help="full-size random weights instead of the real ones (no download)")
+    ap.add_argument("--memory", type=int, nargs="+", metavar="SIZE",
+                    help="instead of timing: XLA's memory estimate of one compiled step at these "
+                         "sizes, with and without --remat (compiles only)")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args(argv)
     if min(a.size) < 16 or a.evals < 1 or a.steps < 1 or a.warmup < 0 or a.run_iterations < 0:
@@ -264,6 +293,19 @@ def main(argv=None) -> int:
             return 2
     run_vars = vgg.with_backward_kernels(variables)
     info = machine()
+    if a.memory:
+        rows = []
+        for size in a.memory:
+            for remat in (False, True):
+                m = memory_estimate(size, run_vars, remat, a.precision)
+                rows.append(m)
+                print(f"{size:5d} px  remat={str(remat):5s}  {m['total_bytes'] / 2**30:8.2f} GiB "
+                      f"(temporaries {m['temp_bytes'] / 2**30:.2f} GiB)", flush=True)
+        if a.json:
+            from jaxnst._atomic import atomic_path
+            with atomic_path(a.json) as tmp, open(tmp, "w") as f:
+                json.dump({"machine": info, "memory": rows}, f, indent=2)
+        return 0
     a.matmul_gflops = matmul_gflops(2048 if info["platform"] == "cpu" else 8192)
     print(f"{info['device']} ({info['platform']}, {info['cpu_count']} CPUs), jax {info['jax']}"
           + (f", torch {info['torch']}" if "torch" in info else "")

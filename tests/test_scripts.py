@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -17,3 +19,80 @@ def test_bench_loop_runs(tmp_path):
     r = json.loads(out.read_text())
     assert set(r["seconds_per_eval"]) == {"compiled", "python_loop", "compiled_autodiff"}
     assert all(v > 0 for v in r["seconds_per_eval"].values())
+
+
+def test_bench_runs_and_reports(tmp_path):
+    out = tmp_path / "bench.json"
+    args = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--size", "32", "48", "--evals", "2",
+            "--steps", "2", "--warmup", "1", "--random-weights", "--xla-cpu-ynn", "--json", str(out)]
+    try:
+        import torch  # noqa: F401
+        args.append("--vs-torch")
+    except ImportError:
+        pass
+    p = subprocess.run(args, capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert [x["size"] for x in r["results"]] == [32, 48]
+    assert r["seconds_per_eval"] == r["results"][0]["seconds_per_eval"] > 0
+    for x in r["results"]:
+        assert x["gflops"] > 0 and 0 < x["fraction_of_matmul"] and x["compile_seconds"] > 0
+        assert x["seconds_per_eval_ynn"] > 0
+        if "--vs-torch" in args:
+            assert x["torch_seconds_per_eval"] > 0 and x["ratio_vs_torch"] > 0
+
+
+def test_flop_count_agrees_with_xla(small_vars):
+    """The benchmark's hand count of one evaluation against XLA's own count of the compiled program
+    (full-width random VGG, 64 px): within 15 % (XLA also counts elementwise work; we do not)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import jax
+    import jax.numpy as jnp
+    import bench
+    from jaxnst import losses, optimize, vgg
+    variables = vgg.VGG19().init(jax.random.PRNGKey(0), jnp.zeros((32, 32, 3)), vgg.LAYERS[:13])
+    img = jnp.full((64, 64, 3), 0.5)
+    model = vgg.VGG19()
+    targets = losses.make_targets(model.apply(variables, img, ("conv4_2",)),
+                                  model.apply(variables, img, bench.STYLE_LAYERS),
+                                  ("conv4_2",), bench.STYLE_LAYERS)
+    w = losses.Weights(jnp.float32(1), jnp.float32(1), jnp.float32(1))
+    config = optimize.Config(layers=bench.LAYERS)
+    cost = jax.jit(jax.grad(optimize._total), static_argnums=4).lower(
+        img, variables, targets, w, config).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    ours = bench.flops_per_eval(64, 64)
+    assert abs(float(cost["flops"]) - ours) / ours < 0.15, (cost["flops"], ours)
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_torch_reference_is_the_same_objective(small_vars, pooling):
+    """The benchmark compares like with like: PyTorch's value and image gradient equal jaxnst's
+    (small random VGG, 40x36 image, every loss term on)."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from torch_reference import TorchObjective
+    from jaxnst import losses, optimize, vgg
+    from jaxnst.stylize import STYLE_LAYERS
+    rng = np.random.default_rng(1)
+    content, style, x = (rng.uniform(size=(40, 36, 3)).astype(np.float32) for _ in range(3))
+    channels = vgg.channels_of(small_vars)
+    model = vgg.VGG19(pooling=pooling, channels=channels)
+    targets = losses.make_targets(model.apply(small_vars, jnp.asarray(content), ("conv4_2",)),
+                                  model.apply(small_vars, jnp.asarray(style), STYLE_LAYERS),
+                                  ("conv4_2",), STYLE_LAYERS)
+    weights = (1.0, 3e-2, 10.0)
+    config = optimize.Config(pooling=pooling, channels=channels,
+                             layers=tuple(sorted(set(STYLE_LAYERS) | {"conv4_2"})))
+    value, grad = jax.value_and_grad(optimize._total)(
+        jnp.asarray(x), small_vars, targets, losses.Weights(*map(jnp.float32, weights)), config)
+    ref = TorchObjective(small_vars, targets, weights, pooling)
+    timg = ref.image(x)
+    tv = ref.loss(timg)
+    tv.backward()
+    np.testing.assert_allclose(float(tv), float(value), rtol=1e-5)
+    tg = timg.grad[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(tg, np.asarray(grad), rtol=1e-3, atol=1e-4 * np.abs(tg).max())
