@@ -192,3 +192,34 @@ def objective(image: Array, feats: Mapping[str, Array], targets: Targets, weight
     lt = tv_loss(image.astype(jnp.float32))
     total = weights.content * lc + weights.style * ls + weights.tv * lt
     return Parts(total, lc, ls, lt)
+
+
+def layer_terms(name: str, f: Array, targets: Targets) -> tuple[Array, Array]:
+    """The content and style terms that layer ``name`` (activations ``f``) contributes to
+    :func:`objective`, before averaging over layers. Computed next to the activation, these let a
+    rematerialised network keep scalars instead of activations (``jaxnst.vgg.VGG19`` ``taps``)."""
+    zero = jnp.zeros((), jnp.float32)
+    content = content_loss(f, targets.content[name]) if name in targets.content else zero
+    if targets.grams and targets.masks:
+        if name in targets.grams:
+            g = jax.vmap(guided_gram, in_axes=(None, 0))(f, targets.masks[name])
+            c = g.shape[-1]
+            return content, jnp.sum((g - targets.grams[name]) ** 2) / (4.0 * c * c)
+    elif targets.grams:
+        if name in targets.grams:
+            return content, style_layer_loss(f, targets.grams[name])
+    elif name in targets.moments:
+        return content, wasserstein_layer_loss(f, targets.moments[name])
+    return content, zero
+
+
+def objective_from_terms(image: Array, terms: Mapping[str, tuple[Array, Array]], targets: Targets,
+                         weights: Weights) -> Parts:
+    """:func:`objective` assembled from per-layer :func:`layer_terms` (same averaging)."""
+    zero = jnp.zeros((), jnp.float32)
+    lc = sum(terms[n][0] for n in targets.content) / len(targets.content) \
+        if targets.content else zero
+    style = sorted(targets.grams or targets.moments)
+    ls = sum(terms[n][1] for n in style) / len(style) if style else zero
+    lt = tv_loss(image.astype(jnp.float32))
+    return Parts(weights.content * lc + weights.style * ls + weights.tv * lt, lc, ls, lt)

@@ -146,6 +146,10 @@ def parts_fn(image: Array, variables: dict, targets: losses.Targets, weights: lo
     model = vgg.VGG19(pooling=config.pooling, channels=config.channels,
                       custom_grad=config.custom_grad, precision=config.precision,
                       remat=config.remat)
+    if config.remat:  # loss terms computed inside each rematerialised block: no activations kept
+        tap = functools.partial(losses.layer_terms, targets=targets)
+        terms = model.apply(variables, image, config.layers, taps=tap)
+        return losses.objective_from_terms(image, terms, targets, weights)
     feats = model.apply(variables, image, config.layers)
     return losses.objective(image, feats, targets, weights)
 

@@ -17,7 +17,7 @@ so :func:`jax.grad` with respect to the parameters also works.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -170,16 +170,18 @@ def check_layers(layers: Sequence[str], what: str = "layer") -> tuple[str, ...]:
 PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
-def _block(x, weights, names, keep, pooling, index, custom_grad):
-    """One VGG block: pool (except the first block), then its convolutions. Returns the block's
-    output and the activations named in ``keep``."""
-    if index > 0:
-        x = _pool(x, pooling, index - 1)
+def _block(x, weights, names, keep, pooling, index, custom_grad, pool_after, single, tap):
+    """One VGG block: its convolutions, then the 2x2 pool when another block follows. Returns the
+    block's output and, for each layer named in ``keep``, its activation (one image's, when
+    ``single``) or ``tap(name, activation)``."""
     out = {}
     for name, (kernel, bias, kernel_t) in zip(names, weights):
         x = _conv_relu(x, kernel, bias, kernel_t, custom_grad)
         if name in keep:
-            out[name] = x
+            act = x[0] if single else x
+            out[name] = act if tap is None else tap(name, act)
+    if pool_after:
+        x = _pool(x, pooling, index)
     return x, out
 
 
@@ -188,9 +190,15 @@ class VGG19(nn.Module):
     paper's choice for synthesis). ``channels`` scales the widths; tests use small random nets.
 
     ``precision`` "bf16" runs the convolutions and keeps the activations in bfloat16 (the losses
-    cast to float32); "fp32" is the default. ``remat`` recomputes each block's activations during
-    the backward pass instead of storing them (``jax.checkpoint`` per block): only block outputs
-    and the requested layers stay in memory, for about one extra forward pass of compute."""
+    cast to float32); "fp32" is the default.
+
+    ``remat`` recomputes each block (its convolutions and the pool after them) during the backward
+    pass instead of storing its activations (``jax.checkpoint`` per block): only the pooled block
+    outputs stay in memory, plus whatever the requested layers return. Called with ``taps``, a
+    function ``(layer name, activation) -> anything`` (a loss term, say), the module returns
+    ``taps(name, activation)`` per requested layer instead of the activation, computed inside the
+    block, so with ``remat`` not even the requested activations are kept.
+    """
     pooling: str = "max"
     channels: Sequence[int] = CHANNELS
     custom_grad: bool = True
@@ -198,7 +206,8 @@ class VGG19(nn.Module):
     remat: bool = False
 
     @nn.compact
-    def __call__(self, image: jax.Array, layers: Sequence[str] = ("conv5_1",)) -> dict[str, jax.Array]:
+    def __call__(self, image: jax.Array, layers: Sequence[str] = ("conv5_1",),
+                 taps: Callable[[str, jax.Array], Any] | None = None) -> dict[str, Any]:
         if self.pooling not in ("max", "avg"):
             raise ValueError(f"unknown pooling {self.pooling!r}; expected 'max' or 'avg'")
         if self.precision not in PRECISIONS:
@@ -219,11 +228,12 @@ class VGG19(nn.Module):
                 weights.append(Conv3x3(self.channels[b], name=name)(width))
                 width = self.channels[b]
             block = functools.partial(_block, names=names, keep=tuple(set(layers) & set(names)),
-                                      pooling=self.pooling, index=b, custom_grad=self.custom_grad)
+                                      pooling=self.pooling, index=b, custom_grad=self.custom_grad,
+                                      pool_after=k + n <= last, single=single, tap=taps)
             if self.remat:
                 block = jax.checkpoint(block)
             x, acts = block(x, weights)
-            out.update({name: a[0] if single else a for name, a in acts.items()})
+            out.update(acts)
             k += n
         return out
 

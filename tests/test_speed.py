@@ -64,3 +64,29 @@ def test_bad_precision_is_named(small_vars, rng):
     img = smooth_image(rng, 32, 32)
     with pytest.raises(ValueError, match="precision 'fp16'"):
         stylize(img, img, variables=small_vars, precision="fp16", iterations=1)
+
+
+@pytest.mark.parametrize("kind", ["gram", "wasserstein", "masks"])
+def test_per_layer_terms_add_up_to_the_objective(rng, kind):
+    """The rematerialised path assembles the loss from per-layer terms; it must equal
+    losses.objective for every style-loss kind (and a layer used for content and style)."""
+    names = ("a", "b", "c")
+    feats = {n: jnp.asarray(rng.standard_normal((6, 5, 4)), jnp.float32) for n in names}
+    other = {n: jnp.asarray(rng.standard_normal((7, 6, 4)), jnp.float32) for n in names}
+    content = {"b": other["b"][:6, :5]}
+    if kind == "gram":
+        t = losses.Targets(content=content, grams={n: losses.gram(other[n]) for n in ("a", "b")})
+    elif kind == "wasserstein":
+        t = losses.Targets(content=content, grams={},
+                           moments={n: losses.wasserstein_target(other[n]) for n in ("a", "c")})
+    else:
+        masks = {n: jnp.asarray(rng.uniform(size=(2, 6, 5)), jnp.float32) for n in ("a", "c")}
+        grams = {n: jnp.stack([losses.gram(other[n])] * 2) for n in ("a", "c")}
+        t = losses.Targets(content=content, grams=grams, masks=masks)
+    w = losses.Weights(jnp.float32(0.7), jnp.float32(1.3), jnp.float32(0.2))
+    img = jnp.asarray(rng.uniform(size=(8, 8, 3)), jnp.float32)
+    want = losses.objective(img, feats, t, w)
+    terms = {n: losses.layer_terms(n, feats[n], t) for n in names}
+    got = losses.objective_from_terms(img, terms, t, w)
+    for g, e in zip(got, want):
+        np.testing.assert_allclose(g, e, rtol=1e-6)
