@@ -93,6 +93,6 @@ def test_torch_reference_is_the_same_objective(small_vars, pooling):
     timg = ref.image(x)
     tv = ref.loss(timg)
     tv.backward()
-    np.testing.assert_allclose(float(tv), float(value), rtol=1e-5)
+    np.testing.assert_allclose(tv.item(), float(value), rtol=1e-5)
     tg = timg.grad[0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(tg, np.asarray(grad), rtol=1e-3, atol=1e-4 * np.abs(tg).max())
