@@ -85,8 +85,9 @@ class Options:
                                     "Grams and losses in float32 (for GPUs and TPUs; see README)",
                             choices=("fp32", "bf16"))
     remat: bool = _field(False, "recompute each VGG block's activations in the backward pass "
-                                "instead of storing them: less memory for larger images, about "
-                                "one extra forward pass of compute")
+                                "instead of storing them: less memory for larger images on GPUs "
+                                "and TPUs, about one extra forward pass of compute (XLA:CPU merges "
+                                "the recomputation back, so it changes nothing on the CPU)")
 
 
 @dataclasses.dataclass
