@@ -520,9 +520,17 @@ def _write_json(path: Path, report: dict) -> None:
         f.write("\n")
 
 
+# Front ends with a command of their own: ``jaxnst NAME ...`` runs ``module.main(argv)``.
+SUBCOMMANDS = {"serve": "jaxnst.studio.cli", "video": "jaxnst.video.cli"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from jaxnst.image_io import ImageError
     from jaxnst.weights import WeightsError
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     try:
         return run(argv)
     except (UsageError, ImageError, WeightsError) as e:
