@@ -143,18 +143,43 @@ def guided_style_loss(feats: Mapping[str, Array], grams: Mapping[str, Array],
 
 class Targets(NamedTuple):
     """What the image is pulled towards: content activations per layer, style Grams per layer,
-    and (for the Wasserstein style loss) per-layer (mean, covariance, sqrt(covariance))."""
+    and (for the Wasserstein style loss) per-layer (mean, covariance, sqrt(covariance)).
+
+    Video (Ruder et al. 2016): ``warped`` (H, W, 3), the previous stylized frame warped into this
+    one, and ``reliability`` (H, W) in [0, 1], the weight c of each pixel (0 where the flow is
+    unreliable); one per batch member, like ``content``. None (the default) means no temporal
+    term, and the objective is exactly the still-image one."""
     content: dict[str, Array]
     grams: dict[str, Array]
     moments: dict[str, tuple[Array, Array, Array]] = {}
     masks: dict[str, Array] = {}   # spatial control: (R, H_l, W_l) per style layer
+    warped: Array | None = None
+    reliability: Array | None = None
 
 
 class Weights(NamedTuple):
-    """Scalar loss weights (traced, so changing their values never recompiles)."""
+    """Scalar loss weights (traced, so changing their values never recompiles). ``temporal``
+    weighs :func:`temporal_loss` when the targets carry a warped frame (None: no such term)."""
     content: Array
     style: Array
     tv: Array
+    temporal: Array | None = None
+
+
+def temporal_loss(image: Array, warped: Array, reliability: Array) -> Array:
+    """Ruder et al.'s short-term temporal loss: ``mean(c * (x - warped)^2)`` over the H * W * 3
+    elements of the (H, W, 3) image, with c = ``reliability`` (H, W) broadcast over channels (the
+    paper's 1/D sum, D = W H C)."""
+    d = (image - warped).astype(jnp.float32)
+    return jnp.mean(reliability.astype(jnp.float32)[..., None] * d * d)
+
+
+def _with_temporal(total: Array, image: Array, targets: Targets, weights: Weights) -> Array:
+    # Only when both are given: without them the total is bit-identical to the still-image one.
+    if targets.warped is None or weights.temporal is None:
+        return total
+    return total + weights.temporal * temporal_loss(image.astype(jnp.float32), targets.warped,
+                                                    targets.reliability)
 
 
 class Parts(NamedTuple):
@@ -171,7 +196,8 @@ def make_targets(content_feats: Mapping[str, Array], style_feats: Mapping[str, A
 
 
 def objective(image: Array, feats: Mapping[str, Array], targets: Targets, weights: Weights) -> Parts:
-    """Weighted objective for one image: content * L_content + style * L_style + tv * L_tv.
+    """Weighted objective for one image: content * L_content + style * L_style + tv * L_tv
+    (+ temporal * :func:`temporal_loss` for video; it is in ``total`` but has no part of its own).
 
     Content loss averages over the content layers (one, conv4_2, by default). A zero-sized target
     dict contributes zero, which gives texture synthesis (no content) or reconstruction (no style).
@@ -191,7 +217,7 @@ def objective(image: Array, feats: Mapping[str, Array], targets: Targets, weight
         ls = jnp.zeros((), jnp.float32)
     lt = tv_loss(image.astype(jnp.float32))
     total = weights.content * lc + weights.style * ls + weights.tv * lt
-    return Parts(total, lc, ls, lt)
+    return Parts(_with_temporal(total, image, targets, weights), lc, ls, lt)
 
 
 def layer_terms(name: str, f: Array, targets: Targets) -> tuple[Array, Array]:
@@ -222,4 +248,5 @@ def objective_from_terms(image: Array, terms: Mapping[str, tuple[Array, Array]],
     style = sorted(targets.grams or targets.moments)
     ls = sum(terms[n][1] for n in style) / len(style) if style else zero
     lt = tv_loss(image.astype(jnp.float32))
-    return Parts(weights.content * lc + weights.style * ls + weights.tv * lt, lc, ls, lt)
+    total = weights.content * lc + weights.style * ls + weights.tv * lt
+    return Parts(_with_temporal(total, image, targets, weights), lc, ls, lt)

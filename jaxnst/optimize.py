@@ -220,8 +220,9 @@ def _expand(mask: Array, like: Array) -> Array:
 def _batched(fn, config: Config):
     """vmap ``fn(x, variables, targets, hyper, config)`` over x, the loss weights and (when
     ``config.batched_content``) the content targets; VGG weights and Grams are shared."""
+    # The video term's targets (warped previous frame, reliability) are always per member.
     t_axes = losses.Targets(content=0 if config.batched_content else None, grams=None,
-                            moments=None, masks=None)
+                            moments=None, masks=None, warped=0, reliability=0)
 
     def call(x, variables, targets, hyper):
         def one(x, t, w):
@@ -232,6 +233,7 @@ def _batched(fn, config: Config):
             squeeze = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
             t = targets._replace(content=squeeze(targets.content)) if config.batched_content \
                 else targets
+            t = t._replace(warped=squeeze(t.warped), reliability=squeeze(t.reliability))
             out = one(squeeze(x), t, squeeze(hyper.weights))
             return jax.tree.map(lambda a: a[None], out)
         return jax.vmap(one, in_axes=(0, t_axes, 0))(x, targets, hyper.weights)
