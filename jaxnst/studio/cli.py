@@ -53,7 +53,24 @@ def is_loopback(host: str) -> bool:
 
 
 def missing_modules() -> list[str]:
-    return [m for m in NEEDS if importlib.util.find_spec(m) is None]
+    """The studio's libraries that cannot be imported here."""
+    missing = []
+    for m in NEEDS:
+        try:
+            found = importlib.util.find_spec(m) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(m)
+    return missing
+
+
+def access_token(host: str, token: str | None) -> tuple[str | None, bool]:
+    """(the token every request must carry, whether it was generated here): the given one, else a
+    new random one when ``host`` is not a loopback address, else None."""
+    if token is None and not is_loopback(host):
+        return secrets.token_urlsafe(24), True
+    return token, False
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -82,10 +99,7 @@ def main(argv: list[str]) -> int:
     if args.token is not None and len(args.token) < 8:
         print("jaxnst: error: --token must be at least 8 characters", file=sys.stderr)
         return EXIT_BAD_INPUT
-    token = args.token
-    generated = False
-    if token is None and not is_loopback(args.host):
-        token, generated = secrets.token_urlsafe(24), True
+    token, generated = access_token(args.host, args.token)
     results = Path(args.results).expanduser()
     try:
         results.mkdir(parents=True, exist_ok=True)
@@ -111,5 +125,9 @@ def main(argv: list[str]) -> int:
         print("jaxnst: the token above was generated for this run; every request needs it",
               file=sys.stderr)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully, then re-raises Ctrl-C
+        pass
+    print("jaxnst: studio stopped", file=sys.stderr)
     return 0

@@ -254,7 +254,8 @@ class QueueFull(RuntimeError):
 
 
 def _done_data(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record.get(k) for k in ("status", "message", "step", "files", "final_loss")}
+    return {k: record.get(k) for k in ("status", "message", "step", "files", "final_loss",
+                                       "started", "finished")}
 
 
 __all__ = ["ACTIVE", "Feed", "Job", "JobQueue", "QueueFull"]

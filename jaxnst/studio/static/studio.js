@@ -114,7 +114,8 @@ function setupPreviews(record) {
   box.replaceChildren();
   box.classList.toggle("single", labels.length === 0);
   for (let i = 0; i < n; i++) {
-    const img = el("img", { id: `preview-${i}`, alt: labels[i] || "current image" });
+    const img = el("img", { id: `preview-${i}`, alt: labels[i] || "current image",
+                            src: fileUrl(record.id, "content.jpg") });
     const cap = el("figcaption", {}, el("span", { text: labels[i] || "current image" }),
                    el("span", { id: `member-link-${i}` }));
     box.append(el("figure", {}, img, cap));
@@ -207,7 +208,8 @@ async function finish(id, d) {
   const files = d.files || {};
   const what = { finished: "done", stopped: d.message, failed: d.message,
                  cancelled: d.message, interrupted: d.message }[d.status];
-  setStatus(d.status, `${what || d.status}` + (d.step ? ` · ${d.step} iterations` : ""));
+  const secs = d.started && d.finished ? ` · ${(d.finished - d.started).toFixed(1)} s` : "";
+  setStatus(d.status, `${what || d.status}` + (d.step ? ` · ${d.step} iterations` : "") + secs);
   if (d.status !== "failed") $("progress").value = d.status === "finished" ? 1 : $("progress").value;
   const links = $("downloads");
   links.replaceChildren();
@@ -236,6 +238,22 @@ async function finish(id, d) {
   refreshHistory();
 }
 
+function fillForm(record) {
+  // The options of an earlier run, to run it again or vary it (the images: when they were samples).
+  for (const [name, value] of Object.entries(record.form || {})) {
+    const input = $(`f-${name}`);
+    if (input) input.value = value;
+  }
+  for (const which of ["content", "style"]) {
+    const select = $(`${which}-sample`), name = (record.inputs || {})[which];
+    if ([...select.options].some((o) => o.value === name)) {
+      select.value = name;
+      $(`${which}-file`).value = "";
+      select.dispatchEvent(new Event("change"));
+    }
+  }
+}
+
 // ------------------------------------------------------------------ history and health
 async function refreshHistory() {
   let jobs;
@@ -253,7 +271,7 @@ async function refreshHistory() {
          el("span", { text: `${j.size[0]}×${j.size[1]} · ${j.step}/${j.iterations} it${sweep}` }),
          el("span", { text: `${j.inputs.content} + ${j.inputs.style}` }),
          el("span", { class: "when", text: when })));
-    card.addEventListener("click", () => watch(j.id));
+    card.addEventListener("click", () => { fillForm(j); watch(j.id); });
     return card;
   }));
   if (!jobs.length) box.append(el("p", { class: "hint", text: "No runs yet in this folder." }));
