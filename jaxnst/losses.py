@@ -176,7 +176,7 @@ def temporal_loss(image: Array, warped: Array, reliability: Array) -> Array:
 
 def _with_temporal(total: Array, image: Array, targets: Targets, weights: Weights) -> Array:
     # Only when both are given: without them the total is bit-identical to the still-image one.
-    if targets.warped is None or weights.temporal is None:
+    if targets.warped is None or targets.reliability is None or weights.temporal is None:
         return total
     return total + weights.temporal * temporal_loss(image.astype(jnp.float32), targets.warped,
                                                     targets.reliability)

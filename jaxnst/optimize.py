@@ -221,8 +221,8 @@ def _batched(fn, config: Config):
     """vmap ``fn(x, variables, targets, hyper, config)`` over x, the loss weights and (when
     ``config.batched_content``) the content targets; VGG weights and Grams are shared."""
     # The video term's targets (warped previous frame, reliability) are always per member.
-    t_axes = losses.Targets(content=0 if config.batched_content else None, grams=None,
-                            moments=None, masks=None, warped=0, reliability=0)
+    t_axes = losses.Targets(content=0 if config.batched_content else None, grams=None,  # type: ignore[arg-type]
+                            moments=None, masks=None, warped=0, reliability=0)  # type: ignore[arg-type]
 
     def call(x, variables, targets, hyper):
         def one(x, t, w):

@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import smooth_image
 from jax.test_util import check_grads
 
 from jaxnst import losses, optimize, vgg
-from conftest import smooth_image
 
 LAYERS = ("conv1_1", "conv2_1", "conv4_2")
 
@@ -23,7 +23,7 @@ def test_temporal_loss_matches_numpy_and_finite_differences(rng):
     ours = float(losses.temporal_loss(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
                                       jnp.asarray(c)))
     assert ours == pytest.approx(_np_temporal(x, w, c), rel=1e-5)
-    f = lambda a: losses.temporal_loss(a, jnp.asarray(w), jnp.asarray(c, jnp.float64))  # noqa
+    f = lambda a: losses.temporal_loss(a, jnp.asarray(w), jnp.asarray(c, jnp.float64))
     with jax.enable_x64(True):
         check_grads(f, (jnp.asarray(x, jnp.float64),), order=2, modes=["rev"])
 
@@ -40,7 +40,7 @@ def setup(small_vars):
 
 
 def test_objective_adds_the_weighted_term_and_is_unchanged_without_it(small_vars, setup, rng):
-    content, targets, model = setup
+    _, targets, model = setup
     x = jnp.asarray(rng.random((32, 32, 3)), jnp.float32)
     feats = model.apply(small_vars, x, LAYERS)
     w3 = losses.Weights(jnp.float32(1.0), jnp.float32(1e-2), jnp.float32(0.5))
@@ -87,10 +87,11 @@ def test_per_member_temporal_targets_through_the_compiled_loop(small_vars, setup
     run_vars = vgg.with_backward_kernels(small_vars)
     state, _ = optimize.init_state(images, run_vars, t, hyper, config)
     for i in range(n):
-        one = lambda tree: jax.tree.map(lambda a: a[i:i + 1], tree)  # noqa: E731
+        def one(tree, i=i):
+            return jax.tree.map(lambda a, i=i: a[i:i + 1], tree)
         ti = t._replace(content=one(t.content), warped=one(t.warped),
                         reliability=one(t.reliability))   # (the Grams are shared)
-        wi = jax.tree.map(lambda a: a[i:i + 1], w)
+        wi = one(w)
         si, _ = optimize.init_state(images[i:i + 1], run_vars, ti, hyper._replace(weights=wi),
                                     config)
         assert float(si.value[0]) == pytest.approx(float(state.value[i]), rel=1e-5)

@@ -41,7 +41,7 @@ def dis(preset: str = "medium"):
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
     if preset not in presets:
         raise ValueError(f"unknown flow preset {preset!r}; expected one of {', '.join(presets)}")
-    return cv2.DISOpticalFlow_create(presets[preset])
+    return cv2.DISOpticalFlow_create(presets[preset])  # type: ignore[attr-defined]
 
 
 def flow(a: np.ndarray, b: np.ndarray, estimator=None) -> np.ndarray:

@@ -11,8 +11,8 @@ import dataclasses
 import fractions
 import os
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def _read_folder(folder: Path, start: int, count: int | None, size: int | None) 
     chosen = paths[start:] if count is None else paths[start:start + count]
     if not chosen:
         raise VideoError(f"{folder}: --start {start} is past its {len(paths)} frames")
-    frames = []
+    frames: list[np.ndarray] = []
     for p in chosen:
         try:
             im = _resize(image_io.load(p), size)
@@ -92,7 +92,7 @@ def _decode(path: Path, start: int, count: int | None, size: int | None) -> Clip
     av = _av()
     try:
         container = av.open(str(path))
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 (corrupt files raise many kinds; all are bad input)
         raise VideoError(f"{path}: not a readable video ({_one_line(e)})") from None
     with container:
         if not container.streams.video:
@@ -109,7 +109,7 @@ def _decode(path: Path, start: int, count: int | None, size: int | None) -> Clip
                 seen += 1
                 if count is not None and len(frames) >= count:
                     break
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 (as above)
             raise VideoError(f"{path}: corrupt or truncated video ({_one_line(e)})") from None
         has_audio = bool(container.streams.audio)
     if not frames:
@@ -199,7 +199,7 @@ def _copy_audio(av, out, audio: Clip, n: int) -> None:
         a_out = out.add_stream_from_template(a_in)
         tb = a_in.time_base
         t0, t1 = audio.start / audio.fps, (audio.start + n) / audio.fps
-        shift = int(round(t0 / tb))
+        shift = round(t0 / tb)
         for packet in src.demux(a_in):
             if packet.dts is None or packet.pts is None:
                 continue  # the demuxer's flush packet

@@ -57,7 +57,9 @@ def _affine_clip(src: np.ndarray, scales: np.ndarray, offsets: np.ndarray, h: in
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     frames = np.stack([_bilinear(src, s * ys + o[0], s * xs + o[1])
                        for s, o in zip(scales, offsets)])
-    bwd, fwd, vis = [], [], []
+    bwd: list[np.ndarray] = []
+    fwd: list[np.ndarray] = []
+    vis: list[np.ndarray] = []
     for t in range(1, len(scales)):
         # frame t's pixel x shows source point p = s_t x + b_t; frame t-1 shows p at (p - b)/s.
         yb = (scales[t] * ys + offsets[t][0] - offsets[t - 1][0]) / scales[t - 1]
@@ -67,8 +69,8 @@ def _affine_clip(src: np.ndarray, scales: np.ndarray, offsets: np.ndarray, h: in
         bwd.append(np.stack([xb - xs, yb - ys], -1))
         fwd.append(np.stack([xf - xs, yf - ys], -1))
         vis.append((yb >= 0) & (yb <= h - 1) & (xb >= 0) & (xb <= w - 1))
-    vis = np.asarray(vis, bool)
-    return Synthetic(frames, np.asarray(bwd, np.float32), np.asarray(fwd, np.float32), vis, ~vis)
+    seen = np.asarray(vis, bool)
+    return Synthetic(frames, np.asarray(bwd, np.float32), np.asarray(fwd, np.float32), seen, ~seen)
 
 
 def pan(frames: int = 6, size: tuple[int, int] = (48, 64), speed: tuple[float, float] = (0.5, 2.0),

@@ -1,0 +1,124 @@
+"""``jaxnst video IN STYLE -o OUT``: stylize a clip (a video file or a folder of numbered frames)
+into a video file (.mp4, .gif) or a frame folder.
+
+Still-image flags are taken from ``jaxnst``'s own parser (derived from :class:`jaxnst.Options`),
+so their names, defaults and help are the same. Frames are written as they finish (a frame folder
+output is filled in place; a video output's frames go to ``OUT.frames/`` and are encoded at the
+end), with the run's state saved after every frame (sequential) or pass (multi-pass); Ctrl-C and
+``--resume`` continue where it stopped. Exit codes as ``jaxnst``'s: 0, 2 bad input (one line,
+nothing written), 4 device failure, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+EXIT_RUNTIME = 4
+EXIT_INTERRUPTED = 130
+MISSING = "jaxnst: error: video needs: pip install 'jaxnst[video]'"
+# Still-image flags that make no sense for a clip: several contents, masks, checkpoints of one
+# image, coarse-to-fine (not supported for video yet), demo and modes.
+_SKIP = {"content", "style", "output", "size", "content_dir", "content_masks", "save_every",
+         "checkpoint_every", "checkpoint", "resume", "mode", "demo", "scales",
+         "scale_iterations", "help", "init"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jaxnst import cli as still
+    from jaxnst.video.core import BLEND, PASS_ITERATIONS, TEMPORAL_WEIGHT
+    p = still._Parser(prog="jaxnst video", description="Temporally consistent style transfer of a "
+                      "clip (Ruder, Dosovitskiy & Brox 2016).")
+    p.add_argument("input", help="video file (.mp4, .gif, .mov, ...) or folder of numbered frames")
+    p.add_argument("style", help="style image file (several: a.jpg,b.jpg)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output video (.mp4, .gif) or folder (frame_00001.png, ...)")
+    p.add_argument("--size", type=int, default=256,
+                   help="longer side of the frames in pixels (default: 256)")
+    p.add_argument("--start", type=int, default=0, help="first frame to use (default: 0)")
+    p.add_argument("--max-frames", type=int, help="use at most this many frames")
+    p.add_argument("--fps", type=float, help="frame rate of the output (default: the input's; a "
+                   "changed rate drops the audio track)")
+    p.add_argument("--temporal-weight", type=still._finite_float, default=TEMPORAL_WEIGHT,
+                   help=f"weight of the temporal loss (default: {TEMPORAL_WEIGHT:g}; 0: off)")
+    p.add_argument("--passes", type=int, default=0, help="0 (default): sequential, frame after "
+                   "frame; P > 0: multi-pass, all frames as one batch, P passes after the first")
+    p.add_argument("--pass-iterations", type=int, default=PASS_ITERATIONS,
+                   help=f"iterations per pass after the first (default: {PASS_ITERATIONS})")
+    p.add_argument("--blend", type=still._finite_float, default=BLEND,
+                   help=f"multi-pass: weight of the warped neighbour in each start (default: "
+                        f"{BLEND})")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run with the same inputs and options")
+    reused = build_still_flags(still.build_parser())
+    for action in reused:
+        p._add_action(action)
+    return p
+
+
+def build_still_flags(still: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The still-image parser's actions that apply to video (the option flags, weights, compile
+    cache, quiet, json, distributed), reused as they are."""
+    return [a for a in still._actions if a.dest not in _SKIP and a.option_strings]
+
+
+def _need_extra() -> bool:
+    try:
+        import av  # noqa: F401
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``jaxnst video ARGS`` (``jaxnst.cli`` dispatches here)."""
+    from jaxnst.cli_inputs import UsageError as StillUsageError
+    from jaxnst.image_io import ImageError
+    from jaxnst.runtime import RuntimeSetupError
+    from jaxnst.weights import WeightsError
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    args = build_parser().parse_args(argv)
+    if not _need_extra():
+        print(MISSING, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from jaxnst.video import io as vio
+    from jaxnst.video.run import run
+    try:
+        return run(args)
+    except (vio.VideoError, ImageError, WeightsError, StillUsageError, UsageError,
+            RuntimeSetupError) as e:
+        print(f"jaxnst: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+class UsageError(Exception):
+    """Bad input to ``jaxnst video``: one line, exit code 2."""
+
+
+def check_args(args: Any) -> None:
+    """Flag ranges, before anything is read or written."""
+    if args.size < 16:
+        raise UsageError(f"--size must be at least 16 px (VGG19's four poolings), got {args.size}")
+    if args.start < 0:
+        raise UsageError(f"--start must be >= 0, got {args.start}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.fps is not None and not 0 < args.fps <= 1000:
+        raise UsageError(f"--fps must be in (0, 1000], got {args.fps}")
+    if args.passes < 0 or args.pass_iterations < 1:
+        raise UsageError("--passes must be >= 0 and --pass-iterations >= 1")
+    if args.temporal_weight < 0 or not 0 <= args.blend <= 1:
+        raise UsageError("--temporal-weight must be >= 0 and --blend in [0, 1]")
+    if args.iterations is not None and args.iterations < 1:
+        raise UsageError(f"--iterations must be >= 1, got {args.iterations}")
+    for name in ("content_weight", "style_weight", "tv_weight", "seed"):
+        v = getattr(args, name, None)
+        if v is not None and len(v) > 1:
+            raise UsageError(f"--{name.replace('_', '-')}: video takes one value (sweeps are for "
+                             "still images)")
+    if Path(args.input).resolve() == Path(args.output).resolve():
+        raise UsageError(f"{args.output}: the output would overwrite the input")
