@@ -113,10 +113,13 @@ function setupPreviews(record) {
   box.dataset.job = record.id;
   box.replaceChildren();
   box.classList.toggle("single", labels.length === 0);
+  const cols = n <= 4 ? n : n <= 9 ? 3 : 4;
+  box.style.gridTemplateColumns = labels.length ? `repeat(${cols}, minmax(0, 1fr))` : "";
   for (let i = 0; i < n; i++) {
     const img = el("img", { id: `preview-${i}`, alt: labels[i] || "current image",
                             src: fileUrl(record.id, "content.jpg") });
-    const cap = el("figcaption", {}, el("span", { text: labels[i] || "current image" }),
+    const cap = el("figcaption", {}, el("span", { id: `member-label-${i}`,
+                                                  text: labels[i] || "content image" }),
                    el("span", { id: `member-link-${i}` }));
     box.append(el("figure", {}, img, cap));
   }
@@ -192,6 +195,9 @@ function watch(id) {
     setStatus("running", `iteration ${p.step} / ${p.iterations} · loss ${fmtLoss(p.loss)} · ` +
                          `${p.elapsed.toFixed(1)} s`);
     addPoint(p.step, p.loss);
+    if (!(state.record.members || []).length) {
+      $("member-label-0").textContent = `iteration ${p.step}`;
+    }
   });
   on("done", (d) => { es.close(); finish(id, d); });
 }
@@ -225,6 +231,7 @@ async function finish(id, d) {
       });
     } else if ($("preview-0")) {
       swapImage($("preview-0"), fileUrl(id, files.image));
+      $("member-label-0").textContent = `result after ${d.step} iterations`;
     }
     links.append(el("a", { id: "download-image", href: fileUrl(id, files.image, "?download=1"),
                            text: members.length ? "Download contact sheet (PNG)"
@@ -236,6 +243,7 @@ async function finish(id, d) {
     showPreviews((r.members || []).length || 1, r.step);  // interrupted: its last preview
   }
   refreshHistory();
+  health();
 }
 
 function fillForm(record) {
