@@ -7,13 +7,16 @@ that changes the result (all but ``iterations`` and ``chunk``: a run may be resu
 the seeds (the only randomness; they fix the noise init) and the weights' digest. Resuming with
 inputs or options that give another fingerprint is refused.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,10 +33,10 @@ class CheckpointError(ValueError):
 @dataclasses.dataclass
 class Checkpoint:
     fingerprint: str
-    step: int                      # steps taken by the furthest member
-    leaves: list[np.ndarray]       # jax.tree.leaves of the LoopState (batched: leading N axis)
-    totals: np.ndarray             # (chunks, chunk, N) total loss after each step
-    parts: dict[str, np.ndarray]   # field -> (chunks + 1, N)
+    step: int  # steps taken by the furthest member
+    leaves: list[np.ndarray]  # jax.tree.leaves of the LoopState (batched: leading N axis)
+    totals: np.ndarray  # (chunks, chunk, N) total loss after each step
+    parts: dict[str, np.ndarray]  # field -> (chunks + 1, N)
     paid: int
 
 
@@ -65,11 +68,17 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     arrays = {f"leaf_{i:04d}": np.asarray(a) for i, a in enumerate(ckpt.leaves)}
     arrays["totals"] = np.asarray(ckpt.totals, np.float32)
     arrays.update({f"parts_{k}": np.asarray(v, np.float32) for k, v in ckpt.parts.items()})
-    meta = {"format": FORMAT, "fingerprint": ckpt.fingerprint, "step": int(ckpt.step),
-            "paid": int(ckpt.paid), "leaves": len(ckpt.leaves), "parts": sorted(ckpt.parts)}
+    meta = {
+        "format": FORMAT,
+        "fingerprint": ckpt.fingerprint,
+        "step": int(ckpt.step),
+        "paid": int(ckpt.paid),
+        "leaves": len(ckpt.leaves),
+        "parts": sorted(ckpt.parts),
+    }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     with atomic_path(p) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]
     return p
 
 
@@ -83,8 +92,14 @@ def load(path: str | os.PathLike) -> Checkpoint:
             if meta.get("format") != FORMAT:
                 raise CheckpointError(f"checkpoint {p}: not a {FORMAT} file")
             leaves = [z[f"leaf_{i:04d}"] for i in range(meta["leaves"])]
-            return Checkpoint(meta["fingerprint"], meta["step"], leaves, z["totals"],
-                              {k: z[f"parts_{k}"] for k in meta["parts"]}, meta["paid"])
+            return Checkpoint(
+                meta["fingerprint"],
+                meta["step"],
+                leaves,
+                z["totals"],
+                {k: z[f"parts_{k}"] for k in meta["parts"]},
+                meta["paid"],
+            )
     except CheckpointError:
         raise
     except Exception as e:
@@ -94,11 +109,78 @@ def load(path: str | os.PathLike) -> Checkpoint:
 def restore(template, leaves: list[np.ndarray], where: str = "checkpoint"):
     """Put ``leaves`` into the tree structure of ``template`` (shapes and dtypes must match)."""
     import jax
+
     want, treedef = jax.tree.flatten(template)
     if len(want) != len(leaves):
         raise CheckpointError(f"{where} holds {len(leaves)} arrays, this run needs {len(want)}")
     for i, (w, a) in enumerate(zip(want, leaves)):
         if tuple(w.shape) != tuple(a.shape) or np.dtype(w.dtype) != a.dtype:
-            raise CheckpointError(f"{where}: array {i} is {a.dtype}{list(a.shape)}, this run "
-                                  f"needs {np.dtype(w.dtype)}{list(w.shape)}")
+            raise CheckpointError(
+                f"{where}: array {i} is {a.dtype}{list(a.shape)}, this run "
+                f"needs {np.dtype(w.dtype)}{list(w.shape)}"
+            )
     return jax.tree.unflatten(treedef, [jax.numpy.asarray(a) for a in leaves])
+
+
+# --------------------------------------------------------------------------- glue for the run stage
+
+
+def fingerprint_problem(
+    contents: Any, styles: Sequence[Any], masks: Any, options: Any, weights_digest: str
+) -> str:
+    """The :func:`fingerprint` of a prepared run: contents (C, H, W, 3) after colour handling,
+    every style image and the content masks (flattened together), options and weights."""
+    flat = [np.asarray(x).ravel() for x in styles]
+    if masks is not None:
+        flat.append(np.asarray(masks).ravel())
+    return fingerprint(np.asarray(contents), np.concatenate(flat), options, weights_digest)
+
+
+def snapshot(fp: str, progress: Any, chunk: int, rows: int) -> Checkpoint:
+    """A :class:`Checkpoint` of a :class:`jaxnst.optimize.Progress` (copied to the host)."""
+    import jax
+
+    st = jax.device_get(progress.state)
+    totals = (
+        np.stack([np.asarray(t) for t in progress.totals])
+        if progress.totals
+        else np.zeros((0, chunk, rows), np.float32)
+    )
+    fields = progress.parts[0]._fields
+    parts = {f: np.stack([np.asarray(getattr(p, f)) for p in progress.parts]) for f in fields}
+    return Checkpoint(
+        fp,
+        int(np.max(st.step)),
+        [np.asarray(a) for a in jax.tree.leaves(st)],
+        totals,
+        parts,
+        progress.paid,
+    )
+
+
+def resume_progress(
+    ckpt: Checkpoint | str | os.PathLike, fp: str, template: Any, sharding: Any = None
+) -> Any:
+    """The :class:`jaxnst.optimize.Progress` saved in ``ckpt`` (a Checkpoint or a file), checked
+    against this run's fingerprint ``fp``; the state takes the structure of ``template`` (a
+    LoopState of shapes) and, when given, ``sharding``. CheckpointError when it does not match."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxnst import losses, optimize
+
+    if isinstance(ckpt, (str, os.PathLike)):
+        ckpt = load(ckpt)
+    if ckpt.fingerprint != fp:
+        raise CheckpointError(
+            "checkpoint does not match these inputs and options (content, style, weights or "
+            "an option other than iterations differs); start without --resume"
+        )
+    state = restore(template, ckpt.leaves)
+    if sharding is not None:
+        state = jax.device_put(state, sharding)
+    parts = [
+        losses.Parts(*(jnp.asarray(ckpt.parts[f][i]) for f in losses.Parts._fields))
+        for i in range(ckpt.parts["total"].shape[0])
+    ]
+    return optimize.Progress(state, [jnp.asarray(t) for t in ckpt.totals], parts, ckpt.paid)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnst import color, image_io
+from jaxnst import color, image_io, prepare
 from jaxnst.cli import sample_path
 from jaxnst.stylize import stylize
 from conftest import smooth_image
@@ -43,10 +43,10 @@ def test_blend_weight_zero_equals_the_single_style(small_vars, rng):
 
 def test_style_scale_resizes_relative_to_the_content(small_vars, rng):
     c, s = smooth_image(rng, 32, 48), smooth_image(rng, 64, 64)
-    assert st._rescale(jnp.asarray(s), 0.5 * 48).shape == (24, 24, 3)
+    assert prepare.rescale(jnp.asarray(s), 0.5 * 48).shape == (24, 24, 3)
     kw = dict(variables=small_vars, optimizer="adam", iterations=3, style_weight=1e-2)
     a = stylize(c, s, style_scale=0.5, **kw)
-    b = stylize(c, st._rescale(jnp.asarray(s), 24), **kw)
+    b = stylize(c, prepare.rescale(jnp.asarray(s), 24), **kw)
     assert np.abs(a.image - b.image).max() <= 1e-5  # same as resizing the style by hand
     assert np.abs(a.image - stylize(c, s, style_scale=2.0, **kw).image).max() > 1e-3
 

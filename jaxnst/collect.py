@@ -1,0 +1,171 @@
+"""Stage 5 of the pipeline, **collect**: device arrays in, a :class:`Result` out.
+
+In: the :class:`~jaxnst.prepare.Problem`, :class:`~jaxnst.layout.Layout`,
+:class:`~jaxnst.layout.Batch` and the final :class:`jaxnst.optimize.Progress`, and the
+:class:`Clock` started when the run began. Out: a :class:`Result` with this process's rows
+gathered across processes (first n members, padding dropped), the loss history, each member's
+image (the last finite one for a diverged member, the EMA of the iterates where asked), the colour
+restored for luminance-only transfer, and the timings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnst import color, losses, optimize
+from jaxnst.compilation import compile_stats
+from jaxnst.layout import Batch, Layout, gather_members
+from jaxnst.options import Options
+from jaxnst.prepare import Problem
+
+
+@dataclasses.dataclass
+class Result:
+    """What :func:`stylize` returns.
+
+    image: (H, W, 3) float32 in [0, 1] (the optimised pixels, clipped).
+    losses: (iterations,) float32 total loss after each L-BFGS step (for Adam: at the start of each
+        step); NaN for steps not taken.
+    history: dict of 1-D arrays ``step``, ``total``, ``content``, ``style``, ``tv``: the loss parts
+        at the start and after every chunk (unweighted parts; ``total`` is weighted).
+    evaluations: loss+gradient evaluations, line-search trials included.
+    iterations: steps taken.
+    compile_seconds / run_seconds: time spent compiling (tracing, lowering, XLA) vs the rest.
+    diverged_at: step at which the loss or image became non-finite (image is the last finite one),
+        or None.
+    sweep: for a batched run, each member's value of every swept option (and ``content_index``).
+    batch_evaluations: evaluations the whole batch paid for (per step, its slowest member's count).
+    devices: how many devices the batch ran on (all processes together).
+    compile_cache_hits: programs loaded from JAX's persistent compilation cache instead of compiled
+        (the CLI turns the cache on; see ``jaxnst --help``).
+
+    A batched run (a sweep, or several content images) puts a leading batch axis on ``image``,
+    ``losses``, the history's parts, ``evaluations`` and ``iterations``; ``diverged_at`` is a list.
+    """
+
+    image: np.ndarray
+    losses: np.ndarray
+    history: dict[str, np.ndarray]
+    evaluations: int | np.ndarray
+    iterations: int | np.ndarray
+    compile_seconds: float
+    run_seconds: float
+    device: str
+    weights_digest: str
+    diverged_at: int | None | list[int | None] = None
+    options: Options | None = None
+    sweep: dict[str, np.ndarray] | None = None
+    batch_evaluations: int = 0
+    devices: int = 1
+    compile_cache_hits: int = 0
+
+
+class Clock(NamedTuple):
+    """Wall time and compile totals when a run started (see :func:`start_clock`)."""
+
+    wall: float
+    compile_seconds: float
+    cache_hits: float
+
+
+def start_clock() -> Clock:
+    stats = compile_stats()
+    return Clock(time.perf_counter(), stats["seconds"], stats["cache_hits"])
+
+
+def collect(
+    problem: Problem, lay: Layout, batch: Batch, progress: optimize.Progress, clock: Clock
+) -> Result:
+    """Assemble the :class:`Result` (see the module docstring)."""
+    o = problem.options
+    per_member, paid = _per_member(progress, lay, batch, o.iterations)
+    steps_done, totals = per_member["steps"], per_member["totals"]
+    chunk, n_parts = batch.config.chunk, len(progress.parts)
+    steps = [0] + [min((i + 1) * chunk, int(steps_done.max())) for i in range(n_parts - 1)]
+    history = {"step": np.asarray(steps), **{f: per_member[f] for f in losses.Parts._fields}}
+    image = np.clip(per_member["image"], 0.0, 1.0)
+    if o.preserve_color == "luminance":
+        image = np.asarray(
+            color.combine_luma_chroma(
+                jnp.asarray(image), problem.original_contents[lay.content_index[: image.shape[0]]]
+            )
+        )
+    diverged = [None if d < 0 else int(d) for d in per_member["diverged"]]
+    common = _timings(clock) | dict(
+        device=str(jax.devices()[0].device_kind),
+        weights_digest=problem.digest,
+        options=o,
+        batch_evaluations=paid,
+        devices=lay.n_dev * jax.process_count(),
+    )
+    evals = per_member["evals"]
+    if lay.batched:
+        sweep = {k: lay.values[k] for k in lay.names}
+        if problem.many_contents:
+            sweep["content_index"] = lay.content_index
+        return Result(
+            image=image,
+            losses=totals,
+            history=history,
+            evaluations=evals,
+            iterations=steps_done,
+            diverged_at=diverged,
+            sweep=sweep,
+            **common,
+        )
+    return Result(
+        image=image[0],
+        losses=totals[0],
+        history={k: (v if k == "step" else v[0]) for k, v in history.items()},
+        evaluations=int(evals[0]),
+        iterations=int(steps_done[0]),
+        diverged_at=diverged[0],
+        sweep=None,
+        **common,
+    )
+
+
+def _per_member(
+    progress: optimize.Progress, lay: Layout, batch: Batch, iterations: int
+) -> tuple[dict[str, np.ndarray], int]:
+    """This process's first ``lay.m`` rows (all members, gathered, in a multi-process run) and
+    the evaluations the batch paid for (the largest over processes)."""
+    state, m, paid = progress.state, lay.m, progress.paid
+    diverged = np.asarray(state.diverged_at)[:m]
+    last = np.asarray(jax.vmap(optimize.ema_image, (0, None))(state, batch.hyper.ema_decay))[:m]
+    per_member = {
+        "steps": np.asarray(state.step)[:m],
+        "totals": np.concatenate([np.asarray(t) for t in progress.totals], 0)[:iterations, :m].T,
+        "diverged": diverged,
+        "image": np.where(
+            (diverged >= 0)[:, None, None, None], np.asarray(state.good_image)[:m], last
+        ),
+        "evals": np.asarray(state.evals)[:m],
+        **{
+            f: np.stack([np.asarray(getattr(p, f))[:m] for p in progress.parts], 1).astype(
+                np.float32
+            )
+            for f in losses.Parts._fields
+        },
+    }
+    if jax.process_count() > 1:
+        per_member = gather_members(per_member, lay.n)
+        paid = int(np.max(gather_members({"paid": np.full(m, paid)}, lay.n)["paid"]))
+    return per_member, paid
+
+
+def _timings(clock: Clock) -> dict[str, Any]:
+    stats = compile_stats()
+    wall = time.perf_counter() - clock.wall
+    compile_s = stats["seconds"] - clock.compile_seconds
+    return dict(
+        compile_seconds=compile_s,
+        run_seconds=max(wall - compile_s, 0.0),
+        compile_cache_hits=stats["cache_hits"] - clock.cache_hits,
+    )

@@ -1,0 +1,185 @@
+"""Stage 3 of the pipeline, **layout**: which member of the batch sits where.
+
+In: a :class:`~jaxnst.prepare.Problem`. Out: a :class:`Layout` (the sweep grid times the content
+images gives the members; this process takes a contiguous share, padded so every device holds the
+same number of rows) and, from it, a :class:`Batch`: this process's starting images, targets,
+loss weights and static settings, placed (sharded along the batch axis) on its local devices.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnst import losses, optimize, vgg
+from jaxnst.options import SWEEPABLE, Options
+from jaxnst.prepare import Problem, as_image
+
+
+class Layout(NamedTuple):
+    """Members (all processes) and rows (this process's batch, padded)."""
+
+    names: tuple[str, ...]  # the swept options, in SWEEPABLE order
+    values: dict[str, np.ndarray]  # every SWEEPABLE option's value per member, (n,)
+    content_index: np.ndarray  # (n,) the content image of each member
+    n: int  # members in all processes
+    m: int  # members this process runs (rows before padding)
+    rows: np.ndarray  # (m + padding,) int32 member index of each row
+    mesh: jax.sharding.Mesh | None  # 1-D mesh "batch" over the local devices (None: one device)
+    n_dev: int  # local devices the batch is split over
+    batched: bool  # a sweep or several contents: results keep a batch axis
+
+
+class Batch(NamedTuple):
+    """This process's rows, ready for :func:`jaxnst.optimize.descend`."""
+
+    images0: jax.Array  # (rows, H, W, 3) starting images
+    variables: dict  # VGG19 variables with the backward kernels added
+    targets: losses.Targets  # content targets gathered per row
+    hyper: optimize.Hyper  # per-row loss weights; learning rate, iterations, EMA
+    config: optimize.Config  # static settings (a change compiles a new program)
+
+
+def make_layout(problem: Problem) -> Layout:
+    """Members = content images (slowest) x sweep grid; this process's share; device padding."""
+    o = problem.options
+    names, grid = sweep_grid(o)
+    n_c, n_g = problem.contents.shape[0], grid.shape[0]
+    n = n_c * n_g
+    values = {
+        k: np.repeat(v[None], n_c, 0).reshape(-1) for k, v in _member_values(o, names, grid).items()
+    }
+    content_index = np.repeat(np.arange(n_c), n_g)
+    mine = process_share(n)  # this process's members (all of them in a one-process run)
+    m = len(mine)
+    mesh, n_dev = _sharding(m)
+    rows = np.concatenate([mine, np.full((-m) % n_dev, mine[-1])]).astype(np.int32)
+    return Layout(
+        names, values, content_index, n, m, rows, mesh, n_dev, problem.many_contents or bool(names)
+    )
+
+
+def place(problem: Problem, lay: Layout) -> Batch:
+    """Build this process's batch and put it on the devices (rows sharded, the rest replicated)."""
+    o, idx = problem.options, lay.rows
+    t = problem.targets
+    targets = t._replace(content={k: v[lay.content_index[idx]] for k, v in t.content.items()})
+    hyper = optimize.Hyper(
+        weights=losses.Weights(
+            *(
+                jnp.asarray(lay.values[k][idx], jnp.float32)
+                for k in ("content_weight", "style_weight", "tv_weight")
+            )
+        ),
+        learning_rate=jnp.float32(o.learning_rate),
+        iterations=jnp.int32(o.iterations),
+        ema_decay=jnp.float32(o.ema_decay or 0.0),
+    )
+    config = optimize.Config(
+        optimizer=o.optimizer,
+        chunk=min(o.chunk, o.iterations),
+        pooling=o.pooling,
+        layers=problem.layers,
+        channels=vgg.channels_of(problem.variables),
+        lbfgs_memory=o.lbfgs_memory,
+        batched_content=True,
+        precision=o.precision,
+        remat=bool(o.remat),
+        linesearch=o.linesearch
+        if o.linesearch != "auto"
+        else ("zoom" if lay.n == 1 else "backtracking"),
+    )
+    # (lay.n == 1, not lay.m: every process of a multi-process run must trace the same program.)
+    images0 = initial_images(
+        problem.contents[lay.content_index[idx]], lay.values["seed"][idx].astype(np.int64), o
+    )
+    run_vars = vgg.with_backward_kernels(problem.variables)
+    batch = Batch(images0, run_vars, targets, hyper, config)
+    return batch if lay.mesh is None else _shard(batch, lay.mesh)
+
+
+def _shard(batch: Batch, mesh: jax.sharding.Mesh) -> Batch:
+    row, rep = row_sharding(mesh), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    t = batch.targets
+    targets = losses.Targets(
+        jax.device_put(t.content, row),
+        jax.device_put(t.grams, rep),
+        jax.device_put(t.moments, rep),
+        jax.device_put(t.masks, rep),
+    )
+    hyper = batch.hyper._replace(weights=jax.device_put(batch.hyper.weights, row))
+    return batch._replace(
+        images0=jax.device_put(batch.images0, row),
+        targets=targets,
+        hyper=hyper,
+        variables=jax.device_put(batch.variables, rep),
+    )
+
+
+def row_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+    """Arrays with a leading row axis, split across the mesh's devices."""
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+
+
+def initial_images(content: jax.Array, seeds: np.ndarray, options: Options) -> jax.Array:
+    """(N, H, W, 3) starting images for (N, H, W, 3) contents and (N,) seeds."""
+    if isinstance(options.init, str):
+        if options.init == "content":
+            return content
+        keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+        return jax.vmap(lambda k: jax.random.uniform(k, content.shape[1:], jnp.float32))(keys)
+    init = as_image(options.init, "init")
+    if init.shape != content.shape[1:]:
+        raise ValueError(
+            f"init image has shape {tuple(init.shape)}, expected the content's "
+            f"{tuple(content.shape[1:])}"
+        )
+    return jnp.broadcast_to(init, content.shape)
+
+
+def sweep_grid(o: Options) -> tuple[tuple[str, ...], np.ndarray]:
+    """The swept options (those given as sequences), in SWEEPABLE order, and the (N, k) grid of
+    their values: the cartesian product with the last option varying fastest."""
+    names = tuple(n for n in SWEEPABLE if isinstance(getattr(o, n), tuple))
+    if not names:
+        return (), np.zeros((1, 0))
+    grid = np.array(list(itertools.product(*(getattr(o, n) for n in names))), np.float64)
+    return names, grid.reshape(-1, len(names))
+
+
+def _member_values(o: Options, names: tuple[str, ...], grid: np.ndarray) -> dict[str, np.ndarray]:
+    n = grid.shape[0]
+    out = {}
+    for k in SWEEPABLE:
+        out[k] = grid[:, names.index(k)] if k in names else np.full(n, getattr(o, k), np.float64)
+    return out
+
+
+def process_share(n: int) -> np.ndarray:
+    """Indices of the members this process runs: a contiguous block of ceil(n / processes),
+    the last block padded by repeating the last member so every process runs the same shapes."""
+    procs, me = jax.process_count(), jax.process_index()
+    share = -(-n // procs)
+    idx = np.minimum(np.arange(share * procs), n - 1)
+    return idx[me * share : (me + 1) * share]
+
+
+def gather_members(arrays: dict[str, Any], n: int) -> dict[str, np.ndarray]:
+    """All processes' per-member arrays, concatenated in member order (first n)."""
+    from jax.experimental import multihost_utils
+
+    out = multihost_utils.process_allgather(arrays, tiled=True)
+    return {k: np.asarray(v)[:n] for k, v in out.items()}
+
+
+def _sharding(n: int) -> tuple[jax.sharding.Mesh | None, int]:
+    """A 1-D mesh over the local devices for a batch of n (None on one device)."""
+    d = min(jax.local_device_count(), n)
+    if d <= 1:
+        return None, 1
+    mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:d]), ("batch",))
+    return mesh, d

@@ -1,0 +1,265 @@
+"""Stage 1 of the pipeline, **options**: :class:`Options` is the one home of every default, and
+:func:`make_options` validates them once.
+
+In: keyword arguments (as a user passes them to :func:`jaxnst.stylize`, or the CLI derives from its
+flags). Out: a frozen :class:`Options` whose values are checked (types, ranges, names of layers and
+choices); sweepable options given as sequences become tuples. Every later stage trusts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from jaxnst import vgg
+
+CONTENT_LAYERS = ("conv4_2",)
+STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+SWEEPABLE = ("content_weight", "style_weight", "tv_weight", "seed")
+MIN_SIDE = 16  # four 2x2 poolings before conv5_1 need at least 16 px per side
+
+
+def _field(default: Any, help: str, **kw: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Every option of :func:`stylize`, with its default.
+
+    Default weights: content 1, style 3e-4, tv 1e4, with our normalisation (see
+    :mod:`jaxnst.losses`; the numbers are not the paper's alpha/beta). Chosen on tubingen.jpg with
+    starry_night.jpg and the_scream.jpg at 256 px, 500 L-BFGS iterations from the content image:
+    at 1e-6 the result is barely touched (style loss -13 % after 200 iterations), at 1e-5 lightly
+    tinted, at 1e-4 starry_night is strongly stylized (-97.7 %) but the_scream only reaches -90 %
+    and leaves the houses photographic; at 3e-4 both are clearly stylized with the church, houses
+    and river recognisable (style loss -99.1 % and -96.7 %). At 128 px 1e-3 still keeps the
+    subject. The TV term is small (0.1-0.3 % of the final total); raise it for smoother results.
+    Several values of ``content_weight``, ``style_weight``, ``tv_weight`` or ``seed`` make a
+    batched sweep (see :func:`stylize`).
+    """
+
+    iterations: int = _field(500, "descent steps (L-BFGS iterations or Adam steps)")
+    optimizer: str = _field("lbfgs", "lbfgs (paper, default) or adam", choices=("lbfgs", "adam"))
+    learning_rate: float = _field(
+        0.02, "Adam step size, in pixel units of [0, 1] (L-BFGS uses a line search and ignores it)"
+    )
+    content_weight: float | tuple[float, ...] = _field(1.0, "weight of the content loss (alpha)")
+    style_weight: float | tuple[float, ...] = _field(3e-4, "weight of the style loss (beta)")
+    tv_weight: float | tuple[float, ...] = _field(
+        1e4, "weight of the total-variation smoothness loss"
+    )
+    init: str = _field(
+        "content", "starting image: content, noise (seeded), or an image file (CLI) / array (API)"
+    )
+    seed: int | tuple[int, ...] = _field(0, "random seed for noise init")
+    pooling: str = _field(
+        "max", "max (as VGG19 was trained) or avg (the paper's choice)", choices=("max", "avg")
+    )
+    content_layers: tuple[str, ...] = _field(CONTENT_LAYERS, "VGG19 layers for content")
+    style_layers: tuple[str, ...] = _field(STYLE_LAYERS, "VGG19 layers for style")
+    chunk: int = _field(20, "steps per compiled program call; progress is reported between chunks")
+    lbfgs_memory: int = _field(10, "L-BFGS history size")
+    style_blend_weights: tuple[float, ...] | None = _field(
+        None, "weights of several style images (normalised to sum to 1; default: equal)"
+    )
+    style_scale: float | None = _field(
+        None,
+        "resize the style so its longer side is this times the content's (API default: use "
+        "the style as given; the CLI passes 1.0)",
+    )
+    preserve_color: str = _field(
+        "none",
+        "none, luminance (transfer on luma, keep the content's "
+        "chroma) or histogram (give the style the content's "
+        "colour mean and covariance first)",
+        choices=("none", "luminance", "histogram"),
+    )
+    style_loss: str = _field(
+        "gram",
+        "gram (the paper's) or wasserstein (match each layer's mean "
+        "and covariance: 2-Wasserstein distance between Gaussians)",
+        choices=("gram", "wasserstein"),
+    )
+    ema_decay: float | None = _field(
+        None,
+        "Adam only: return an exponential moving average of "
+        "the iterates with this decay (e.g. 0.95)",
+    )
+    scales: tuple[int, ...] | None = _field(
+        None,
+        "coarse-to-fine: longer sides to optimise at first (e.g. 256,512), each stage "
+        "starting from the previous result upsampled; the content's own size comes last",
+    )
+    scale_iterations: tuple[int, ...] | None = _field(
+        None, "iterations at each of --scales (default: --iterations at every scale)"
+    )
+    linesearch: str = _field(
+        "auto",
+        "L-BFGS line search: zoom (strong Wolfe), backtracking "
+        "(Armijo), or auto: zoom for one image, backtracking for "
+        "batches (see jaxnst.optimize)",
+        choices=("auto", "zoom", "backtracking"),
+    )
+    precision: str = _field(
+        "fp32",
+        "fp32, or bf16: convolutions and activations in bfloat16, "
+        "Grams and losses in float32 (for GPUs and TPUs; see README)",
+        choices=("fp32", "bf16"),
+    )
+    remat: bool = _field(
+        False,
+        "recompute each VGG block's activations in the backward pass "
+        "instead of storing them: less memory for larger images on GPUs "
+        "and TPUs, about one extra forward pass of compute (XLA:CPU merges "
+        "the recomputation back, so it changes nothing on the CPU)",
+    )
+
+
+def _values(v: Any) -> tuple:
+    return v if isinstance(v, tuple) else (v,)
+
+
+def _is_number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float, np.number))
+
+
+def _is_int(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, np.integer))
+
+
+def make_options(**options: Any) -> Options:
+    """Options from keyword arguments, validated; unknown names and bad values raise ValueError
+    with a one-line message naming the option."""
+    names = {f.name for f in dataclasses.fields(Options)}
+    for k in options:
+        if k not in names:
+            raise ValueError(f"unknown option {k!r}; expected one of {', '.join(sorted(names))}")
+    o = Options(**_normalise(dict(options)))
+    _check_numbers(o)
+    _check_sequences(o)
+    _check_choices(o)
+    return o
+
+
+def _normalise(options: dict[str, Any]) -> dict[str, Any]:
+    """Layer names checked, sequences turned into tuples (the form :class:`Options` holds)."""
+    for k in ("content_layers", "style_layers"):
+        if k in options:
+            options[k] = vgg.check_layers(options[k], what=k[:-1].replace("_", " "))
+    for k in ("scales", "scale_iterations"):
+        if options.get(k) is not None and not isinstance(options[k], tuple):
+            try:
+                options[k] = tuple(int(x) for x in options[k])
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{k} must be a sequence of positive integers, got {options[k]!r}"
+                ) from None
+    if options.get("style_blend_weights") is not None:
+        v = options["style_blend_weights"]
+        try:
+            a = np.asarray(v, np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"style_blend_weights must be numbers, got {v!r}") from None
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError(f"style_blend_weights must be a non-empty 1-D sequence, got {v!r}")
+        options["style_blend_weights"] = tuple(a.tolist())
+    for k in SWEEPABLE:
+        v = options.get(k)
+        if v is None or isinstance(v, (str, bytes)) or np.ndim(v) == 0:
+            continue
+        try:
+            a = np.asarray(v, dtype=np.int64 if k == "seed" else np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(
+                f"{k} must be a number or a 1-D sequence of numbers, got {v!r}"
+            ) from None
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError(f"{k} must be a number or a non-empty 1-D sequence, got {v!r}")
+        options[k] = tuple(a.tolist())
+    return options
+
+
+def _check_numbers(o: Options) -> None:
+    """Counts, weights, seeds, rates and scales: types and ranges."""
+    for k in ("iterations", "chunk", "lbfgs_memory"):
+        v = getattr(o, k)
+        if not _is_int(v) or v < 1:
+            raise ValueError(f"{k} must be a positive integer, got {v!r}")
+    for k in ("content_weight", "style_weight", "tv_weight"):
+        for v in _values(getattr(o, k)):
+            if not _is_number(v) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{k} must be a finite number >= 0, got {v!r}")
+    for v in _values(o.seed):
+        if not _is_int(v) or not 0 <= v < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {v!r}")
+    lr = o.learning_rate
+    if not _is_number(lr) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"learning_rate must be a finite number > 0, got {lr!r}")
+    if o.style_blend_weights is not None:
+        for v in o.style_blend_weights:
+            if not _is_number(v) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"style_blend_weights must be finite numbers >= 0, got {v!r}")
+        if sum(o.style_blend_weights) <= 0:
+            raise ValueError("style_blend_weights must not all be zero")
+    s = o.style_scale
+    if s is not None and (not _is_number(s) or not 0 < s < 1e3 or not math.isfinite(s)):
+        raise ValueError(f"style_scale must be a number > 0, got {s!r}")
+
+
+def _check_sequences(o: Options) -> None:
+    """Coarse-to-fine sizes and iterations."""
+    for k in ("scales", "scale_iterations"):
+        v = getattr(o, k)
+        if v is None:
+            continue
+        if not isinstance(v, tuple) or not v or any(not _is_int(x) or x < 1 for x in v):
+            raise ValueError(f"{k} must be a sequence of positive integers, got {v!r}")
+    if o.scale_iterations is not None and (
+        o.scales is None or len(o.scale_iterations) != len(o.scales) + 1
+    ):
+        raise ValueError("scale_iterations needs one value per scale plus one for the full size")
+
+
+def _check_choices(o: Options) -> None:
+    """Named choices, the Adam-only EMA, the starting image and the layers."""
+    if o.style_loss not in ("gram", "wasserstein"):
+        raise ValueError(f"unknown style_loss {o.style_loss!r}; expected 'gram' or 'wasserstein'")
+    d = o.ema_decay
+    if d is not None and (not _is_number(d) or not 0 <= d < 1):
+        raise ValueError(f"ema_decay must be a number in [0, 1), got {d!r}")
+    if d is not None and o.optimizer != "adam":
+        raise ValueError("ema_decay is for optimizer='adam' (L-BFGS iterates are not noisy)")
+    if o.preserve_color not in ("none", "luminance", "histogram"):
+        raise ValueError(
+            f"unknown preserve_color {o.preserve_color!r}; expected 'none', "
+            "'luminance' or 'histogram'"
+        )
+    if o.precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {o.precision!r}; expected 'fp32' or 'bf16'")
+    if not isinstance(o.remat, (bool, np.bool_)):
+        raise ValueError(f"remat must be True or False, got {o.remat!r}")
+    for k in ("optimizer", "linesearch", "pooling", "style_loss", "preserve_color", "precision"):
+        if not isinstance(getattr(o, k), str):
+            raise ValueError(f"{k} must be a string, got {getattr(o, k)!r}")
+    if o.optimizer not in ("lbfgs", "adam"):
+        raise ValueError(f"unknown optimizer {o.optimizer!r}; expected 'lbfgs' or 'adam'")
+    if o.linesearch not in ("auto", "zoom", "backtracking"):
+        raise ValueError(
+            f"unknown linesearch {o.linesearch!r}; expected 'auto', 'zoom' or 'backtracking'"
+        )
+    if o.pooling not in ("max", "avg"):
+        raise ValueError(f"unknown pooling {o.pooling!r}; expected 'max' or 'avg'")
+    if isinstance(o.init, str):
+        if o.init not in ("content", "noise"):
+            raise ValueError(f"init must be 'content', 'noise' or an image array, got {o.init!r}")
+    elif not hasattr(o.init, "shape") or len(o.init.shape) != 3 or o.init.shape[-1] != 3:
+        raise ValueError(
+            f"init must be 'content', 'noise' or an (H, W, 3) image array, got "
+            f"{type(o.init).__name__}"
+        )
+    if not o.content_layers and not o.style_layers:
+        raise ValueError("content_layers and style_layers are both empty; nothing to optimise")

@@ -1,0 +1,277 @@
+"""Stage 2 of the pipeline, **prepare**: the user's arrays in, a :class:`Problem` out.
+
+In: content (H, W, 3) or (C, H, W, 3) and style image(s) as float RGB in [0, 1], validated
+:class:`~jaxnst.options.Options`, optional VGG19 variables and content masks. Out: a
+:class:`Problem`: the contents and styles after colour handling and style rescaling, the masks, the
+VGG19 variables and their digest, the layers the objective needs and the targets (content
+activations per content image, style Grams or moments) computed once, outside any loop or vmap.
+Also :func:`features`, the public way to read VGG19's activations.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnst import color, losses, vgg
+from jaxnst.options import MIN_SIDE, Options
+
+
+class Problem(NamedTuple):
+    """Everything about one stylization that does not depend on how the batch is laid out."""
+
+    options: Options
+    contents: jax.Array  # (C, H, W, 3) float32, after colour handling (grey: luminance)
+    original_contents: jax.Array  # (C, H, W, 3) float32 as given (for colour restoration)
+    styles: list[jax.Array]  # (H_s, W_s, 3) each, after rescaling and colour handling
+    masks: jax.Array | None  # (R, H, W) content masks (spatial control), or None
+    targets: losses.Targets  # content activations with a leading (C,) axis; style targets
+    variables: dict  # VGG19 Flax variables {'params': {layer: {kernel, bias}}}
+    digest: str  # the weights' digest ("custom" for caller-supplied variables)
+    layers: tuple[str, ...]  # every layer the objective reads, in network order
+    many_contents: bool  # content was given as (C, H, W, 3)
+
+
+def prepare(
+    content: Any,
+    style: Any,
+    o: Options,
+    *,
+    variables: dict | None = None,
+    content_masks: Any = None,
+) -> Problem:
+    """Validate the arrays, apply style scale and colour preservation, load the weights and compute
+    the targets. Raises ValueError with a one-line message for bad shapes, sizes or dtypes."""
+    content = jnp.asarray(content)
+    many_contents = content.ndim == 4
+    contents = (
+        as_images(content, "content") if many_contents else as_image(content, "content")[None]
+    )
+    styles = (
+        [as_image(x, f"style {i + 1}") for i, x in enumerate(style)]
+        if isinstance(style, (list, tuple))
+        else [as_image(style, "style")]
+    )
+    if o.style_blend_weights is not None and len(o.style_blend_weights) != len(styles):
+        raise ValueError(
+            f"style_blend_weights has {len(o.style_blend_weights)} values for "
+            f"{len(styles)} style images"
+        )
+    if o.style_scale is not None:
+        side = o.style_scale * max(contents.shape[1:3])
+        styles = [rescale(x, side) for x in styles]
+    original_contents = contents
+    contents, styles = _colour(contents, styles, o)
+    variables, digest = default_variables(variables)
+    layers = tuple(n for n in vgg.LAYERS if n in set(o.content_layers) | set(o.style_layers))
+    for n in layers:
+        if n not in variables["params"]:
+            raise ValueError(f"layer {n!r} is not in these weights")
+    masks = _check_masks(content_masks, contents, styles, o)
+    targets = prepare_targets(contents, styles, variables, o, o.style_blend_weights, masks=masks)
+    return Problem(
+        o,
+        contents,
+        original_contents,
+        styles,
+        masks,
+        targets,
+        variables,
+        digest,
+        layers,
+        many_contents,
+    )
+
+
+def _colour(
+    contents: jax.Array, styles: list[jax.Array], o: Options
+) -> tuple[jax.Array, list[jax.Array]]:
+    """Colour preservation (Gatys et al. 2017): give the styles the content's colours
+    (histogram), or transfer on luminance alone (the chroma comes back in the collect stage)."""
+    if o.preserve_color == "histogram":
+        styles = [color.match_color_histogram(x, contents[0]) for x in styles]
+    elif o.preserve_color == "luminance":
+        c_luma = color.luma(contents)
+        styles = [color.grey(color.match_luminance(color.luma(x), c_luma[0])) for x in styles]
+        contents = color.grey(c_luma)
+    return contents, styles
+
+
+def _check_masks(masks: Any, contents: jax.Array, styles: list, o: Options) -> jax.Array | None:
+    if masks is None:
+        return None
+    masks = jnp.asarray(masks, jnp.float32)
+    if masks.ndim == 2:
+        masks = masks[None]
+    if masks.ndim != 3 or masks.shape[1:] != contents.shape[1:3]:
+        raise ValueError(
+            f"content_masks must be (R, H, W) with the content's H, W "
+            f"{tuple(contents.shape[1:3])}, got {tuple(masks.shape)}"
+        )
+    if masks.shape[0] != len(styles):
+        raise ValueError(
+            f"content_masks has {masks.shape[0]} regions for "
+            f"{len(styles)} style images (one style per region)"
+        )
+    if o.style_loss != "gram":
+        raise ValueError("content_masks work with style_loss='gram' (guided Gram matrices)")
+    return masks
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def as_images(x: Any, name: str) -> jax.Array:
+    """(N, H, W, 3) float images, checked like :func:`as_image`; returned as float32."""
+    a = jnp.asarray(x)
+    if a.ndim != 4 or a.shape[0] < 1:
+        raise ValueError(f"{name} must be (H, W, 3) or (N, H, W, 3), got shape {tuple(a.shape)}")
+    as_image(a[0], name)
+    return a.astype(jnp.float32)
+
+
+def as_image(x: Any, name: str) -> jax.Array:
+    """An (H, W, 3) float RGB image of at least MIN_SIDE px per side, as float32; ValueError
+    naming ``name`` otherwise."""
+    a = jnp.asarray(x)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"{name} must be an (H, W, 3) RGB array, got shape {tuple(a.shape)}")
+    if min(a.shape[:2]) < MIN_SIDE:
+        raise ValueError(
+            f"{name} is {a.shape[1]}x{a.shape[0]} px; VGG19 needs at least {MIN_SIDE} px per side"
+        )
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+        raise ValueError(f"{name} must be float RGB in [0, 1], got dtype {a.dtype}")
+    return a.astype(jnp.float32)
+
+
+def rescale(image: jax.Array, long_side: float) -> jax.Array:
+    """Lanczos resize of an (H, W, 3) image to ``long_side`` px on its longer side (at least
+    MIN_SIDE on the shorter), clipped to [0, 1]."""
+    h, w = image.shape[:2]
+    s = max(long_side / max(h, w), MIN_SIDE / min(h, w))
+    shape = (max(1, round(h * s)), max(1, round(w * s)), 3)
+    return jnp.clip(jax.image.resize(image, shape, "lanczos3"), 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- network and targets
+
+
+def default_variables(variables: dict | None) -> tuple[dict, str]:
+    """The caller's variables (digest "custom"), or the verified VGG19 weights and their digest."""
+    if variables is not None:
+        return variables, "custom"
+    from jaxnst import weights
+
+    return weights.load_variables()
+
+
+def features(
+    image: Any,
+    layers: Sequence[str] | None = None,
+    *,
+    variables: dict | None = None,
+    pooling: str = "max",
+) -> dict[str, jax.Array]:
+    """VGG19 post-ReLU activations of ``image``.
+
+    image: (H, W, 3) or (N, H, W, 3) float RGB in [0, 1].
+    layers: names like ``"conv4_2"``; default: every layer the weights hold.
+    Returns ``{name: (H', W', C)}`` (or (N, H', W', C)); only layers up to the deepest requested are
+    computed. ``variables`` defaults to the verified VGG19 weights (fetched on first use).
+    """
+    variables, _ = default_variables(variables)
+    if layers is None:
+        layers = tuple(n for n in vgg.LAYERS if n in variables["params"])
+    layers = vgg.check_layers(layers)
+    missing = [n for n in layers if n not in variables["params"]]
+    if missing:
+        raise ValueError(
+            f"layer {missing[0]!r} is not in these weights (they stop at "
+            f"{max(variables['params'], key=vgg.LAYERS.index)})"
+        )
+    return _features(
+        jnp.asarray(image, jnp.float32), variables, layers, pooling, vgg.channels_of(variables)
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _features(image, variables, layers, pooling, channels):
+    return vgg.VGG19(pooling=pooling, channels=channels).apply(variables, image, layers)
+
+
+def layer_masks(masks: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
+    """(R, H, W) guidance masks -> {layer: (R, H_l, W_l)}, average-pooled 2x2 like VGG19."""
+    out, m, block = {}, jnp.asarray(masks, jnp.float32), 1
+    for n in vgg.LAYERS:
+        b = int(n[4])
+        while block < b:
+            r, h, w = m.shape
+            m = m[:, : h // 2 * 2, : w // 2 * 2].reshape(r, h // 2, 2, w // 2, 2).mean((2, 4))
+            block += 1
+        if n in layers:
+            out[n] = m
+    return out
+
+
+def prepare_targets(
+    content: jax.Array,
+    style: Any,
+    variables: dict,
+    options: Options,
+    blend: Sequence[float] | None = None,
+    masks: Any = None,
+) -> losses.Targets:
+    """Content activations and style Grams, computed once (outside any loop or vmap).
+
+    ``style`` may be a list of images (any sizes); their Grams are averaged with ``blend``
+    (normalised). Matching the blended Gram is the weighted sum of per-style losses up to a
+    constant, as in jcjohnson/neural-style's blending."""
+    channels = vgg.channels_of(variables)
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    w = np.ones(len(styles)) if blend is None else np.asarray(blend, np.float64)
+    w = w / w.sum()
+    cf = (
+        _features(content, variables, options.content_layers, options.pooling, channels)
+        if options.content_layers
+        else {}
+    )
+    grams: dict[str, Any] = {}
+    means: dict[str, Any] = {}
+    covs: dict[str, Any] = {}
+    for wi, st in zip(w, styles):
+        if not options.style_layers:
+            break
+        sf = _features(st, variables, options.style_layers, options.pooling, channels)
+        for n in options.style_layers:
+            if options.style_loss == "gram":
+                grams[n] = grams.get(n, 0.0) + float(wi) * losses.gram(sf[n])
+            else:
+                mu, cov = losses.mean_cov(sf[n])
+                means[n] = means.get(n, 0.0) + float(wi) * mu
+                covs[n] = covs.get(n, 0.0) + float(wi) * cov
+    moments = {n: (means[n], covs[n], losses._psd_sqrt(covs[n])) for n in means}
+    lmasks = {}
+    if masks is not None and options.style_layers:
+        # Spatial control: region r takes style r's Gram; blending does not apply.
+        grams = {
+            n: jnp.stack(
+                [
+                    losses.gram(_features(st, variables, (n,), options.pooling, channels)[n])
+                    for st in styles
+                ]
+            )
+            for n in options.style_layers
+        }
+        lmasks = layer_masks(masks, options.style_layers)
+    return losses.Targets(
+        content={n: cf[n] for n in options.content_layers},
+        grams=grams,
+        moments=moments,
+        masks=lmasks,
+    )

@@ -1,0 +1,80 @@
+"""Setting up the runtime for a command-line run, in one place and before anything starts the
+XLA backend: jax.distributed for many hosts, and JAX's persistent compilation cache."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+class RuntimeSetupError(Exception):
+    """The processes could not be started (one line; the CLI maps it to exit code 2)."""
+
+
+def setup(args: argparse.Namespace) -> None:
+    """Start jax.distributed when asked (--distributed, --coordinator) and turn on the compile
+    cache (--compile-cache, --no-compile-cache, $JAXNST_COMPILE_CACHE)."""
+    if getattr(args, "distributed", False) or getattr(args, "coordinator", None):
+        init_distributed(args)  # before anything can start the XLA backend
+    enable_compile_cache(compile_cache_dir(args), args.quiet)
+
+
+def init_distributed(args: argparse.Namespace) -> None:
+    import jax
+
+    # CPU processes exchange results through gloo collectives; GPUs/TPUs use their own.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    except (RuntimeError, ValueError) as e:
+        raise RuntimeSetupError(
+            "--distributed: could not initialise the processes ("
+            + " ".join(str(e).split())[:200]
+            + ")"
+        ) from None
+
+
+def compile_cache_dir(args: argparse.Namespace) -> Path | None:
+    """Where CLI runs keep compiled programs: --compile-cache, $JAXNST_COMPILE_CACHE (empty:
+    off), else the per-user cache directory. None when switched off."""
+    if getattr(args, "no_compile_cache", False):
+        return None
+    if getattr(args, "compile_cache", None):
+        return Path(args.compile_cache).expanduser()
+    env = os.environ.get("JAXNST_COMPILE_CACHE")
+    if env is not None:
+        return Path(env).expanduser() if env.strip() else None
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "jaxnst" / "xla"
+
+
+def enable_compile_cache(path: Path | None, quiet: bool) -> None:
+    """Turn on JAX's persistent compilation cache (before the first compilation). The directory is
+    private to the user (0700): whoever can write to it can make this process run code. A cache
+    that cannot be used only costs compile time, so failure is a warning, not an error."""
+    if path is None:
+        return
+    import jax
+
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not os.access(path, os.W_OK):
+            raise PermissionError("not writable")
+    except OSError as e:
+        if not quiet:
+            print(
+                f"jaxnst: compile cache {path} unusable ({e.strerror or e}); compiling without it",
+                file=sys.stderr,
+            )
+        return
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    # Keep every program: besides the descent loop (seconds) a run compiles ~70 small helpers
+    # (resizing, targets, ...) that together took as long again; cached, a 32 px run's
+    # compilation went from 10.1 s to 2.0 s (the rest is tracing and lowering).
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
