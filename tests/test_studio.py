@@ -135,6 +135,13 @@ def test_stop_keeps_the_image_and_cancel_drops_a_queued_job(client):
     assert client.post(f"/api/jobs/{long['id']}/stop").status_code == 409
 
 
+def test_what_the_pipeline_refuses_fails_the_job_with_its_one_line_message(client):
+    job = submit(client, scales="16", style_weight="1e-4 1e-3").json()
+    done = events_of(client, job["id"])[-1][2]
+    assert done["status"] == "failed" and "scales" in done["message"]
+    assert "\n" not in done["message"] and not done["files"]
+
+
 def _entries(d):
     return sorted(p.name for p in d.iterdir())
 

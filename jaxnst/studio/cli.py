@@ -118,7 +118,8 @@ def main(argv: list[str]) -> int:
     limits = Limits() if args.max_size is None else Limits(max_size=args.max_size)
     app = create_app(results, token=token, limits=limits)
     port = sock.getsockname()[1]
-    shown = "localhost" if is_loopback(args.host) else args.host
+    shown = "localhost" if is_loopback(args.host) else \
+        socket.gethostname() if args.host in ("0.0.0.0", "::", "[::]") else args.host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     print(f"jaxnst: studio at {url} (results in {results}; Ctrl-C to stop)", file=sys.stderr)
     if generated:
