@@ -26,7 +26,7 @@ from jaxnst.video.core import (
 def stylize_video(frames: Any, style: Any, *, temporal_weight: float = TEMPORAL_WEIGHT,
                   passes: int = 0, pass_iterations: int = PASS_ITERATIONS, blend: float = BLEND,
                   variables: dict | None = None, flow: Flow | None = None,
-                  flow_preset: str = "medium", callback: Callback | None = None,
+                  flow_preset: str = "fine", callback: Callback | None = None,
                   on_state: StateHook | None = None, resume: VideoState | None = None,
                   **options: Any) -> VideoResult:
     """Temporally consistent style transfer of a clip (Ruder, Dosovitskiy & Brox 2016).
