@@ -13,12 +13,19 @@ pytest.importorskip("sse_starlette")
 pytest.importorskip("multipart")
 pytest.importorskip("httpx2")
 
-from starlette.testclient import TestClient
-from test_studio_helpers import SAMPLES, SMALL, decode_png, parse_sse, png_bytes, png_header_only
+from starlette.testclient import TestClient  # noqa: E402
+from test_studio_helpers import (  # noqa: E402
+    SAMPLES,
+    SMALL,
+    decode_png,
+    parse_sse,
+    png_bytes,
+    png_header_only,
+)
 
-from jaxnst.studio import forms
-from jaxnst.studio.app import create_app
-from jaxnst.stylize import Options
+from jaxnst.studio import forms  # noqa: E402
+from jaxnst.studio.app import create_app  # noqa: E402
+from jaxnst.stylize import Options  # noqa: E402
 
 LOCAL = "http://127.0.0.1"
 
@@ -198,7 +205,8 @@ def test_paths_from_clients_never_reach_the_file_system(client):
     for path in [f"/api/jobs/{job}/files/job.json", f"/api/jobs/{job}/files/..%2Fjob.json",
                  f"/api/jobs/{job}/files/../../../etc/passwd", f"/api/jobs/{job}/files/%2e%2e",
                  "/api/jobs/..%2F..%2Fetc/files/passwd",
-                 "/api/jobs/0123456789abcdef/files/result.png", "/api/jobs/../files/result.png", "/static/../jobs.py",
+                 "/api/jobs/0123456789abcdef/files/result.png", "/api/jobs/../files/result.png",
+                 "/static/../jobs.py",
                  "/static/%2e%2e/app.py", "/api/samples/..%2F__init__.py"]:
         r = client.get(path)
         assert r.status_code in (400, 404), path

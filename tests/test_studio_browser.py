@@ -9,12 +9,12 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("sse_starlette")
 pytest.importorskip("selenium")
 
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
-from test_studio_helpers import Server, chrome, chromium_or_skip, decode_png
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from test_studio_helpers import Server, chrome, chromium_or_skip, decode_png  # noqa: E402
 
-import jaxnst
-from jaxnst.studio.app import create_app
+import jaxnst  # noqa: E402
+from jaxnst.studio.app import create_app  # noqa: E402
 
 SAMPLES_DIR = Path(jaxnst.__file__).parent / "samples"
 # Records every src the preview image takes, however fast the chunks come.

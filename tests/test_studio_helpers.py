@@ -1,5 +1,5 @@
-"""Shared pieces of the studio tests (no tests here): event-stream parsing, images as upload bytes, a real
-uvicorn server on a loopback port in a thread, and headless Chromium."""
+"""Shared pieces of the studio tests (no tests here): event-stream parsing, images as upload
+bytes, a real uvicorn server on a loopback port in a thread, and headless Chromium."""
 from __future__ import annotations
 
 import json

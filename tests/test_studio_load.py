@@ -10,9 +10,9 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("sse_starlette")
 httpx2 = pytest.importorskip("httpx2")
 
-from test_studio_helpers import SAMPLES, SMALL, Server
+from test_studio_helpers import SAMPLES, SMALL, Server  # noqa: E402
 
-from jaxnst.studio.app import create_app
+from jaxnst.studio.app import create_app  # noqa: E402
 
 N_JOBS = 20
 HEALTH_LIMIT_S = 1.0

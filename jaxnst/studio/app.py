@@ -161,7 +161,7 @@ def routes(jobs: JobQueue, limits: forms.Limits) -> list:
         job_id = request.path_params["job_id"]
         if jobs.get(job_id) is None:
             return error(404, "no such job")
-        if not jobs.stop(job_id):
+        if not await run_in_threadpool(jobs.stop, job_id):
             return error(409, "the job is not queued or running")
         return JSONResponse(dict(jobs.get(job_id).record))  # type: ignore[union-attr]
 

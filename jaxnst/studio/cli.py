@@ -16,6 +16,7 @@ import secrets
 import socket
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_BAD_INPUT = 2
 NEEDS = ("starlette", "uvicorn", "sse_starlette", "multipart")
@@ -23,7 +24,7 @@ INSTALL = "jaxnst: error: the studio needs: pip install 'jaxnst[studio]'"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
 
@@ -81,7 +82,8 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as e:
         sock.close()
-        raise SystemExit(f"jaxnst: error: cannot listen on {host}:{port} ({e.strerror or e})")
+        raise SystemExit(f"jaxnst: error: cannot listen on {host}:{port} ({e.strerror or e})") \
+            from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock

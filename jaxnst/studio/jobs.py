@@ -122,20 +122,21 @@ class JobQueue:
         """Queue a job. content/style: float RGB (H, W, 3) at the working size; options: keyword
         options of ``stylize``; form: what the page asked for (kept in the record); inputs: the
         images' display names. Raises QueueFull."""
+        # The lock guards only quick dictionary work: the event loop's handlers take it too.
+        waiting = self._waiting()
+        if waiting >= self.max_queue:
+            raise QueueFull(f"the queue is full ({waiting} jobs waiting); try again later")
+        record = {"id": new_id(), "created": time.time(), "status": "queued", "message": "",
+                  "size": [int(content.shape[1]), int(content.shape[0])], "inputs": inputs,
+                  "form": form, "members": results.member_labels(options), "step": 0,
+                  "iterations": results.planned_iterations(options, content.shape),
+                  "loss": None, "started": None, "finished": None, "files": {},
+                  "final_loss": None}
+        job = Job(record, content, style, options)
+        self.store.write_record(record)
+        self.store.save_image(job.id, "content.jpg", content)
+        self.store.save_image(job.id, "style.jpg", style)
         with self._lock:
-            waiting = sum(1 for j in self._jobs.values() if j.status == "queued")
-            if waiting >= self.max_queue:
-                raise QueueFull(f"the queue is full ({waiting} jobs waiting); try again later")
-            record = {"id": new_id(), "created": time.time(), "status": "queued", "message": "",
-                      "size": [int(content.shape[1]), int(content.shape[0])], "inputs": inputs,
-                      "form": form, "members": results.member_labels(options), "step": 0,
-                      "iterations": results.planned_iterations(options, content.shape),
-                      "loss": None, "started": None, "finished": None, "files": {},
-                      "final_loss": None}
-            job = Job(record, content, style, options)
-            self.store.write_record(record)
-            self.store.save_image(job.id, "content.jpg", content)
-            self.store.save_image(job.id, "style.jpg", style)
             self._jobs[job.id] = job
         job.feed.publish("queued", {"position": self._queue.qsize() + (self.running is not None)})
         self._queue.put(job)
@@ -158,19 +159,24 @@ class JobQueue:
         if job is None:
             return False
         with self._lock:
-            if job.status == "queued":
-                self._finish(job, "cancelled", "cancelled before it started")
-                return True
+            cancel = job.status == "queued"
+            if cancel:
+                job.record["status"] = "cancelled"  # the worker skips it from now on
+        if cancel:
+            self._finish(job, "cancelled", "cancelled before it started")
+            return True
         if job.status == "running":
             job.stop.set()
             return True
         return False
 
+    def _waiting(self) -> int:
+        return sum(1 for j in list(self._jobs.values()) if j.status == "queued")
+
     def health(self) -> dict[str, Any]:
-        with self._lock:
-            waiting = sum(1 for j in self._jobs.values() if j.status == "queued")
+        """Takes no lock and touches no file: it answers at once whatever the worker does."""
         run = self.running
-        return {"ok": True, "queued": waiting, "running": run.id if run else None,
+        return {"ok": True, "queued": self._waiting(), "running": run.id if run else None,
                 "jobs": len(self._jobs)}
 
     # ----------------------------------------------------------------- the worker's side
@@ -188,9 +194,11 @@ class JobQueue:
             run.stop_reason = "interrupted"
             run.stop.set()
         with self._lock:
-            for job in self._jobs.values():
-                if job.status == "queued":
-                    self._finish(job, "interrupted", "the server stopped before this job started")
+            waiting = [j for j in self._jobs.values() if j.status == "queued"]
+            for job in waiting:
+                job.record["status"] = "interrupted"
+        for job in waiting:
+            self._finish(job, "interrupted", "the server stopped before this job started")
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout)

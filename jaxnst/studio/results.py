@@ -148,9 +148,9 @@ def write(store: Store, job: Job, result: Result, wall: float, digest: str,
                             "diverged_at": diverged[i],
                             "history": _history(result.history, i)})
         tiles = [job.content, job.style, *result.image]
-        sheet = image_io.contact_sheet(
-            tiles, ["content", "style"] + [f"{m['label']}\nstyle {m['final_loss']['style'] or 0:.3g}"
-                                           for m in members])
+        captions = ["content", "style"] + [
+            f"{m['label']}\nstyle {m['final_loss']['style'] or 0:.3g}" for m in members]
+        sheet = image_io.contact_sheet(tiles, captions)
         store.save_image(job.id, "sheet.png", sheet)
         store.save_thumb(job.id, sheet)
         report |= {"members": members, "batch_evaluations": result.batch_evaluations}

@@ -1,4 +1,4 @@
-"""Images from the page: an uploaded file or a bundled sample, decoded through :mod:`jaxnst.image_io`.
+"""Images from the page: an uploaded file or a bundled sample, decoded by :mod:`jaxnst.image_io`.
 
 An upload is capped in bytes before it is decoded and in pixels after; it is decoded from a private
 temporary folder that is removed at once, so a refused upload leaves nothing behind, and decodes
@@ -19,7 +19,9 @@ import numpy as np
 from jaxnst import image_io
 from jaxnst.studio.forms import MIN_SIDE, Limits
 
-_DECODE = threading.Lock()
+# One image at a time is decoded and resized: bounded memory, and the event loop's thread does not
+# compete for the GIL with a crowd of decoding threads.
+_IMAGE_WORK = threading.Lock()
 
 
 class UploadError(ValueError):
@@ -53,15 +55,14 @@ def decode(data: bytes, which: str, name: str, size: int, limits: Limits) -> np.
     """Bytes of an image file -> float RGB (H, W, 3) in [0, 1], longer side ``size``.
     Raises UploadError."""
     label = f"{which} ({name})"
-    with tempfile.TemporaryDirectory(prefix="jaxnst-upload-") as d:
+    with _IMAGE_WORK, tempfile.TemporaryDirectory(prefix="jaxnst-upload-") as d:
         p = Path(d) / "upload"
         p.write_bytes(data)
-        with _DECODE:
-            try:
-                im = image_io.load(p)
-            except image_io.ImageError as e:
-                raise UploadError(400, str(e).replace(str(p), label)) from None
-    return _checked(im, label, size, limits)
+        try:
+            im = image_io.load(p)
+        except image_io.ImageError as e:
+            raise UploadError(400, str(e).replace(str(p), label)) from None
+        return _checked(im, label, size, limits)
 
 
 def _checked(im: np.ndarray, label: str, size: int, limits: Limits) -> np.ndarray:
@@ -76,7 +77,8 @@ def _checked(im: np.ndarray, label: str, size: int, limits: Limits) -> np.ndarra
 
 
 def load_sample(path: Path, name: str, size: int, limits: Limits) -> np.ndarray:
-    return _checked(image_io.load(path), name, size, limits)
+    with _IMAGE_WORK:
+        return _checked(image_io.load(path), name, size, limits)
 
 
 async def image(which: str, upload: _Upload | None, sample: str | None, size: int, limits: Limits,
