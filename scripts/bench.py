@@ -35,6 +35,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,10 +50,12 @@ LAYERS = tuple(n for n in vgg.LAYERS if n in set(STYLE_LAYERS) | set(CONTENT_LAY
 WEIGHTS = (1.0, 3e-4, 1e4)  # jaxnst's defaults (content, style, tv)
 
 
-def flops_per_eval(h: int, w: int, layers=LAYERS, style_layers=STYLE_LAYERS) -> float:
+def flops_per_eval(h: int, w: int, layers=LAYERS, style_layers=STYLE_LAYERS,
+                   channels=vgg.CHANNELS) -> float:
     """Model FLOPs of one loss+gradient evaluation with respect to the image: every convolution up
     to the deepest layer forward and its input-gradient (same cost), every style Gram forward
-    (2 M C^2) and backward (one product, 2 M C^2). Elementwise work is not counted."""
+    (2 M C^2) and backward (one product, 2 M C^2). Elementwise work is not counted. ``channels``:
+    the block widths (``vgg.channels_of(variables)`` for narrow test networks)."""
     last = max(vgg.LAYERS.index(n) for n in layers)
     total, c_in, k = 0.0, 3, 0
     for b, n in enumerate(vgg.BLOCKS):
@@ -61,7 +64,7 @@ def flops_per_eval(h: int, w: int, layers=LAYERS, style_layers=STYLE_LAYERS) -> 
         for _ in range(n):
             if k > last:
                 return total
-            c_out = vgg.CHANNELS[b]
+            c_out = channels[b]
             total += 2 * (2.0 * h * w * 9 * c_in * c_out)
             if vgg.LAYERS[k] in style_layers:
                 total += 2 * (2.0 * h * w * c_out * c_out)
@@ -69,15 +72,24 @@ def flops_per_eval(h: int, w: int, layers=LAYERS, style_layers=STYLE_LAYERS) -> 
     return total
 
 
-def matmul_gflops(n: int, repeats: int = 7) -> float:
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
+def matmul_gflops(n: int, repeats: int = 7, dtype=jnp.float32, precision=None,
+                  calls: int = 1) -> float:
+    """The machine's matmul rate in GFLOP/s: (n, n) @ (n, n) products of random ``dtype`` data at
+    ``precision`` (a ``jax.lax.Precision``; None is the backend's default, which recent NVIDIA GPUs
+    run as TF32 for float32), the best of ``repeats`` timed batches of ``calls`` products issued
+    back to back (so that dispatch overlaps the device's work), after one warm-up."""
+    ka, kb = jax.random.split(jax.random.PRNGKey(0))
+    a = jax.random.normal(ka, (n, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(kb, (n, n), jnp.float32).astype(dtype)
+    f = jax.jit(lambda a, b: jnp.matmul(a, b, precision=precision))
+    f(a, b).block_until_ready()
     ts = []
     for _ in range(repeats):
         t = time.perf_counter()
-        f(a).block_until_ready()
-        ts.append(time.perf_counter() - t)
+        for _ in range(calls):
+            out = f(a, b)
+        out.block_until_ready()
+        ts.append((time.perf_counter() - t) / calls)
     return 2.0 * n ** 3 / min(ts) / 1e9  # the best of the repeats: the rate the machine can give
 
 
@@ -101,14 +113,19 @@ def peak_bytes() -> int | None:
     return stats.get("peak_bytes_in_use")
 
 
-def memory_estimate(size: int, run_vars, remat: bool, precision: str) -> dict:
-    """XLA's buffer assignment for one compiled Adam step at ``size`` x ``size`` (compiled, not
-    run): argument, output and temporary bytes. On the CPU this is what the CPU program would
-    allocate, an estimate of a GPU's use (whose allocator and fusions differ)."""
-    config = optimize.Config(optimizer="adam", chunk=1, layers=LAYERS, batched_content=True,
-                             precision=precision, remat=remat)
+def memory_estimate(size: int, run_vars, remat: bool, precision: str, chunk: int = 1,
+                    compiler_options: dict | None = None) -> dict:
+    """XLA's buffer assignment for one compiled chunk of ``chunk`` Adam steps at ``size`` x ``size``
+    (compiled, not run): argument, output and temporary bytes, and ``total_bytes`` (their sum less
+    aliased bytes). On the CPU this is what the CPU program would allocate, an estimate of a GPU's
+    use (whose allocator and fusions differ). ``compiler_options`` go to XLA for this compilation
+    only (e.g. ``{"xla_gpu_autotune_level": 0}`` to skip a GPU's autotuning)."""
+    channels = vgg.channels_of(run_vars)
+    config = optimize.Config(optimizer="adam", chunk=chunk, layers=LAYERS, batched_content=True,
+                             precision=precision, remat=remat, channels=channels)
     img = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-    shapes = jax.eval_shape(lambda v, x: vgg.VGG19().apply(v, x[0], LAYERS), run_vars, img)
+    shapes = jax.eval_shape(lambda v, x: vgg.VGG19(channels=channels).apply(v, x[0], LAYERS),
+                            run_vars, img)
     targets = losses.Targets(
         content={n: jax.ShapeDtypeStruct((1,) + shapes[n].shape, jnp.float32)
                  for n in CONTENT_LAYERS},
@@ -118,49 +135,90 @@ def memory_estimate(size: int, run_vars, remat: bool, precision: str) -> dict:
     hyper = optimize.Hyper(losses.Weights(f32, f32, f32), jnp.float32(0.01), jnp.int32(1))
     state = jax.eval_shape(lambda x: optimize.init_state(x, run_vars, targets, hyper, config)[0],
                            img)
-    m = optimize.run_chunk.lower(state, run_vars, targets, hyper, config).compile() \
-        .memory_analysis()
+    t = time.perf_counter()
+    compiled = optimize.run_chunk.lower(state, run_vars, targets, hyper, config).compile(
+        compiler_options)
     return {"size": size, "remat": remat, "precision": precision,
-            "argument_bytes": m.argument_size_in_bytes, "output_bytes": m.output_size_in_bytes,
+            "compile_seconds": time.perf_counter() - t, **memory_of(compiled)}
+
+
+def memory_of(compiled) -> dict:
+    """Argument, output, temporary and total bytes of a compiled program (``memory_analysis``)."""
+    m = compiled.memory_analysis()
+    return {"argument_bytes": m.argument_size_in_bytes, "output_bytes": m.output_size_in_bytes,
             "temp_bytes": m.temp_size_in_bytes,
             "total_bytes": m.argument_size_in_bytes + m.output_size_in_bytes
             + m.temp_size_in_bytes - m.alias_size_in_bytes}
 
 
-def bench_size(size: int, variables, run_vars, a, torch_mod) -> dict:
+class Loop(NamedTuple):
+    """One compiled chunk of ``steps`` Adam steps (one loss+gradient evaluation each) on a square
+    random problem, with its arguments: ``sample()`` calls it once."""
+    lowered: Any                 # ``optimize.run_chunk`` lowered (its text, its options)
+    compiled: Any                # ... and compiled
+    args: tuple                  # (state, run_vars, batched targets, hyper)
+    steps: int
+    compile_seconds: float       # lowering and compiling (no persistent cache hit expected)
+    content: np.ndarray          # (size, size, 3) float32, the start image
+    targets: losses.Targets      # unbatched (one image's)
+    weights: losses.Weights      # scalars
+    config: optimize.Config
+
+    def sample(self) -> float:
+        """Seconds per evaluation of one call, waiting for the device to finish."""
+        t = time.perf_counter()
+        out = self.compiled(*self.args)
+        jax.block_until_ready(out[1])
+        return (time.perf_counter() - t) / self.steps
+
+
+def random_problem(size: int, variables, pooling: str = "max") -> tuple[np.ndarray, losses.Targets]:
+    """A random (size, size, 3) content image in [0, 1] and the targets of it and another random
+    image as style (seeded by ``size``, so the same size gives the same problem)."""
     rng = np.random.default_rng(size)
     content = rng.uniform(size=(size, size, 3)).astype(np.float32)
     style = rng.uniform(size=(size, size, 3)).astype(np.float32)
-    model = vgg.VGG19(pooling=a.pooling)
-    cf = model.apply(variables, jnp.asarray(content), CONTENT_LAYERS)
-    sf = model.apply(variables, jnp.asarray(style), STYLE_LAYERS)
-    targets = losses.make_targets(cf, sf, CONTENT_LAYERS, STYLE_LAYERS)
+    apply = jax.jit(vgg.VGG19(pooling=pooling, channels=vgg.channels_of(variables)).apply,
+                    static_argnums=2)
+    cf = apply(variables, jnp.asarray(content), CONTENT_LAYERS)
+    sf = apply(variables, jnp.asarray(style), STYLE_LAYERS)
+    return content, losses.make_targets(cf, sf, CONTENT_LAYERS, STYLE_LAYERS)
+
+
+def make_loop(size: int, variables, run_vars, steps: int, precision: str = "fp32",
+              remat: bool = False, pooling: str = "max", xla_cpu_ynn: bool = False,
+              problem: tuple[np.ndarray, losses.Targets] | None = None) -> Loop:
+    """Compile jaxnst's descent chunk (Adam, ``steps`` evaluations per call, batch of one, the
+    default loss weights) for a ``size`` x ``size`` problem (``random_problem`` unless given)."""
+    content, targets = problem if problem is not None else random_problem(size, variables, pooling)
     w = losses.Weights(*(jnp.float32(v) for v in WEIGHTS))
-    config = optimize.Config(optimizer="adam", chunk=a.steps, pooling=a.pooling, layers=LAYERS,
-                             batched_content=True, precision=a.precision, remat=a.remat)
+    config = optimize.Config(optimizer="adam", chunk=steps, pooling=pooling, layers=LAYERS,
+                             channels=vgg.channels_of(variables), batched_content=True,
+                             precision=precision, remat=remat, xla_cpu_ynn=xla_cpu_ynn)
     b_targets = targets._replace(content=jax.tree.map(lambda x: x[None], targets.content))
     hyper = optimize.Hyper(jax.tree.map(lambda x: x[None], w), jnp.float32(0.01),
                            jnp.int32(2 ** 30))
-    start = jnp.asarray(content)[None]
-    state, _ = optimize.init_state(start, run_vars, b_targets, hyper, config)
+    state, _ = optimize.init_state(jnp.asarray(content)[None], run_vars, b_targets, hyper, config)
     jax.block_until_ready(state)
-
     t = time.perf_counter()
-    compiled = optimize.run_chunk.lower(state, run_vars, b_targets, hyper, config).compile()
-    compile_s = time.perf_counter() - t
+    lowered = optimize.run_chunk.lower(state, run_vars, b_targets, hyper, config)
+    compiled = lowered.compile()
+    return Loop(lowered, compiled, (state, run_vars, b_targets, hyper), steps,
+                time.perf_counter() - t, content, targets, w, config)
 
-    def sampler(program):
-        def sample():
-            t = time.perf_counter()
-            out = program(state, run_vars, b_targets, hyper)
-            jax.block_until_ready(out[1])
-            return (time.perf_counter() - t) / a.steps
-        return sample
 
-    runners = {"jax": sampler(compiled)}
+def bench_size(size: int, variables, run_vars, a, torch_mod) -> dict:
+    problem = random_problem(size, variables, a.pooling)
+    content, targets = problem
+    model = vgg.VGG19(pooling=a.pooling)
+    loop = make_loop(size, variables, run_vars, a.steps, a.precision, a.remat, a.pooling,
+                     problem=problem)
+    compile_s, w, config, start = (loop.compile_seconds, loop.weights, loop.config,
+                                   jnp.asarray(content)[None])
+    runners = {"jax": loop.sample}
     if a.xla_cpu_ynn and jax.default_backend() == "cpu":
-        runners["jax_ynn"] = sampler(optimize.run_chunk.lower(
-            state, run_vars, b_targets, hyper, config._replace(xla_cpu_ynn=True)).compile())
+        runners["jax_ynn"] = make_loop(size, variables, run_vars, a.steps, a.precision, a.remat,
+                                       a.pooling, xla_cpu_ynn=True, problem=problem).sample
 
     # XLA's own FLOP count of one evaluation (a cross-check of the formula).
     one = jax.jit(jax.value_and_grad(optimize._total), static_argnums=4)
@@ -315,7 +373,8 @@ def main(argv=None) -> int:
         r = bench_size(size, variables, run_vars, a, torch_mod)
         results.append(r)
         line = (f"{size:5d} px  {r['seconds_per_eval']:.4f} s/eval  {r['gflops']:7.1f} GFLOP/s "
-                f"({100 * r['fraction_of_matmul']:.0f}% of matmul)  compile {r['compile_seconds']:.1f} s")
+                f"({100 * r['fraction_of_matmul']:.0f}% of matmul)  "
+                f"compile {r['compile_seconds']:.1f} s")
         if "seconds_per_eval_ynn" in r:
             line += (f"  | with YNNPACK fusions {r['seconds_per_eval_ynn']:.4f} s/eval "
                      f"(default/ynn = {r['ratio_default_vs_ynn']:.3f})")

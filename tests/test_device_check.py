@@ -1,0 +1,173 @@
+"""scripts/device_check.py: the accelerator proof runs every path on the CPU (--smoke), keeps to
+its budget, and writes a JSON report a reader can rely on."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "device_check.py"
+MEASURED = (
+    "seconds_per_eval",
+    "gflops",
+    "fraction_of_matmul",
+    "peak_bytes",
+    "wall_seconds",
+    "compile_seconds",
+    "total_bytes",
+)
+
+
+def _run(tmp_path, *args, timeout=600):
+    out = tmp_path / "check.json"
+    env = {**os.environ, "JAXNST_COMMIT": "abc123", "JAX_PLATFORMS": "cpu"}
+    p = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--json", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    return json.loads(out.read_text()), p.stdout
+
+
+def _check_schema(report):
+    assert report["device"]["platform"] == "cpu" and report["device"]["kind"]
+    assert report["jax_version"] and report["jaxlib_version"] and report["commit"] == "abc123"
+    assert report["weights"]["kind"] and report["complete"] is True
+    for r in report["results"]:
+        assert {"name", "size", "precision"} <= set(r), r
+        for k in MEASURED:
+            if r.get(k) is not None:
+                assert isinstance(r[k], (int, float)) and math.isfinite(r[k]) and r[k] > 0, (k, r)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    # A generous budget: on a busy shared CPU the 64 px run can take minutes (compilation);
+    # the budget's enforcement is test_tiny_budget_skips_but_writes_valid_json's subject.
+    return _run(tmp_path_factory.mktemp("smoke"), "--budget-seconds", "1500", timeout=1700)
+
+
+def test_smoke_measures_every_item(smoke):
+    report, stdout = smoke
+    _check_schema(report)
+    rs = report["results"]
+    errors = [r for r in rs if "error" in r]
+    assert not errors, errors
+    by = {}
+    for r in rs:
+        by.setdefault(r["name"], []).append(r)
+    assert [r["precision"] for r in by["matmul"]] == ["fp32_highest", "fp32", "bf16"]
+    assert all(r["gflops"] > 0 for r in by["matmul"])
+    assert [(r["size"], r["precision"]) for r in by["eval"]] == [(64, "fp32"), (64, "bf16")]
+    for r in by["eval"]:
+        assert r["seconds_per_eval"] > 0 and r["gflops"] > 0 and r["fraction_of_matmul"] > 0
+    assert by["audit"][0]["ok"] is True and by["audit"][0]["f64_ops"] == 0
+    e2e = by["end_to_end"][0]
+    assert e2e["wall_seconds"] >= e2e["compile_seconds"] > 0 and e2e["iterations"] == 10
+    assert math.isfinite(e2e["final_style"]) and e2e["evaluations"] >= 10
+    q = by["quality_bf16"][0]
+    assert q["style_loss_fp32"] > 0 and q["style_loss_bf16"] > 0
+    assert q["style_rel_diff"] == pytest.approx(
+        (q["style_loss_bf16"] - q["style_loss_fp32"]) / q["style_loss_fp32"]
+    )
+    assert sorted(r["remat"] for r in by["peak_memory"]) == [False, True]
+    assert all(r["total_bytes"] > 0 for r in by["peak_memory"])  # no memory_stats on the CPU
+    for r in by["max_size"]:  # the smoke run's limit is 3x the 64 px program: about 110 px
+        assert r["size"] >= 64 and r["limit_bytes"] > 0 and r["probes"]
+    sw = by["sweep"][0]
+    assert sw["n"] == 3 and sw["ratio"] > 0 and sw["singles_run_seconds"] > 0
+    for name in ("tiled", "video"):  # these front ends don't exist yet
+        assert (
+            "skipped" in by[name][0]
+            or "wall_seconds" in by[name][0]
+            or "tiled_seconds_per_eval" in by[name][0]
+        )
+    t = by["torch"][0]
+    assert "skipped" in t or t["seconds_per_eval"] > 0
+    assert "== device_check:" in stdout and stdout.count("eval ") >= 2  # the table
+
+
+def test_smoke_writes_what_it_says(smoke):
+    report, _ = smoke
+    assert report["smoke"] is True and report["plan"]["eval_sizes"] == [64]
+    assert report["settings"]["x64"] is False
+    assert report["elapsed_seconds"] < report["budget_seconds"]
+
+
+def test_tiny_budget_skips_but_writes_valid_json(tmp_path):
+    """With 5 seconds, start-up alone spends the budget: every measurement is skipped with its
+    reason, quickly, and the JSON is complete and valid."""
+    report, _ = _run(tmp_path, "--budget-seconds", "5", timeout=300)
+    _check_schema(report)
+    skipped = [r for r in report["results"] if "skipped" in r]
+    assert len(skipped) >= 10
+    assert any("s left" in r["skipped"] for r in skipped)
+    assert report["elapsed_seconds"] < 60  # nothing was compiled
+
+
+def test_largest_side_search():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import device_check as dc
+
+    def cost(side):  # bytes of a made-up program: fixed part plus 1 KiB per pixel
+        return 50e6 + 1024 * side * side
+
+    limit = cost(3000) + 1
+    assert dc.fit_side([(1024, cost(1024)), (2048, cost(2048))], limit) == 3000
+    calls = []
+
+    def measure(side):
+        calls.append(side)
+        return None if side > 4000 else cost(side)  # too large to compile counts as no fit
+
+    r = dc.largest_side([(1024, cost(1024)), (2048, cost(2048))], limit, 64, 3, measure)
+    assert r["size"] == 2944 and r["resolved"] and r["predicted_size"] == 2944
+    assert calls == [2944, 3008]
+    # With one point the fit goes through zero; the probes refine it.
+    r = dc.largest_side([(1024, cost(1024))], limit, 64, 6, measure)
+    assert r["size"] == 2944 and r["resolved"] and len(r["probes"]) <= 6
+    # Past 4000 px nothing compiles: the fit overshoots and the search bisects down to it.
+    calls.clear()
+    r = dc.largest_side([(1024, cost(1024)), (2048, cost(2048))], cost(6000), 64, 8, measure)
+    assert r["size"] == 3968 and r["resolved"] and calls[0] == 5952 and len(calls) <= 8
+
+
+def test_weight_choice_and_commit(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import device_check as dc
+
+    full, compact = tmp_path / "vgg19.h5", tmp_path / "vgg19_compact.h5"
+    assert dc.choose_weights(None, (full, compact)) is None
+    compact.write_bytes(b"x")
+    assert dc.choose_weights(None, (full, compact)) == compact
+    full.write_bytes(b"x")
+    assert dc.choose_weights(None, (full, compact)) == full
+    assert dc.choose_weights("other.h5", (full, compact)) == Path("other.h5")
+    assert dc.weights_info(None, smoke=True)[0] == "small"
+    monkeypatch.setenv("JAXNST_COMMIT", "from-env")
+    assert dc.commit_of(None) == "from-env" and dc.commit_of("given") == "given"
+
+
+def test_compact_weights_are_recognised(tmp_path, real_vars):
+    """The file carried to the device machine: written by `python -m jaxnst.weights compact`,
+    found after the full file, reported as the float16 copy."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import device_check as dc
+
+    from jaxnst import weights
+
+    out = tmp_path / "vgg19_compact.h5"
+    assert weights.main(["compact", str(out)]) == 0
+    arg, info = dc.weights_info(str(out))
+    assert arg == str(out) and info["compact"] is True and info["digest"] == weights.COMPACT_SHA256
+    variables = dc.load_weights(arg)
+    assert variables["params"]["conv5_1"]["kernel"].dtype.name == "float32"
