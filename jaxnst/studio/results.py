@@ -152,7 +152,10 @@ def write(store: Store, job: Job, result: Result, wall: float, digest: str,
             f"{m['label']}\nstyle {m['final_loss']['style'] or 0:.3g}" for m in members]
         sheet = image_io.contact_sheet(tiles, captions)
         store.save_image(job.id, "sheet.png", sheet)
-        store.save_thumb(job.id, sheet)
+        n = len(members)  # the thumbnail: the members alone, unlabelled, in a near-square grid
+        store.save_thumb(job.id, image_io.contact_sheet(
+            list(result.image), [""] * n, columns=math.ceil(math.sqrt(n)), tile=160,
+            label_height=0))
         report |= {"members": members, "batch_evaluations": result.batch_evaluations}
         files = {"image": "sheet.png", "members": names}
         final = {"members": [m["final_loss"] for m in members]}
