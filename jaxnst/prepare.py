@@ -132,6 +132,7 @@ def as_images(x: Any, name: str) -> jax.Array:
     if a.ndim != 4 or a.shape[0] < 1:
         raise ValueError(f"{name} must be (H, W, 3) or (N, H, W, 3), got shape {tuple(a.shape)}")
     as_image(a[0], name)
+    check_range(a, name)
     return a.astype(jnp.float32)
 
 
@@ -147,7 +148,29 @@ def as_image(x: Any, name: str) -> jax.Array:
         )
     if not jnp.issubdtype(a.dtype, jnp.floating):
         raise ValueError(f"{name} must be float RGB in [0, 1], got dtype {a.dtype}")
+    check_range(a, name)
     return a.astype(jnp.float32)
+
+
+RANGE_TOLERANCE = 1e-3  # resampling (Lanczos) and colour conversions overshoot [0, 1] a little
+
+
+def check_range(a: jax.Array, name: str) -> None:
+    """Refuse non-finite values and values outside [0, 1] (give or take
+    :data:`RANGE_TOLERANCE`) with a one-line ValueError naming ``name``. Traced arrays (inside a
+    caller's ``jit``) are not checked: their values are unknown."""
+    if isinstance(a, jax.core.Tracer) or a.size == 0:
+        return
+    lo, hi = (float(v) for v in jax.device_get((jnp.min(a), jnp.max(a))))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"{name} has non-finite values (NaN or inf); expected floats in [0, 1]")
+    if hi > 1.0 + RANGE_TOLERANCE:
+        raise ValueError(
+            f"{name} has values up to {round(hi, 4)}; expected floats in [0, 1] "
+            "(divide an 8-bit image by 255)"
+        )
+    if lo < -RANGE_TOLERANCE:
+        raise ValueError(f"{name} has values down to {round(lo, 4)}; expected floats in [0, 1]")
 
 
 def rescale(image: jax.Array, long_side: float) -> jax.Array:
