@@ -84,6 +84,8 @@ def _finite_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``jaxnst`` parser: positional files, one flag per :class:`Options` field, the run's
+    files and caches, many-host flags, modes."""
     p = _Parser(prog="jaxnst", description="Neural style transfer (Gatys et al. 2016) in JAX.")
     p.add_argument("content", nargs="?", help="content image file")
     p.add_argument("style", nargs="?", help="style image file (several: a.jpg,b.jpg)")
@@ -94,6 +96,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=512,
         help="longer side of the output in pixels (default: 512; 256 with --demo)",
     )
+    add_option_flags(p)
+    _add_run_flags(p)
+    _add_host_flags(p)
+    p.add_argument(
+        "--mode",
+        choices=("stylize", "texture", "reconstruct"),
+        default="stylize",
+        help="texture: synthesize the STYLE's texture from noise (give only STYLE); "
+        "reconstruct: rebuild CONTENT from noise with --content-layers only "
+        "(give only CONTENT); both start from noise unless --init is given",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="stylize the bundled sample images (256 px, 200 iterations unless given)",
+    )
+    return p
+
+
+def add_option_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`Options` field (but ``chunk``), with its help, default and type."""
     for f in dataclasses.fields(Options):
         if f.name == "chunk":
             continue
@@ -131,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         elif "float" in str(f.type):
             kw["type"] = _finite_float
         p.add_argument(flag, **kw)
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--content-dir",
         metavar="DIR",
@@ -182,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-compile-cache", action="store_true", help="compile from scratch and write no cache"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+
+
+def _add_host_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("many hosts (TPU pod slices, multi-node GPU)")
     g.add_argument(
         "--distributed",
@@ -197,20 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--num-processes", type=int, help="number of processes (with --coordinator)")
     g.add_argument("--process-id", type=int, help="this process's index (with --coordinator)")
-    p.add_argument(
-        "--mode",
-        choices=("stylize", "texture", "reconstruct"),
-        default="stylize",
-        help="texture: synthesize the STYLE's texture from noise (give only STYLE); "
-        "reconstruct: rebuild CONTENT from noise with --content-layers only "
-        "(give only CONTENT); both start from noise unless --init is given",
-    )
-    p.add_argument(
-        "--demo",
-        action="store_true",
-        help="stylize the bundled sample images (256 px, 200 iterations unless given)",
-    )
-    return p
 
 
 def _show(v: Any) -> str:
