@@ -16,7 +16,8 @@ positions at layer l:
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,8 +74,12 @@ def style_loss(feats: Mapping[str, Array], target_grams: Mapping[str, Array],
     return sum(layer_weights[n] * style_layer_loss(feats[n], target_grams[n]) for n in names)
 
 
-def tv_loss(image: Array) -> Array:
-    """Mean squared neighbour difference of an (H, W, C) image, both directions summed."""
+def tv_loss(image: Array, wrap: bool = False) -> Array:
+    """Mean squared neighbour difference of an (H, W, C) image, both directions summed. ``wrap``:
+    the last row and column also neighbour the first ones (a torus: seamless tiles)."""
+    if wrap:
+        dy, dx = image - jnp.roll(image, 1, axis=0), image - jnp.roll(image, 1, axis=1)
+        return jnp.mean(dy * dy) + jnp.mean(dx * dx)
     dy = image[1:, :, :] - image[:-1, :, :]
     dx = image[:, 1:, :] - image[:, :-1, :]
     return jnp.mean(dy * dy) + jnp.mean(dx * dx)
@@ -195,12 +200,14 @@ def make_targets(content_feats: Mapping[str, Array], style_feats: Mapping[str, A
                    grams={n: gram(style_feats[n]) for n in style_layers})
 
 
-def objective(image: Array, feats: Mapping[str, Array], targets: Targets, weights: Weights) -> Parts:
+def objective(image: Array, feats: Mapping[str, Array], targets: Targets, weights: Weights,
+              wrap: bool = False) -> Parts:
     """Weighted objective for one image: content * L_content + style * L_style + tv * L_tv
     (+ temporal * :func:`temporal_loss` for video; it is in ``total`` but has no part of its own).
 
     Content loss averages over the content layers (one, conv4_2, by default). A zero-sized target
     dict contributes zero, which gives texture synthesis (no content) or reconstruction (no style).
+    ``wrap``: the TV term wraps around (seamless tiles, see :func:`tv_loss`).
     """
     if targets.content:
         lc = sum(content_loss(feats[n], p) for n, p in targets.content.items()) / len(targets.content)
@@ -215,7 +222,7 @@ def objective(image: Array, feats: Mapping[str, Array], targets: Targets, weight
             / len(targets.moments)
     else:
         ls = jnp.zeros((), jnp.float32)
-    lt = tv_loss(image.astype(jnp.float32))
+    lt = tv_loss(image.astype(jnp.float32), wrap)
     total = weights.content * lc + weights.style * ls + weights.tv * lt
     return Parts(_with_temporal(total, image, targets, weights), lc, ls, lt)
 
@@ -240,13 +247,13 @@ def layer_terms(name: str, f: Array, targets: Targets) -> tuple[Array, Array]:
 
 
 def objective_from_terms(image: Array, terms: Mapping[str, tuple[Array, Array]], targets: Targets,
-                         weights: Weights) -> Parts:
+                         weights: Weights, wrap: bool = False) -> Parts:
     """:func:`objective` assembled from per-layer :func:`layer_terms` (same averaging)."""
     zero = jnp.zeros((), jnp.float32)
     lc = sum(terms[n][0] for n in targets.content) / len(targets.content) \
         if targets.content else zero
     style = sorted(targets.grams or targets.moments)
     ls = sum(terms[n][1] for n in style) / len(style) if style else zero
-    lt = tv_loss(image.astype(jnp.float32))
+    lt = tv_loss(image.astype(jnp.float32), wrap)
     total = weights.content * lc + weights.style * ls + weights.tv * lt
     return Parts(_with_temporal(total, image, targets, weights), lc, ls, lt)

@@ -24,7 +24,8 @@ image whose loss was finite.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,8 +39,14 @@ Array = jax.Array
 
 
 class Config(NamedTuple):
-    """Static settings: changing one of these compiles a new program."""
-    optimizer: str = "lbfgs"          # "lbfgs" | "adam"
+    """Static settings: changing one of these compiles a new program.
+
+    ``optimizer`` may also be any ``optax.GradientTransformation``, run like Adam (one value and
+    gradient per step; a transformation with extra arguments also gets ``value``, ``grad`` and
+    ``value_fn``). ``extra_loss(image, feats) -> scalar`` is added to the total (see
+    :func:`parts_fn`). Both hash by identity: a new object (a new lambda, a new ``optax.adam(...)``)
+    compiles a new program, so build them once and reuse them."""
+    optimizer: str | optax.GradientTransformation = "lbfgs"  # "lbfgs" | "adam" | a transformation
     chunk: int = 50                   # steps per compiled program call
     pooling: str = "max"
     layers: tuple[str, ...] = ()      # every layer the targets need
@@ -54,6 +61,8 @@ class Config(NamedTuple):
     precision: str = "fp32"           # "fp32" | "bf16" (convolutions, activations; losses in f32)
     remat: bool = False               # recompute each VGG block in the backward pass
     xla_cpu_ynn: bool = False         # CPU: keep XLA's YNNPACK fusions (see CPU_COMPILER_OPTIONS)
+    extra_loss: Callable[[Array, dict], Array] | None = None  # user term added to the total
+    tileable: bool = False            # circular convolutions and TV: the result tiles seamlessly
 
 
 class Hyper(NamedTuple):
@@ -125,6 +134,8 @@ def armijo_backtracking(max_steps: int = 20, shrink: float = 0.5, c1: float = 1e
 
 
 def _optimizer(config: Config, lr: Array) -> optax.GradientTransformation:
+    if not isinstance(config.optimizer, str):
+        return config.optimizer
     if config.optimizer == "adam":
         return optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2)
     if config.optimizer == "lbfgs":
@@ -142,16 +153,33 @@ def _optimizer(config: Config, lr: Array) -> optax.GradientTransformation:
 
 def parts_fn(image: Array, variables: dict, targets: losses.Targets, weights: losses.Weights,
              config: Config) -> losses.Parts:
-    """Loss parts for one (H, W, 3) image."""
+    """Loss parts for one (H, W, 3) image.
+
+    With ``config.extra_loss``, ``extra_loss(image, feats)`` (``feats``: ``{layer: (H', W', C)}``
+    for ``config.layers``) is added to ``total``; it has no part of its own. It needs the
+    activations, which ``remat`` does not keep, so the two are refused together."""
+    if config.remat and config.extra_loss is not None:
+        raise ValueError("extra_loss needs the activations, which remat=True does not keep; "
+                         "use one or the other")
     model = vgg.VGG19(pooling=config.pooling, channels=config.channels,
                       custom_grad=config.custom_grad, precision=config.precision,
-                      remat=config.remat)
+                      remat=config.remat, wrap=config.tileable)
     if config.remat:  # loss terms computed inside each rematerialised block: no activations kept
         tap = functools.partial(losses.layer_terms, targets=targets)
         terms = model.apply(variables, image, config.layers, taps=tap)
-        return losses.objective_from_terms(image, terms, targets, weights)
+        return losses.objective_from_terms(image, terms, targets, weights, config.tileable)
     feats = model.apply(variables, image, config.layers)
-    return losses.objective(image, feats, targets, weights)
+    return _with_extra(losses.objective(image, feats, targets, weights, config.tileable), image,
+                       feats, config)
+
+
+def _with_extra(parts: losses.Parts, image: Array, feats: Any, config: Config) -> losses.Parts:
+    if config.extra_loss is None:  # (without it, the program is exactly the one before)
+        return parts
+    extra = jnp.asarray(config.extra_loss(image, feats), jnp.float32)
+    if extra.shape != ():
+        raise ValueError(f"extra_loss must return a scalar, got shape {extra.shape}")
+    return parts._replace(total=parts.total + extra)
 
 
 def _total(image, variables, targets, weights, config):
@@ -175,17 +203,10 @@ def _init_one(image: Array, variables: dict, targets: losses.Targets, hyper: Hyp
 
 def _step(state: LoopState, variables, targets, hyper: Hyper, config: Config) -> LoopState:
     opt = _optimizer(config, hyper.learning_rate)
-    if config.optimizer == "adam":
-        value, grad = jax.value_and_grad(_total)(state.image, variables, targets, hyper.weights,
-                                                 config)
-        updates, opt_state = opt.update(grad, state.opt_state, state.image)
-        image = optax.apply_updates(state.image, updates)
-        # Adam's value is the loss *before* its update; the history records it as such.
-        d = jnp.asarray(hyper.ema_decay, jnp.float32)
-        return LoopState(image, opt_state, value, None, state.step + 1, state.evals + 1,
-                         state.diverged_at, state.image, d * state.ema + (1.0 - d) * image)
     value_fn = functools.partial(_total, variables=variables, targets=targets,
                                  weights=hyper.weights, config=config)
+    if config.optimizer != "lbfgs":  # Adam, or the caller's optax transformation
+        return _first_order_step(state, opt, value_fn, hyper, config)
     updates, opt_state = opt.update(state.grad, state.opt_state, state.image, value=state.value,
                                     grad=state.grad, value_fn=value_fn)
     image = optax.apply_updates(state.image, updates)
@@ -194,6 +215,26 @@ def _step(state: LoopState, variables, targets, hyper: Hyper, config: Config) ->
     n = optax.tree.get(opt_state, "num_linesearch_steps")
     return LoopState(image, opt_state, value, grad, state.step + 1, state.evals + n,
                      state.diverged_at, image, state.ema)
+
+
+def _first_order_step(state: LoopState, opt: optax.GradientTransformation, value_fn,
+                      hyper: Hyper, config: Config) -> LoopState:
+    value, grad = jax.value_and_grad(value_fn)(state.image)
+    evals = state.evals + 1
+    if config.optimizer == "adam":
+        updates, opt_state = opt.update(grad, state.opt_state, state.image)
+    elif isinstance(opt, optax.GradientTransformationExtraArgs):
+        updates, opt_state = opt.update(grad, state.opt_state, state.image, value=value,
+                                        grad=grad, value_fn=value_fn)
+        # A line search inside the caller's transformation pays its own trials.
+        evals = evals + optax.tree.get(opt_state, "num_linesearch_steps", 0)
+    else:
+        updates, opt_state = opt.update(grad, state.opt_state, state.image)
+    image = optax.apply_updates(state.image, updates)
+    # The value is the loss *before* the update; the history records it as such.
+    d = jnp.asarray(hyper.ema_decay, jnp.float32)
+    return LoopState(image, opt_state, value, None, state.step + 1, evals,
+                     state.diverged_at, state.image, d * state.ema + (1.0 - d) * image)
 
 
 def ema_image(state: LoopState, decay) -> Array:

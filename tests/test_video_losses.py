@@ -23,7 +23,9 @@ def test_temporal_loss_matches_numpy_and_finite_differences(rng):
     ours = float(losses.temporal_loss(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
                                       jnp.asarray(c)))
     assert ours == pytest.approx(_np_temporal(x, w, c), rel=1e-5)
-    f = lambda a: losses.temporal_loss(a, jnp.asarray(w), jnp.asarray(c, jnp.float64))
+    def f(a):
+        return losses.temporal_loss(a, jnp.asarray(w), jnp.asarray(c, jnp.float64))
+
     with jax.enable_x64(True):
         check_grads(f, (jnp.asarray(x, jnp.float64),), order=2, modes=["rev"])
 

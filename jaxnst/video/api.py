@@ -10,7 +10,7 @@ import numpy as np
 
 from jaxnst import prepare
 from jaxnst.compilation import compile_stats
-from jaxnst.video import core
+from jaxnst.video import core, multipass
 from jaxnst.video.core import (
     BLEND,
     PASS_ITERATIONS,
@@ -56,11 +56,9 @@ def stylize_video(frames: Any, style: Any, *, temporal_weight: float = TEMPORAL_
             raise ValueError(f"{name} must be a finite number >= {lo}, got {v!r}")
     if blend > 1:
         raise ValueError(f"blend must be in [0, 1], got {blend!r}")
-    for name, v in (("passes", passes), ("pass_iterations", pass_iterations)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name ==
-                                                                                  "passes" else 1):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'passes' else 'positive'}"
-                             f" integer, got {v!r}")
+    for name, v, lo in (("passes", passes, 0), ("pass_iterations", pass_iterations, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     c0 = compile_stats()["seconds"]
     t0 = time.perf_counter()
     if flow is None:
@@ -75,7 +73,7 @@ def stylize_video(frames: Any, style: Any, *, temporal_weight: float = TEMPORAL_
         mode, devices = "sequential", 1
         pass_s: list[float] = []
     else:
-        state = core.multipass(problem, flow, float(temporal_weight), int(passes),
+        state = multipass.multipass(problem, flow, float(temporal_weight), int(passes),
                                int(pass_iterations), float(blend), callback, on_state, resume)
         mode, pass_s = "multipass", []
         devices = min(jax.local_device_count(), a.shape[0]) * jax.process_count()

@@ -5,15 +5,10 @@ Two modes:
 - sequential (``passes=0``): frame t starts from the stylized frame t-1 warped along the flow and
   is pulled towards it by the temporal loss ``temporal_weight * mean(c (x - warped)^2)``, with c = 0
   where the flow is unreliable (disocclusions, motion boundaries; :mod:`jaxnst.video.warp`).
-- multi-pass (``passes=P``): every frame is one member of ONE batch in the compiled vmap loop
-  (sharded across local devices and hosts like a sweep). A first pass stylizes all frames
-  independently; then P passes of ``pass_iterations`` iterations each alternate direction, each
-  frame starting from Ruder's blend ``delta c warp(neighbour) + (1 - delta c) self`` and pulled
-  towards the warped neighbour by the temporal loss.
-  Deviation from the paper: within a pass Ruder et al. sweep the frames one after another
-  (frame i blends frame i-1 *of the same pass*); here all frames of a pass run at once, so frame i
-  blends its neighbour *from the previous pass* (a Jacobi rather than Gauss-Seidel sweep). That is
-  what lets the whole clip be one batch; information travels one frame per pass either way.
+- multi-pass (``passes=P``, :mod:`jaxnst.video.multipass`): the frames are members of batches in
+  the compiled vmap loop (sharded across local devices and hosts like a sweep): all of them in the
+  first, independent pass, then half of them at a time (red-black) in P passes that blend the
+  warped neighbours into each start and pull each frame towards them.
 
 Both modes compute the forward and backward DIS flow of the content frames once per clip.
 """
@@ -174,6 +169,7 @@ def _run(problem: prepare.Problem, lay: layout.Layout, batch: layout.Batch,
 
 
 StateHook = Callable[[VideoState], None]
+_warp = jax.jit(warp_mod.warp)
 
 
 def sequential(problem: prepare.Problem, flow: Flow, temporal_weight: float,
@@ -213,61 +209,6 @@ def sequential(problem: prepare.Problem, flow: Flow, temporal_weight: float,
             parts[k][t] = v[0]
         secs[t] = time.perf_counter() - start
         state = VideoState(t + 1, frames, parts, secs)
-        if on_state is not None:
-            on_state(state)
-    return state
-
-
-_warp = jax.jit(warp_mod.warp)
-_warp_all = jax.jit(jax.vmap(warp_mod.warp))
-
-
-def _neighbours(x: jax.Array, flow: Flow, forward: bool) -> tuple[jax.Array, jax.Array]:
-    """Each frame's neighbour in the pass direction warped into it, (T, H, W, 3), and its
-    reliability (T, H, W); the first frame in the direction has none (c = 0)."""
-    zero_img, zero_c = jnp.zeros_like(x[:1]), jnp.zeros_like(x[:1, ..., 0])
-    if forward:   # frame i looks back at i-1 (flow from i to i-1)
-        w = _warp_all(x[:-1], flow.backward)
-        return jnp.concatenate([zero_img, w]), jnp.concatenate([zero_c, flow.reliable_prev])
-    w = _warp_all(x[1:], flow.forward)   # frame i looks ahead at i+1
-    return jnp.concatenate([w, zero_img]), jnp.concatenate([flow.reliable_next, zero_c])
-
-
-def multipass(problem: prepare.Problem, flow: Flow, temporal_weight: float, passes: int,
-              pass_iterations: int, blend: float = BLEND, callback: Callback | None = None,
-              on_state: StateHook | None = None, state: VideoState | None = None) -> VideoState:
-    """All frames as one batch (sharded like a sweep): pass 0 stylizes them independently with
-    ``iterations``; passes 1..P (odd: forward, even: backward) take ``pass_iterations`` each from
-    Ruder's blend, with the temporal loss towards the warped neighbour of the previous pass."""
-    o = problem.options
-    lay = layout.make_layout(problem)
-    base = layout.place(problem, lay)
-    t_n = problem.contents.shape[0]
-    rows = lay.rows
-    devices = lay.n_dev * jax.process_count()
-    if state is None:
-        state = VideoState(0, np.zeros(problem.contents.shape, np.float32), _empty_losses(t_n),
-                           np.zeros(t_n, np.float32))
-    for p in range(state.done, passes + 1):
-        start = time.perf_counter()
-        if p == 0:
-            warped = jnp.zeros(problem.contents.shape, jnp.float32)
-            c = jnp.zeros(warped.shape[:3], jnp.float32)
-            init, weight, its = base.images0, np.zeros(t_n, np.float32), o.iterations
-            init_rows = init
-        else:
-            x = problem_space(jnp.asarray(state.frames), o)
-            warped, c = _neighbours(x, flow, forward=p % 2 == 1)
-            init = blend * c[..., None] * warped + (1.0 - blend * c[..., None]) * x
-            weight = np.where(np.asarray(c).reshape(t_n, -1).any(1), temporal_weight, 0.0)
-            its, init_rows = pass_iterations, init[rows]
-        batch = base._replace(hyper=base.hyper._replace(iterations=jnp.int32(its)))
-        batch = video_batch(batch, lay, init_rows, warped[rows], c[rows], weight[rows])
-        result = _run(problem, lay, batch, callback, {"mode": "multipass", "pass": p,
-                                                      "passes": passes, "devices": devices})
-        parts = _frame_losses(result, result.image, warped, c, o)
-        secs = state.seconds + (time.perf_counter() - start) / t_n
-        state = VideoState(p + 1, np.asarray(result.image, np.float32), parts, secs)
         if on_state is not None:
             on_state(state)
     return state

@@ -53,7 +53,8 @@ def _bilinear(src: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
 
 def _affine_clip(src: np.ndarray, scales: np.ndarray, offsets: np.ndarray, h: int,
                  w: int) -> Synthetic:
-    """Frame t samples ``src`` at (y, x) -> scales[t] * (y, x) + offsets[t] ((T,), (T, 2) as y, x)."""
+    """Frame t samples ``src`` at (y, x) -> scales[t] * (y, x) + offsets[t]; scales (T,),
+    offsets (T, 2) as (y, x)."""
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     frames = np.stack([_bilinear(src, s * ys + o[0], s * xs + o[1])
                        for s, o in zip(scales, offsets)])
@@ -100,7 +101,8 @@ def zoom(frames: int = 6, size: tuple[int, int] = (48, 64), rate: float = 0.97,
 
 
 def moving_object(frames: int = 6, size: tuple[int, int] = (48, 64),
-                  speed: tuple[float, float] = (0.5, 3.0), pan_speed: tuple[float, float] = (0.0, 1.0),
+                  speed: tuple[float, float] = (0.5, 3.0),
+                  pan_speed: tuple[float, float] = (0.0, 1.0),
                   radius: float | None = None) -> Synthetic:
     """A disc textured with swirls.png moving by ``speed`` (dy, dx) px per frame over chelsea.jpg
     panning by ``pan_speed``. The disc covers and uncovers background (occlusion and

@@ -1,0 +1,153 @@
+"""``jaxnst video``: outputs, bad input (exit 2, one line, nothing written), the missing extra,
+interrupt and --resume."""
+import json
+
+import numpy as np
+import pytest
+
+from jaxnst import cli, image_io
+from jaxnst.video import synthetic
+
+av = pytest.importorskip("av")
+pytest.importorskip("cv2")
+from jaxnst.video import io as vio  # noqa: E402
+from jaxnst.video import run as vrun  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("video")
+    clip = synthetic.moving_object(3, (24, 32))
+    vio.write(d / "clip.mp4", list(clip.frames), fps=10)
+    frames = d / "frames"
+    for i, f in enumerate(clip.frames):
+        vio.save_frame(frames, i + 1, f)
+    image_io.save(d / "style.png", synthetic.sample_image("swirls.png", 32))
+    return d
+
+
+def run(argv, capsys):
+    try:
+        code = cli.main(["video"] + [str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+FAST = ["--size", 32, "--iterations", 3, "--quiet"]
+
+
+def test_folder_and_gif_outputs_and_report(files, tmp_path, capsys, real_vars):
+    code, err = run([files / "frames", files / "style.png", "-o", tmp_path / "out", *FAST,
+                     "--json", tmp_path / "r.json", "--preserve-color", "luminance"], capsys)
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["frame_00001.png", "frame_00002.png", "frame_00003.png"]
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["mode"] == "sequential" and len(r["seconds_per_frame"]) == 3
+    assert r["losses"]["temporal"][0] == 0 and r["losses"]["temporal"][1] > 0
+    code, err = run([files / "clip.mp4", files / "style.png", "-o", tmp_path / "o.gif", *FAST,
+                     "--passes", 1, "--pass-iterations", 2, "--max-frames", 2, "--fps", 5],
+                    capsys)
+    assert code == 0, err
+    back = vio.read(tmp_path / "o.gif")
+    assert back.frames.shape == (2, 24, 32, 3) and back.fps == pytest.approx(5)
+    assert not (tmp_path / "o.gif.frames").exists()   # the work folder is removed
+
+
+def _bad(files, tmp_path, case):
+    p = tmp_path / "in.mp4"
+    if case == "missing":
+        return p
+    if case == "empty":
+        p.write_bytes(b"")
+    elif case == "corrupt":
+        p.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    elif case == "truncated":
+        data = (files / "clip.mp4").read_bytes()
+        p.write_bytes(data[: len(data) // 2])
+    elif case == "no_frames":
+        p = tmp_path / "empty_dir"
+        p.mkdir()
+    elif case == "sizes":
+        p = tmp_path / "mixed"
+        vio.save_frame(p, 1, np.zeros((24, 32, 3), np.float32))
+        vio.save_frame(p, 2, np.zeros((30, 32, 3), np.float32))
+        p = p / "frame_00002.png", p   # the message names the odd frame
+    elif case == "no_video":
+        p = tmp_path / "a.mp4"
+        with av.open(str(p), "w") as out:
+            a = out.add_stream("aac", rate=8000)
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 4000), np.float32), format="fltp",
+                                           layout="mono")
+            f.sample_rate = 8000
+            for pk in list(a.encode(f)) + list(a.encode(None)):
+                out.mux(pk)
+    return p
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "truncated", "no_frames",
+                                  "sizes", "no_video", "extension"])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(files, tmp_path, capsys, case):
+    named = src = _bad(files, tmp_path, case) if case != "extension" else files / "clip.mp4"
+    if isinstance(src, tuple):
+        named, src = src
+    out = tmp_path / "result" / ("o.avi" if case == "extension" else "o.mp4")
+    out.parent.mkdir()
+    if case == "extension":
+        named = out
+    code, err = run([src, files / "style.png", "-o", out, *FAST], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("jaxnst: error:") and str(named) in lines[0]
+    assert list(out.parent.iterdir()) == []
+
+
+def test_without_the_extra_one_line_names_the_install(files, tmp_path, capsys, monkeypatch):
+    from jaxnst.video import cli as vcli
+    monkeypatch.setattr(vcli, "_need_extra", lambda: False)
+    code, err = run([files / "clip.mp4", files / "style.png", "-o", tmp_path / "o.mp4"], capsys)
+    assert code == 2
+    assert err.strip() == "jaxnst: error: video needs: pip install 'jaxnst[video]'"
+
+
+@pytest.mark.parametrize("passes", [0, 2])
+def test_interrupt_and_resume_continue_where_it_stopped(files, tmp_path, capsys, monkeypatch,
+                                                        real_vars, passes):
+    args = [files / "frames", files / "style.png", *FAST, "--passes", passes,
+            "--pass-iterations", 2]
+    code, err = run([*args, "-o", tmp_path / "full"], capsys)
+    assert code == 0, err
+    real_save, calls = vrun.save_state, []
+
+    def interrupt_after_two(*a, **k):
+        real_save(*a, **k)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(vrun, "save_state", interrupt_after_two)
+    out = tmp_path / "cut"
+    code, err = run([*args, "-o", out], capsys)
+    assert code == 130 and "--resume" in err
+    assert (out / vrun.STATE).is_file()
+    monkeypatch.setattr(vrun, "save_state", real_save)
+    counted = []
+    from jaxnst.video import core
+    real_chunk = core._run
+
+    def counting(problem, lay, batch, callback, info):
+        counted.append(info.get("frame", info.get("pass")))
+        return real_chunk(problem, lay, batch, callback, info)
+
+    monkeypatch.setattr(core, "_run", counting)
+    code, err = run([*args, "-o", out, "--resume"], capsys)
+    assert code == 0, err
+    assert counted == [2]   # only what was left: frame 3 (index 2), or pass 2
+    assert not (out / vrun.STATE).exists()
+    for i in (1, 2, 3):
+        a = image_io.load(out / f"frame_0000{i}.png")
+        b = image_io.load(tmp_path / "full" / f"frame_0000{i}.png")
+        assert np.abs(a - b).max() <= 1 / 255 + 1e-6
+    code, err = run([*args, "-o", out, "--resume"], capsys)   # nothing left to resume
+    assert code == 2 and "no saved state" in err
