@@ -68,15 +68,22 @@ def stylize_video(frames: Any, style: Any, *, temporal_weight: float = TEMPORAL_
         raise ValueError(f"flow is for {flow.backward.shape[0] + 1} frames of "
                          f"{tuple(flow.backward.shape[1:3])}, frames are {a.shape[:3]}")
     problem = prepare.prepare(a, style, o, variables=variables)
+    marks = [time.perf_counter()]
+
+    def timed(state: VideoState) -> None:
+        marks.append(time.perf_counter())
+        if on_state is not None:
+            on_state(state)
+
     if passes == 0:
-        state = core.sequential(problem, flow, float(temporal_weight), callback, on_state, resume)
+        state = core.sequential(problem, flow, float(temporal_weight), callback, timed, resume)
         mode, devices = "sequential", 1
-        pass_s: list[float] = []
     else:
         state = multipass.multipass(problem, flow, float(temporal_weight), int(passes),
-                               int(pass_iterations), float(blend), callback, on_state, resume)
-        mode, pass_s = "multipass", []
+                                    int(pass_iterations), float(blend), callback, timed, resume)
+        mode = "multipass"
         devices = min(jax.local_device_count(), a.shape[0]) * jax.process_count()
+    pass_s = [float(x) for x in np.diff(marks)] if passes else []
     return VideoResult(frames=state.frames, losses=state.losses, seconds=state.seconds,
                        pass_seconds=pass_s, flow_seconds=flow_s, mode=mode, devices=devices,
                        compile_seconds=compile_stats()["seconds"] - c0, options=o)

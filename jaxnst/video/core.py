@@ -47,7 +47,7 @@ class VideoResult:
         mean(c (x - warped)^2) against the warped neighbour the frame was optimised with; 0 for
         the first frame).
     seconds: (T,) wall seconds per frame (multi-pass: each pass's time shared equally).
-    pass_seconds: wall seconds of each pass (multi-pass; sequential: []).
+    pass_seconds: wall seconds of each pass run by this call (multi-pass; sequential: []).
     flow_seconds: optical flow and reliability, once per clip.
     mode: "sequential" or "multipass"; devices: devices the batch ran on (all processes).
     compile_seconds: compilation inside the runs (included in ``seconds``).
