@@ -89,6 +89,7 @@ def place(problem: Problem, lay: Layout) -> Batch:
         batched_content=True,
         precision=o.precision,
         remat=bool(o.remat),
+        tileable=bool(o.tileable),
         linesearch=o.linesearch
         if o.linesearch != "auto"
         else ("zoom" if lay.n == 1 else "backtracking"),

@@ -117,6 +117,11 @@ class Options:
         "and TPUs, about one extra forward pass of compute (XLA:CPU merges "
         "the recomputation back, so it changes nothing on the CPU)",
     )
+    tileable: bool = _field(
+        False,
+        "seamless tiles: circular padding in every VGG convolution and a wrap-around TV term, "
+        "so the result repeats without a seam (exact when both sides are multiples of 16)",
+    )
 
 
 def _values(v: Any) -> tuple:
@@ -242,6 +247,8 @@ def _check_choices(o: Options) -> None:
         raise ValueError(f"unknown precision {o.precision!r}; expected 'fp32' or 'bf16'")
     if not isinstance(o.remat, (bool, np.bool_)):
         raise ValueError(f"remat must be True or False, got {o.remat!r}")
+    if not isinstance(o.tileable, (bool, np.bool_)):
+        raise ValueError(f"tileable must be True or False, got {o.tileable!r}")
     for k in ("optimizer", "linesearch", "pooling", "style_loss", "preserve_color", "precision"):
         if not isinstance(getattr(o, k), str):
             raise ValueError(f"{k} must be a string, got {getattr(o, k)!r}")

@@ -67,8 +67,43 @@ def _conv3x3_bwd(res, g):
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
-def _conv_relu(x, kernel, bias, kernel_t, custom_grad):
+def _wrap_pad(x, n: int = 1):
+    """Circular padding of NHWC ``x`` by ``n`` rows and columns on each side."""
+    return jnp.pad(x, ((0, 0), (n, n), (n, n), (0, 0)), mode="wrap")
+
+
+def _conv_wrap(x, kernel):
+    return lax.conv_general_dilated(_wrap_pad(x), kernel, (1, 1), "VALID", dimension_numbers=_DN)
+
+
+@jax.custom_vjp
+def conv3x3_wrap(x: jax.Array, kernel: jax.Array, kernel_t: jax.Array) -> jax.Array:
+    """Circular 3x3 convolution of NHWC ``x`` (the image is a torus: seamless tiles). Same
+    arguments as :func:`conv3x3`; the output has the input's size."""
+    return _conv_wrap(x, kernel)
+
+
+def _conv3x3_wrap_fwd(x, kernel, kernel_t):
+    return _conv_wrap(x, kernel), (x, kernel, kernel_t)
+
+
+def _conv3x3_wrap_bwd(res, g):
+    x, kernel, kernel_t = res
+    # The adjoint of a circular convolution is the circular convolution with the flipped,
+    # transposed kernel: the same fast path as the SAME case.
+    dx = _conv_wrap(g, kernel_t)
+    _, vjp_k = jax.vjp(lambda k: _conv_wrap(x, k), kernel)
+    (dk,) = vjp_k(g)
+    return dx, dk, jnp.zeros_like(kernel_t)
+
+
+conv3x3_wrap.defvjp(_conv3x3_wrap_fwd, _conv3x3_wrap_bwd)
+
+
+def _conv_relu(x, kernel, bias, kernel_t, custom_grad, wrap=False):
     kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)
+    if wrap:
+        return nn.relu(conv3x3_wrap(x, kernel, kernel_t.astype(x.dtype)) + bias)
     if not custom_grad:  # plain autodiff; kept for benchmarks (scripts/bench_loop.py)
         return nn.relu(_conv(x, kernel) + bias)
     return nn.relu(conv3x3(x, kernel, kernel_t.astype(x.dtype)) + bias)
@@ -144,7 +179,11 @@ def _max_pool_bwd(res, g):
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
-def _pool(x, kind, index: int = 0):
+def _pool(x, kind, index: int = 0, wrap: bool = False):
+    if wrap and (x.shape[1] % 2 or x.shape[2] % 2):
+        # A torus of odd side has no exact half-size torus; closing the odd row/column with the
+        # first one keeps the seam invisible in practice (sides that are multiples of 16 are exact).
+        x = jnp.pad(x, ((0, 0), (0, x.shape[1] % 2), (0, x.shape[2] % 2), (0, 0)), mode="wrap")
     if kind == "max":
         return max_pool(x)
     return jnp.sum(_windows(x), axis=(2, 4)) * (0.25 * AVG_POOL_SCALE[index])
@@ -170,18 +209,19 @@ def check_layers(layers: Sequence[str], what: str = "layer") -> tuple[str, ...]:
 PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
-def _block(x, weights, names, keep, pooling, index, custom_grad, pool_after, single, tap):
+def _block(x, weights, names, keep, pooling, index, custom_grad, pool_after, single, tap,
+           wrap=False):
     """One VGG block: its convolutions, then the 2x2 pool when another block follows. Returns the
     block's output and, for each layer named in ``keep``, its activation (one image's, when
     ``single``) or ``tap(name, activation)``."""
     out = {}
     for name, (kernel, bias, kernel_t) in zip(names, weights):
-        x = _conv_relu(x, kernel, bias, kernel_t, custom_grad)
+        x = _conv_relu(x, kernel, bias, kernel_t, custom_grad, wrap)
         if name in keep:
             act = x[0] if single else x
             out[name] = act if tap is None else tap(name, act)
     if pool_after:
-        x = _pool(x, pooling, index)
+        x = _pool(x, pooling, index, wrap)
     return x, out
 
 
@@ -198,12 +238,16 @@ class VGG19(nn.Module):
     function ``(layer name, activation) -> anything`` (a loss term, say), the module returns
     ``taps(name, activation)`` per requested layer instead of the activation, computed inside the
     block, so with ``remat`` not even the requested activations are kept.
+
+    ``wrap`` pads every convolution circularly (the image is treated as a torus), for seamless
+    tiles: the output then repeats without a seam.
     """
     pooling: str = "max"
     channels: Sequence[int] = CHANNELS
     custom_grad: bool = True
     precision: str = "fp32"
     remat: bool = False
+    wrap: bool = False
 
     @nn.compact
     def __call__(self, image: jax.Array, layers: Sequence[str] = ("conv5_1",),
@@ -229,7 +273,8 @@ class VGG19(nn.Module):
                 width = self.channels[b]
             block = functools.partial(_block, names=names, keep=tuple(set(layers) & set(names)),
                                       pooling=self.pooling, index=b, custom_grad=self.custom_grad,
-                                      pool_after=k + n <= last, single=single, tap=taps)
+                                      pool_after=k + n <= last, single=single, tap=taps,
+                                      wrap=self.wrap)
             if self.remat:
                 block = jax.checkpoint(block)
             x, acts = block(x, weights)
