@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("style", nargs="?", help="style image file (several: a.jpg,b.jpg)")
     p.add_argument("-o", "--output", help="output image (.png, .jpg)")
     p.add_argument(
+        "--output-depth",
+        type=int,
+        choices=(8, 16),
+        default=8,
+        help="bits per channel of the output images: 16 writes a 48-bit PNG from the float "
+        "result, for print (default: 8)",
+    )
+    p.add_argument(
         "--size",
         type=int,
         default=512,

@@ -110,7 +110,7 @@ def check_args(args: argparse.Namespace) -> Path:
     for v in args.seed or ():
         if not 0 <= v < 2**32:
             raise UsageError(f"--seed must be in [0, 2**32), got {v}")
-    out = image_io.check_output_path(args.output)
+    out = image_io.check_output_path(args.output, getattr(args, "output_depth", 8))
     if args.json:
         jp = Path(args.json)
         if not (jp.parent if str(jp.parent) else Path(".")).is_dir():

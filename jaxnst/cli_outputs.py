@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -40,7 +41,10 @@ class Session:
 
         self.args, self.out, self.batched = args, inputs.output, batched
         self.iterations = inputs.options.iterations
-        self.save = image_io.save if writer else (lambda *a, **k: None)
+        depth = getattr(args, "output_depth", 8)
+        self.save = (
+            functools.partial(image_io.save, depth=depth) if writer else (lambda *a, **k: None)
+        )
         self.ckpt_path = (
             Path(args.checkpoint) if args.checkpoint else self.out.with_suffix(".ckpt.npz")
         )

@@ -5,15 +5,23 @@ CMYK converted to RGB; alpha composited over white (a transparent pixel becomes 
 most viewers); 16-bit images scaled from 0..65535 without clipping. ``save`` picks the format from
 the extension (.png, .jpg/.jpeg) and writes atomically: a temporary file in the same directory, then
 a rename, so an interrupted write never leaves a half-written or clobbered file.
+
+Colour: an input carrying an ICC profile (Adobe RGB, Display P3, a CMYK press profile...) is
+converted to sRGB on load (littleCMS through Pillow's ImageCms, relative colorimetric), since VGG
+and the losses see sRGB values; outputs carry an sRGB ICC profile. ``save(..., depth=16)`` writes
+a 48-bit PNG straight from the float image (no 8-bit step), for print.
 """
 from __future__ import annotations
 
+import io
 import os
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from jaxnst._atomic import atomic_path
 
@@ -44,6 +52,27 @@ def _to_float_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im, np.float32) / 255.0
 
 
+def _srgb_profile() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """An RGB/RGBA/CMYK image with an embedded ICC profile, converted to sRGB (RGB or RGBA).
+    Without a profile, or with one littleCMS can't read, the values are taken as sRGB already."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA", "CMYK"):
+        return im
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        dst = ImageCms.createProfile("sRGB")
+        mode = "RGBA" if im.mode == "RGBA" else "RGB"
+        intent = ImageCms.Intent.RELATIVE_COLORIMETRIC
+        out = ImageCms.profileToProfile(im, src, dst, renderingIntent=intent, outputMode=mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return im
+    return out if out is not None else im
+
+
 def load(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as RGB float32 (H, W, 3) in [0, 1]. Raises ImageError."""
     p = Path(path)
@@ -60,7 +89,7 @@ def load(path: str | os.PathLike) -> np.ndarray:
             with Image.open(p) as im:
                 im = ImageOps.exif_transpose(im)
                 im.load()
-                return _to_float_rgb(im)
+                return _to_float_rgb(_to_srgb(im))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{p}: image too large (over Pillow's limit of "
                          f"{Image.MAX_IMAGE_PIXELS} pixels; decompression bomb?)") from None
@@ -94,12 +123,17 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Validate an output path before any work is done. Raises ImageError."""
+def check_output_path(path: str | os.PathLike, depth: int = 8) -> Path:
+    """Validate an output path (and bit depth, 8 or 16) before any work is done. Raises
+    ImageError."""
     p = Path(path)
     if p.suffix.lower() not in FORMATS:
         raise ImageError(f"{p}: unknown output extension {p.suffix or '(none)'!r}; "
                          f"expected one of {', '.join(FORMATS)}")
+    if depth not in (8, 16):
+        raise ImageError(f"{p}: output depth must be 8 or 16, got {depth!r}")
+    if depth == 16 and FORMATS[p.suffix.lower()] != "PNG":
+        raise ImageError(f"{p}: 16-bit output needs a .png file (JPEG is 8-bit only)")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise ImageError(f"{p}: directory {parent} does not exist")
@@ -110,15 +144,37 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def save(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> Path:
-    """Write RGB float (H, W, 3) in [0, 1] (or uint8) atomically; format from the extension."""
-    p = check_output_path(path)
-    a = image if image.dtype == np.uint8 else to_uint8(image)
+def save(path: str | os.PathLike, image: np.ndarray, quality: int = 95, depth: int = 8) -> Path:
+    """Write RGB float (H, W, 3) in [0, 1] (or uint8) atomically, tagged sRGB; format from the
+    extension. ``depth`` 16 (PNG only) writes 16 bits per channel from the float values."""
+    p = check_output_path(path, depth)
     fmt = FORMATS[p.suffix.lower()]
+    if depth == 16 and image.dtype != np.uint8:
+        data = png16_bytes(np.asarray(image, np.float32))
+        with atomic_path(p, 0o666 & ~_umask()) as tmp:
+            Path(tmp).write_bytes(data)
+        return p
+    a = image if image.dtype == np.uint8 else to_uint8(image)
     with atomic_path(p, 0o666 & ~_umask()) as tmp:
         kw = {"quality": quality} if fmt == "JPEG" else {}
-        Image.fromarray(a, "RGB").save(tmp, format=fmt, **kw)
+        Image.fromarray(a, "RGB").save(tmp, format=fmt, icc_profile=_srgb_profile(), **kw)
     return p
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png16_bytes(image: np.ndarray) -> bytes:
+    """A 48-bit PNG (16 bits per channel, sRGB ICC profile) of float RGB (H, W, 3) in [0, 1],
+    rounded once from the floats. Written here because Pillow writes RGB PNGs with 8 bits only."""
+    h, w = image.shape[:2]
+    a = (np.clip(image, 0.0, 1.0) * 65535.0 + 0.5).astype(">u2")
+    rows = np.concatenate([np.zeros((h, 1), np.uint8), a.reshape(h, -1).view(np.uint8)], 1)
+    iccp = b"sRGB\0\0" + zlib.compress(_srgb_profile())
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + _chunk(b"iCCP", iccp) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+            + _chunk(b"IEND", b""))
 
 
 def _umask() -> int:
