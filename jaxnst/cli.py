@@ -253,6 +253,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     writer = jax.process_index() == 0  # outputs are written once, by process 0
     args.quiet = args.quiet or not writer
     batched = _announce(args, inputs)
+    from jaxnst import memory
+
+    try:  # before anything is compiled: a run that will not fit stops here, not in the kernel
+        _say(args.quiet, memory.preflight_line(inputs) or "memory: not checked")
+    except memory.MemoryRefused as e:
+        print(f"jaxnst: error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
     session = Session(args, inputs, writer, batched)
     t0 = time.perf_counter()
     try:

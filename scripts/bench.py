@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import image_io, losses, optimize, vgg, weights
+from jaxnst import image_io, losses, memory, optimize, vgg, weights
 from jaxnst.stylize import CONTENT_LAYERS, STYLE_LAYERS, stylize
 
 HERE = Path(__file__).resolve().parent
@@ -144,11 +144,7 @@ def memory_estimate(size: int, run_vars, remat: bool, precision: str, chunk: int
 
 def memory_of(compiled) -> dict:
     """Argument, output, temporary and total bytes of a compiled program (``memory_analysis``)."""
-    m = compiled.memory_analysis()
-    return {"argument_bytes": m.argument_size_in_bytes, "output_bytes": m.output_size_in_bytes,
-            "temp_bytes": m.temp_size_in_bytes,
-            "total_bytes": m.argument_size_in_bytes + m.output_size_in_bytes
-            + m.temp_size_in_bytes - m.alias_size_in_bytes}
+    return memory.xla_estimate(compiled)
 
 
 class Loop(NamedTuple):

@@ -1,0 +1,193 @@
+"""Memory preflight (issue 13): will a run fit, decided before anything is compiled.
+
+A run that does not fit used to grow until the kernel killed it (SIGKILL, no message, minutes
+in). :func:`check` estimates the descent's peak from a per-pixel model of the compiled step and
+compares it with what the device has; :class:`MemoryRefused` carries the one line the CLI prints
+(exit 4): the estimate, what is available and the largest size that would fit.
+
+The model (bytes, for B members of H x W pixels):
+
+    step = B * H * W * (ACT_FACTOR * bytes(precision) * A + 4 * 3 * (2 * lbfgs_memory + 8))
+    peak = resident now + OVERHEAD + step
+
+where A = sum over the VGG layers computed of channels / 4**(pools before the layer): the
+activations per input pixel (290 floats for the 16 layers up to conv5_1). ACT_FACTOR is the
+number of copies XLA keeps of each (the activation, the ReLU's input, the backward's cotangent).
+The second term is the L-BFGS history (2 * memory image-sized vectors) and ~8 more image-sized
+buffers (iterate, gradient, line-search trial, best image...). OVERHEAD is what the CPU process
+adds while compiling and running beyond the resident weights and images.
+
+Calibration (this CPU, tubingen x starry_night, 1 L-BFGS iteration, /usr/bin/time -v): peak RSS
+1.34 GiB at 512x384 and 2.73 GiB at 1024x768, i.e. 2.5 KiB per pixel more and 0.6 GiB of fixed
+overhead beyond the ~0.3 GiB resident before the descent; hence ACT_FACTOR 1.9 (XLA's
+``compiled.memory_analysis()`` puts the chunk's temporaries at 1.8-2.0 KiB per pixel with the full
+network, the issue's ~1.9 KiB) and OVERHEAD 0.6 GiB. Those two runs fixed the constants, so they
+are not an independent check; the model is within 30 % of XLA's buffer assignment for a small
+network (tests/test_print_memory.py). :func:`xla_estimate` gives XLA's own figure for a
+configuration (it compiles, so it is for benchmarks and tests, not the preflight).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from jaxnst import vgg
+
+ACT_FACTOR = 1.9
+OVERHEAD = 0.6 * 2**30  # CPU: compilation and runtime buffers beyond what is resident before
+LIMIT_ENV = "JAXNST_MEMORY_LIMIT"  # pretend limit ("2G", "512M", bytes), or "off"
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+class MemoryRefused(RuntimeError):
+    """The run will not fit. ``str()`` is one line: estimate, available, what would fit."""
+
+
+class Estimate(NamedTuple):
+    step: int  # bytes the descent adds (activations, gradients, optimizer state)
+    resident: int  # bytes this process holds now (weights, images, the runtime)
+    available: int  # bytes it may still take
+    source: str  # where ``available`` came from
+
+
+def activations_per_pixel(layers: tuple[str, ...], channels: tuple[int, ...]) -> float:
+    """Floats of activation per input pixel for a network computed up to the deepest of
+    ``layers``: sum of channels / 4**block over the convolutions."""
+    last = max(vgg.LAYERS.index(n) for n in layers)
+    total, k = 0.0, 0
+    for b, n in enumerate(vgg.BLOCKS):
+        for _ in range(n):
+            if k <= last:
+                total += channels[b] / 4**b
+            k += 1
+    return total
+
+
+def step_bytes(
+    h: int,
+    w: int,
+    members: int,
+    layers: tuple[str, ...],
+    channels: tuple[int, ...] = vgg.CHANNELS,
+    precision: str = "fp32",
+    lbfgs_memory: int = 10,
+) -> int:
+    """The model above: bytes a descent step of ``members`` (H, W) images adds."""
+    width = 2 if precision == "bf16" else 4
+    per_px = ACT_FACTOR * width * activations_per_pixel(layers, channels)
+    per_px += 4 * 3 * (2 * lbfgs_memory + 8)
+    return int(members * h * w * per_px)
+
+
+def parse_size(text: str) -> int:
+    """'2G', '512M', '1.5G' or plain bytes -> bytes. Raises ValueError."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1] if t and t[-1] in _UNITS else ""
+    try:
+        return int(float(t[: len(t) - len(unit)]) * _UNITS[unit])
+    except ValueError:
+        raise ValueError(f"{LIMIT_ENV} must be a size like 2G or 512M, got {text!r}") from None
+
+
+def resident_bytes() -> int:
+    """This process's resident set now (Linux /proc; 0 where unknown)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def available_bytes(device: Any = None) -> tuple[int | None, str]:
+    """(bytes this process may still take, where that came from). The ``JAXNST_MEMORY_LIMIT``
+    variable sets a pretend total (minus what is resident); accelerators report
+    ``memory_stats()``; the CPU uses /proc/meminfo's MemAvailable. None: unknown (no check)."""
+    env = os.environ.get(LIMIT_ENV, "").strip()
+    if env.lower() == "off":
+        return None, "off"
+    if env:
+        return max(parse_size(env) - resident_bytes(), 0), f"{LIMIT_ENV}={env}"
+    if device is None:
+        import jax
+
+        device = jax.local_devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+            return int(free), f"{device.device_kind} memory"
+        return None, "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024, "MemAvailable"
+    except OSError:
+        pass
+    return None, "unknown"
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check(
+    h: int,
+    w: int,
+    members: int,
+    options: Any,
+    channels: tuple[int, ...] = vgg.CHANNELS,
+    device: Any = None,
+) -> Estimate | None:
+    """Raise :class:`MemoryRefused` when a descent over ``members`` (H, W) images with
+    ``options`` (an :class:`~jaxnst.options.Options`) will not fit; else return the estimate
+    (None when the available memory is unknown or the check is off)."""
+    available, source = available_bytes(device)
+    if available is None:
+        return None
+    layers = tuple(options.content_layers) + tuple(options.style_layers)
+    step = step_bytes(h, w, members, layers, channels, options.precision, options.lbfgs_memory)
+    fixed = 0 if source.endswith(" memory") else int(OVERHEAD)  # accelerators compile on the host
+    step += fixed
+    est = Estimate(step, resident_bytes(), available, source)
+    if step <= available:
+        return est
+    # The largest size of the same aspect (and batch) whose step fits.
+    scale = math.sqrt(max(available - fixed, 0) / (step - fixed))
+    fit_h, fit_w = int(h * scale), int(w * scale)
+    fits = f"{max(fit_h, fit_w)} px on the longer side" if min(fit_h, fit_w) >= 16 else "nothing"
+    raise MemoryRefused(
+        f"not enough memory for {w}x{h} px"
+        + (f" x {members} images" if members > 1 else "")
+        + f": the descent needs ~{_gib(step)} more, {_gib(available)} available ({source}); "
+        f"at most {fits} would fit: try --size {max(fit_h, fit_w) // 16 * 16 or 16}"
+    )
+
+
+def xla_estimate(compiled: Any) -> dict[str, int]:
+    """Argument, output, temporary and total bytes of a compiled program, from XLA's buffer
+    assignment (``compiled.memory_analysis()``); the total counts aliased buffers once."""
+    m = compiled.memory_analysis()
+    out = {k: int(getattr(m, f"{k}_size_in_bytes", 0)) for k in ("argument", "output", "temp")}
+    alias = int(getattr(m, "alias_size_in_bytes", 0))
+    return {**{f"{k}_bytes": v for k, v in out.items()}, "total_bytes": sum(out.values()) - alias}
+
+
+def preflight_line(inputs: Any) -> str | None:
+    """The CLI's check (``inputs``: :class:`jaxnst.cli_inputs.Inputs`): a one-line estimate to
+    print, None when unknown; raises :class:`MemoryRefused` when the run will not fit."""
+    from jaxnst.layout import sweep_grid
+
+    h, w = inputs.contents[0].shape[:2]
+    n = len(inputs.contents) * sweep_grid(inputs.options)[1].shape[0]
+    est = check(h, w, n, inputs.options, vgg.channels_of(inputs.variables))
+    if est is None:
+        return None
+    return (
+        f"memory: ~{_gib(est.resident + est.step)} peak estimated, {_gib(est.available)} "
+        f"available ({est.source})"
+    )
