@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_option_flags(p: argparse.ArgumentParser) -> None:
     """One flag per :class:`Options` field (but ``chunk``), with its help, default and type."""
     for f in dataclasses.fields(Options):
-        if f.name == "chunk":
+        if f.name == "chunk" or f.metadata.get("api_only"):
             continue
         flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {

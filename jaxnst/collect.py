@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxnst import color, losses, optimize
 from jaxnst.compilation import compile_stats
-from jaxnst.layout import Batch, Layout, gather_members
+from jaxnst.layout import Batch, Layout, gather_members, member_keys
 from jaxnst.options import Options
 from jaxnst.prepare import Problem
 
@@ -39,7 +39,8 @@ class Result:
     compile_seconds / run_seconds: time spent compiling (tracing, lowering, XLA) vs the rest.
     diverged_at: step at which the loss or image became non-finite (image is the last finite one),
         or None.
-    sweep: for a batched run, each member's value of every swept option (and ``content_index``).
+    sweep: for a batched run, each member's value of every swept option (and ``content_index``):
+        (n,) float64 weights, (n,) int64 seeds, (n, 2) uint32 raw keys for a batch of ``key``.
     batch_evaluations: evaluations the whole batch paid for (per step, its slowest member's count).
     devices: how many devices the batch ran on (all processes together).
     compile_cache_hits: programs loaded from JAX's persistent compilation cache instead of compiled
@@ -107,6 +108,8 @@ def collect(
     evals = per_member["evals"]
     if lay.batched:
         sweep = {k: lay.values[k] for k in lay.names}
+        if "key" in sweep:  # each member's raw key data (n, 2), not its index in the batch
+            sweep["key"] = member_keys(o, lay.values)
         if problem.many_contents:
             sweep["content_index"] = lay.content_index
         return Result(

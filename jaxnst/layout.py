@@ -89,6 +89,7 @@ def place(problem: Problem, lay: Layout) -> Batch:
         batched_content=True,
         precision=o.precision,
         remat=bool(o.remat),
+        extra_loss=o.extra_loss,
         tileable=bool(o.tileable),
         linesearch=o.linesearch
         if o.linesearch != "auto"
@@ -96,7 +97,10 @@ def place(problem: Problem, lay: Layout) -> Batch:
     )
     # (lay.n == 1, not lay.m: every process of a multi-process run must trace the same program.)
     images0 = initial_images(
-        problem.contents[lay.content_index[idx]], lay.values["seed"][idx].astype(np.int64), o
+        problem.contents[lay.content_index[idx]],
+        lay.values["seed"][idx].astype(np.int64),
+        o,
+        keys=None if o.key is None else member_keys(o, lay.values)[idx],
     )
     run_vars = vgg.with_backward_kernels(problem.variables)
     batch = Batch(images0, run_vars, targets, hyper, config)
@@ -126,13 +130,20 @@ def row_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
 
 
-def initial_images(content: jax.Array, seeds: np.ndarray, options: Options) -> jax.Array:
-    """(N, H, W, 3) starting images for (N, H, W, 3) contents and (N,) seeds."""
+def initial_images(
+    content: jax.Array, seeds: np.ndarray, options: Options, keys: np.ndarray | None = None
+) -> jax.Array:
+    """(N, H, W, 3) starting images for (N, H, W, 3) contents and (N,) seeds, or (N, 2) raw
+    ``jax.random`` keys (which then replace the seeds)."""
     if isinstance(options.init, str):
         if options.init == "content":
             return content
-        keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
-        return jax.vmap(lambda k: jax.random.uniform(k, content.shape[1:], jnp.float32))(keys)
+        raw = (
+            jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+            if keys is None
+            else jnp.asarray(keys, jnp.uint32)
+        )
+        return jax.vmap(lambda k: jax.random.uniform(k, content.shape[1:], jnp.float32))(raw)
     init = as_image(options.init, "init")
     if init.shape != content.shape[1:]:
         raise ValueError(
@@ -146,9 +157,12 @@ def sweep_grid(o: Options) -> tuple[tuple[str, ...], np.ndarray]:
     """The swept options (those given as sequences), in SWEEPABLE order, and the (N, k) grid of
     their values: the cartesian product with the last option varying fastest."""
     names = tuple(n for n in SWEEPABLE if isinstance(getattr(o, n), tuple))
+    values = [getattr(o, n) for n in names]
+    if o.key is not None and o.key.ndim == 2:  # a batch of keys: swept by index, after seed
+        names, values = names + ("key",), values + [range(o.key.shape[0])]
     if not names:
         return (), np.zeros((1, 0))
-    grid = np.array(list(itertools.product(*(getattr(o, n) for n in names))), np.float64)
+    grid = np.array(list(itertools.product(*values)), np.float64)
     return names, grid.reshape(-1, len(names))
 
 
@@ -157,7 +171,19 @@ def _member_values(o: Options, names: tuple[str, ...], grid: np.ndarray) -> dict
     out = {}
     for k in SWEEPABLE:
         out[k] = grid[:, names.index(k)] if k in names else np.full(n, getattr(o, k), np.float64)
+    # Seeds stay integers (exact in the float grid: they are below 2**32), and so do key indices.
+    out["seed"] = out["seed"].astype(np.int64)
+    if "key" in names:
+        out["key"] = grid[:, names.index("key")].astype(np.int64)
     return out
+
+
+def member_keys(o: Options, values: dict[str, np.ndarray]) -> np.ndarray:
+    """(n, 2) uint32: each member's raw ``jax.random`` key (``o.key`` must be set)."""
+    key = np.asarray(o.key, np.uint32)
+    if key.ndim == 1:
+        return np.broadcast_to(key, (len(values["seed"]), 2))
+    return key[values["key"]]
 
 
 def process_share(n: int) -> np.ndarray:

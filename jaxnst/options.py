@@ -12,7 +12,9 @@ import dataclasses
 import math
 from typing import Any
 
+import jax
 import numpy as np
+import optax
 
 from jaxnst import vgg
 
@@ -43,7 +45,12 @@ class Options:
     """
 
     iterations: int = _field(500, "descent steps (L-BFGS iterations or Adam steps)")
-    optimizer: str = _field("lbfgs", "lbfgs (paper, default) or adam", choices=("lbfgs", "adam"))
+    optimizer: Any = _field(
+        "lbfgs",
+        "lbfgs (paper, default) or adam; in the API also any optax.GradientTransformation, run "
+        "like Adam (one evaluation per step; learning_rate is then the transformation's own)",
+        choices=("lbfgs", "adam"),
+    )
     learning_rate: float = _field(
         0.02, "Adam step size, in pixel units of [0, 1] (L-BFGS uses a line search and ignores it)"
     )
@@ -56,6 +63,13 @@ class Options:
         "content", "starting image: content, noise (seeded), or an image file (CLI) / array (API)"
     )
     seed: int | tuple[int, ...] = _field(0, "random seed for noise init")
+    key: Any = _field(
+        None,
+        "API only: a jax.random key for noise init instead of seed (typed, jax.random.key(0), "
+        "or raw uint32, jax.random.PRNGKey(0)); a batch of keys (jax.random.split) is a sweep. "
+        "Held as raw threefry key data, uint32 (2,) or (K, 2)",
+        api_only=True,
+    )
     pooling: str = _field(
         "max", "max (as VGG19 was trained) or avg (the paper's choice)", choices=("max", "avg")
     )
@@ -117,6 +131,13 @@ class Options:
         "and TPUs, about one extra forward pass of compute (XLA:CPU merges "
         "the recomputation back, so it changes nothing on the CPU)",
     )
+    extra_loss: Any = _field(
+        None,
+        "API only: extra_loss(image (H, W, 3), feats {layer: (H', W', C)}) -> scalar, added to "
+        "the total inside the compiled loop (feats: the content and style layers). Compiled as a "
+        "static setting: reuse one function object, a new lambda each call compiles anew",
+        api_only=True,
+    )
     tileable: bool = _field(
         False,
         "seamless tiles: circular padding in every VGG convolution and a wrap-around TV term, "
@@ -147,6 +168,7 @@ def make_options(**options: Any) -> Options:
     _check_numbers(o)
     _check_sequences(o)
     _check_choices(o)
+    _check_api_only(o)
     return o
 
 
@@ -155,6 +177,8 @@ def _normalise(options: dict[str, Any]) -> dict[str, Any]:
     for k in ("content_layers", "style_layers"):
         if k in options:
             options[k] = vgg.check_layers(options[k], what=k[:-1].replace("_", " "))
+    if options.get("key") is not None:
+        options["key"] = key_data(options["key"])
     for k in ("scales", "scale_iterations"):
         if options.get(k) is not None and not isinstance(options[k], tuple):
             try:
@@ -236,7 +260,7 @@ def _check_choices(o: Options) -> None:
     d = o.ema_decay
     if d is not None and (not _is_number(d) or not 0 <= d < 1):
         raise ValueError(f"ema_decay must be a number in [0, 1), got {d!r}")
-    if d is not None and o.optimizer != "adam":
+    if d is not None and o.optimizer == "lbfgs":
         raise ValueError("ema_decay is for optimizer='adam' (L-BFGS iterates are not noisy)")
     if o.preserve_color not in ("none", "luminance", "histogram"):
         raise ValueError(
@@ -249,10 +273,15 @@ def _check_choices(o: Options) -> None:
         raise ValueError(f"remat must be True or False, got {o.remat!r}")
     if not isinstance(o.tileable, (bool, np.bool_)):
         raise ValueError(f"tileable must be True or False, got {o.tileable!r}")
-    for k in ("optimizer", "linesearch", "pooling", "style_loss", "preserve_color", "precision"):
+    for k in ("linesearch", "pooling", "style_loss", "preserve_color", "precision"):
         if not isinstance(getattr(o, k), str):
             raise ValueError(f"{k} must be a string, got {getattr(o, k)!r}")
-    if o.optimizer not in ("lbfgs", "adam"):
+    if not isinstance(o.optimizer, (str, optax.GradientTransformation)):
+        raise ValueError(
+            "optimizer must be 'lbfgs', 'adam' or an optax.GradientTransformation, got "
+            f"{type(o.optimizer).__name__}"
+        )
+    if isinstance(o.optimizer, str) and o.optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"unknown optimizer {o.optimizer!r}; expected 'lbfgs' or 'adam'")
     if o.linesearch not in ("auto", "zoom", "backtracking"):
         raise ValueError(
@@ -270,3 +299,38 @@ def _check_choices(o: Options) -> None:
         )
     if not o.content_layers and not o.style_layers:
         raise ValueError("content_layers and style_layers are both empty; nothing to optimise")
+
+
+def _check_api_only(o: Options) -> None:
+    """The options only the Python API can set: ``extra_loss`` and ``key``."""
+    if o.extra_loss is not None and not callable(o.extra_loss):
+        raise ValueError(
+            f"extra_loss must be a function (image, feats) -> scalar, got "
+            f"{type(o.extra_loss).__name__}"
+        )
+    if o.extra_loss is not None and o.remat:
+        raise ValueError(
+            "extra_loss needs the activations, which remat=True does not keep; use one or the other"
+        )
+
+
+def key_data(key: Any) -> np.ndarray:
+    """A ``jax.random`` key, or a 1-D batch of keys, as raw threefry key data: uint32 (2,) or
+    (K, 2). Typed keys (``jax.random.key``) and raw ones (``jax.random.PRNGKey``) are accepted;
+    ValueError (naming ``key``) otherwise."""
+    expected = "a jax.random key (jax.random.key(0) or PRNGKey(0)) or a 1-D batch of keys"
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    elif isinstance(key, (bool, int, float, str, bytes)) or not hasattr(key, "dtype"):
+        raise ValueError(f"key must be {expected}, got {type(key).__name__} (for an int: seed=)")
+    elif key.dtype != np.uint32:
+        raise ValueError(f"key must be {expected}, got an array of dtype {key.dtype}")
+    a = np.asarray(key, np.uint32)
+    if a.ndim not in (1, 2) or a.shape[-1] != 2 or a.size == 0:
+        raise ValueError(
+            f"key must be {expected} (threefry: raw data of shape (2,) or (K, 2)), got shape "
+            f"{a.shape}"
+        )
+    a = a.copy()
+    a.flags.writeable = False
+    return a

@@ -1,0 +1,152 @@
+"""The research API (issue 16): ``jaxnst.objective`` is the objective ``stylize`` descends, as pure
+JAX functions; ``extra_loss`` adds a term inside the compiled loop; ``optimizer=`` takes any optax
+transformation. References: stylize's own history and one Adam step taken by hand with optax,
+finite differences, ``jaxnst.features`` for the extra term, and the TV term it duplicates."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import smooth_image
+
+import jaxnst
+from jaxnst import losses
+
+W = dict(style_weight=1e-2, tv_weight=1.0, content_weight=1.0)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(7)
+    return smooth_image(rng, 32, 32), smooth_image(rng, 40, 36)
+
+
+@pytest.fixture(scope="module")
+def obj(small_vars, pair):
+    return jaxnst.objective(*pair, variables=small_vars, init="noise", seed=3, **W)
+
+
+def test_loss_is_what_stylize_descends_one_adam_step(small_vars, pair, obj):
+    lr = 0.05
+    r = jaxnst.stylize(
+        *pair,
+        variables=small_vars,
+        init="noise",
+        seed=3,
+        optimizer="adam",
+        learning_rate=lr,
+        iterations=1,
+        **W,
+    )
+    (total, parts), g = obj.value_and_grad(obj.init_image)
+    # stylize's history starts at the loss of its starting image, which is objective's init_image.
+    np.testing.assert_allclose(r.history["total"][0], total, rtol=1e-5)
+    for f in ("content", "style", "tv"):
+        np.testing.assert_allclose(r.history[f][0], getattr(parts, f), rtol=1e-5)
+    # One Adam step by hand, with optax, on value_and_grad: the image stylize returns.
+    opt = optax.adam(lr)
+    updates, _ = opt.update(g, opt.init(obj.init_image), obj.init_image)
+    mine = np.clip(np.asarray(optax.apply_updates(obj.init_image, updates)), 0, 1)
+    assert np.abs(mine - obj.init_image).max() > 0.01  # the step moved the pixels
+    np.testing.assert_allclose(r.image, mine, atol=2e-5)
+
+
+def test_lbfgs_history_starts_at_the_same_loss(small_vars, pair, obj):
+    r = jaxnst.stylize(*pair, variables=small_vars, init="noise", seed=3, iterations=1, **W)
+    np.testing.assert_allclose(r.history["total"][0], obj.loss_fn(obj.init_image)[0], rtol=1e-5)
+
+
+def test_jit_vmap_and_grad_compose(obj):
+    x = obj.init_image
+    y = jnp.clip(x + 0.1 * jax.random.normal(jax.random.PRNGKey(1), x.shape), 0, 1)
+    eager = obj.loss_fn(x)[0]
+    # A Partial travels through jit as an argument (the weights are not baked in as constants).
+    np.testing.assert_allclose(jax.jit(lambda f, im: f(im)[0])(obj.loss_fn, x), eager, rtol=1e-5)
+    both = jax.vmap(obj.loss_fn)(jnp.stack([x, y]))[0]
+    np.testing.assert_allclose(both, [eager, obj.loss_fn(y)[0]], rtol=1e-5)
+    # The gradient against a central finite difference along a random direction.
+    g = jax.grad(lambda im: obj.loss_fn(im)[0])(x)
+    d = jax.random.normal(jax.random.PRNGKey(2), x.shape)
+    eps = 1e-2
+    fd = (obj.loss_fn(x + eps * d)[0] - obj.loss_fn(x - eps * d)[0]) / (2 * eps)
+    np.testing.assert_allclose(jnp.vdot(g, d), fd, rtol=2e-2)
+
+
+def test_parts_fn_differentiates_with_respect_to_the_weights_and_targets(obj):
+    x = obj.init_image
+
+    def total(weights, targets):
+        return obj.parts_fn(x, obj.variables, targets, weights).total
+
+    gw, gt = jax.grad(total, argnums=(0, 1))(obj.weights, obj.targets)
+    parts = obj.loss_fn(x)[1]
+    # total = wc * content + ws * style + wt * tv: its weight-gradient is the unweighted parts.
+    np.testing.assert_allclose(
+        [gw.content, gw.style, gw.tv], [parts.content, parts.style, parts.tv], rtol=1e-5
+    )
+    assert set(gt.grams) == set(obj.targets.grams) and float(jnp.abs(gt.grams["conv1_1"]).max()) > 0
+
+
+def test_objective_refuses_batches_and_scales(small_vars, pair):
+    with pytest.raises(ValueError, match=r"one image, got a batch of 2 \(style_weight\)"):
+        jaxnst.objective(*pair, variables=small_vars, style_weight=[1e-3, 1e-2])
+    with pytest.raises(ValueError, match="scales"):
+        jaxnst.objective(*pair, variables=small_vars, scales=(16,))
+
+
+def test_extra_loss_that_duplicates_tv_equals_a_larger_tv_weight(small_vars, pair):
+    """A term with a known effect: 2 * w * tv_loss added to tv_weight=w is tv_weight=3w."""
+    w = 5.0
+    extra = lambda image, feats: 2 * w * losses.tv_loss(image)  # noqa: E731
+    kw = dict(
+        variables=small_vars,
+        init="noise",
+        seed=1,
+        optimizer="adam",
+        learning_rate=0.05,
+        iterations=6,
+        chunk=3,
+        style_weight=1e-2,
+    )
+    a = jaxnst.stylize(*pair, tv_weight=w, extra_loss=extra, **kw)
+    b = jaxnst.stylize(*pair, tv_weight=3 * w, **kw)
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-4)
+    np.testing.assert_allclose(a.image, b.image, atol=1e-4)
+    c = jaxnst.stylize(*pair, tv_weight=w, **kw)  # and without it, something else
+    assert np.abs(c.image - b.image).max() > 1e-3
+
+
+def test_extra_loss_sees_the_features_and_only_adds_to_total(small_vars, pair, obj):
+    extra = lambda image, feats: 1e3 * jnp.mean(feats["conv1_1"])  # noqa: E731
+    o2 = jaxnst.objective(*pair, variables=small_vars, init="noise", seed=3, extra_loss=extra, **W)
+    x = obj.init_image
+    t1, p1 = obj.loss_fn(x)
+    t2, p2 = o2.loss_fn(x)
+    ref = 1e3 * jnp.mean(jaxnst.features(x, ["conv1_1"], variables=small_vars)["conv1_1"])
+    np.testing.assert_allclose(t2 - t1, ref, rtol=1e-3)
+    np.testing.assert_allclose([p2.content, p2.style, p2.tv], [p1.content, p1.style, p1.tv])
+
+
+def test_extra_loss_errors(small_vars, pair):
+    with pytest.raises(ValueError, match="remat=True"):
+        jaxnst.stylize(*pair, variables=small_vars, remat=True, extra_loss=lambda x, f: 0.0)
+    with pytest.raises(ValueError, match="extra_loss must be a function"):
+        jaxnst.stylize(*pair, variables=small_vars, extra_loss=3.0)
+    o = jaxnst.objective(*pair, variables=small_vars, extra_loss=lambda x, f: x.mean(0))
+    with pytest.raises(ValueError, match=r"extra_loss must return a scalar, got shape \(32, 3\)"):
+        o.loss_fn(o.init_image)
+
+
+def test_any_optax_transformation_runs_in_the_compiled_loop(small_vars, pair):
+    kw = dict(variables=small_vars, init="noise", seed=2, iterations=5, chunk=5, **W)
+    ours = jaxnst.stylize(*pair, optimizer="adam", learning_rate=0.05, **kw)
+    theirs = jaxnst.stylize(*pair, optimizer=optax.adam(0.05), **kw)
+    np.testing.assert_allclose(theirs.image, ours.image, atol=1e-6)
+    np.testing.assert_allclose(theirs.losses, ours.losses, rtol=1e-6)
+    assert theirs.evaluations == ours.evaluations == 5
+    # A transformation with its own line search gets value_fn, and its trials are counted.
+    lb = jaxnst.stylize(*pair, optimizer=optax.lbfgs(), **kw)
+    assert lb.history["total"][-1] < 0.9 * lb.history["total"][0] and lb.evaluations >= 10
+    with pytest.raises(ValueError, match="optimizer must be 'lbfgs', 'adam' or an optax"):
+        jaxnst.stylize(*pair, optimizer=optax.adam, **kw)
