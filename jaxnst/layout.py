@@ -91,6 +91,7 @@ def place(problem: Problem, lay: Layout) -> Batch:
         remat=bool(o.remat),
         extra_loss=o.extra_loss,
         tileable=bool(o.tileable),
+        tile=o.tile,
         linesearch=o.linesearch
         if o.linesearch != "auto"
         else ("zoom" if lay.n == 1 else "backtracking"),

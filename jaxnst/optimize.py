@@ -63,6 +63,7 @@ class Config(NamedTuple):
     xla_cpu_ynn: bool = False         # CPU: keep XLA's YNNPACK fusions (see CPU_COMPILER_OPTIONS)
     extra_loss: Callable[[Array, dict], Array] | None = None  # user term added to the total
     tileable: bool = False            # circular convolutions and TV: the result tiles seamlessly
+    tile: int | None = None           # evaluate the objective tile by tile (jaxnst.tiled)
 
 
 class Hyper(NamedTuple):
@@ -158,6 +159,10 @@ def parts_fn(image: Array, variables: dict, targets: losses.Targets, weights: lo
     With ``config.extra_loss``, ``extra_loss(image, feats)`` (``feats``: ``{layer: (H', W', C)}``
     for ``config.layers``) is added to ``total``; it has no part of its own. It needs the
     activations, which ``remat`` does not keep, so the two are refused together."""
+    if config.tile:  # the same objective and gradient, tile by tile: images larger than memory
+        from jaxnst import tiled
+
+        return tiled.parts(image, variables, targets, weights, config, config.tile)
     if config.remat and config.extra_loss is not None:
         raise ValueError("extra_loss needs the activations, which remat=True does not keep; "
                          "use one or the other")

@@ -143,6 +143,12 @@ class Options:
         "seamless tiles: circular padding in every VGG convolution and a wrap-around TV term, "
         "so the result repeats without a seam (exact when both sides are multiples of 16)",
     )
+    tile: int | None = _field(
+        None,
+        "evaluate the objective tile by tile, N px tiles (a multiple of 16) plus a halo: the same "
+        "loss and gradient in a fraction of the memory, for print sizes (image sides must be "
+        "multiples of 16)",
+    )
 
 
 def _values(v: Any) -> tuple:
@@ -273,6 +279,8 @@ def _check_choices(o: Options) -> None:
         raise ValueError(f"remat must be True or False, got {o.remat!r}")
     if not isinstance(o.tileable, (bool, np.bool_)):
         raise ValueError(f"tileable must be True or False, got {o.tileable!r}")
+    if o.tile is not None and (not _is_int(o.tile) or o.tile < 16 or o.tile % 16):
+        raise ValueError(f"tile must be a positive multiple of 16 (px), got {o.tile!r}")
     for k in ("linesearch", "pooling", "style_loss", "preserve_color", "precision"):
         if not isinstance(getattr(o, k), str):
             raise ValueError(f"{k} must be a string, got {getattr(o, k)!r}")

@@ -1,0 +1,280 @@
+"""The exact objective, tile by tile (issue 13): images larger than memory, same loss and gradient.
+
+The style loss depends on each layer's *global* Gram matrix, but once dL/dG is known its gradient
+with respect to the activation at one position is local (``2 dL/dG f / M``); the content and TV
+terms are local. So, inside the compiled program:
+
+- pass 1 runs the network over tiles, each an interior of ``tile`` x ``tile`` px plus a halo of
+  :func:`halo` px (at least VGG19's receptive-field radius up to the deepest layer used), and sums
+  each layer's Gram and the content term over the interior positions only;
+- pass 2 runs each tile again with :func:`jax.vjp` and pulls back the cotangent of its interior
+  positions (from the global dL/dG and the content term), adding the input gradients of all tiles.
+
+Peak memory is one tile's activations plus image-sized buffers, whatever the image size.
+
+Exactness: a crop's own border (zero padding where the image continues) corrupts activations
+within one receptive-field radius of it, which the halo keeps away from the interior. Where the
+crop extends past the image, every layer's activations are multiplied by a 0/1 mask of the image,
+which is what SAME zero padding does at the image border. Tiles, halo and image are aligned to 16
+px (four 2x2 poolings) so every tile pools on the global grid; image sides must be multiples of 16.
+Supported: the Gram style loss (no masks), content and TV terms, fp32, one image; ``tileable``
+and ``wasserstein`` are not (they raise).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxnst import losses, vgg
+
+ALIGN = 16
+
+
+def radius(deepest: str) -> int:
+    """Receptive-field radius in input pixels of a position at layer ``deepest``: each 3x3
+    convolution adds its stride, each 2x2 pool half its output stride (85 px for conv5_1)."""
+    r, stride, k = 0, 1, 0
+    last = vgg.LAYERS.index(deepest)
+    for n in vgg.BLOCKS:
+        for _ in range(n):
+            if k > last:
+                return r
+            r, k = r + stride, k + 1
+        if k > last:
+            return r
+        r, stride = r + stride, stride * 2
+    return r
+
+
+def halo(layers: tuple[str, ...]) -> int:
+    """The halo, in px: the radius of the deepest layer, rounded up to a multiple of 16."""
+    deepest = max(layers, key=vgg.LAYERS.index)
+    return -(-radius(deepest) // ALIGN) * ALIGN
+
+
+def _masked_features(crop, mask, variables, layers, pooling):
+    """VGG19 activations of a (S, S, 3) crop, each layer multiplied by the image mask (S, S) at
+    its resolution: zero outside the image at every layer, as SAME padding at the image border."""
+    last = max(vgg.LAYERS.index(n) for n in layers)
+    p = variables["params"]
+    x = (crop * 255.0 - jnp.asarray(vgg.MEAN_RGB, crop.dtype))[None] * mask[None, ..., None]
+    m, out, k = mask, {}, 0
+    for b, n in enumerate(vgg.BLOCKS):
+        for _ in range(n):
+            if k > last:
+                return out
+            name = vgg.LAYERS[k]
+            kernel = p[name]["kernel"]
+            kt = variables.get("backward", {}).get(name, {}).get("kernel_t")
+            kt = vgg.backward_kernel(kernel) if kt is None else kt
+            x = vgg._conv_relu(x, kernel, p[name]["bias"], kt, True) * m[None, ..., None]
+            if name in layers:
+                out[name] = x[0]
+            k += 1
+        if k > last:
+            return out
+        x = vgg._pool(x, pooling, b)
+        m = m[::2, ::2]
+    return out
+
+
+class _Grid:
+    """Tile geometry for an (H, W) image: ``ny`` x ``nx`` tiles of ``t`` px, halo ``h``."""
+
+    def __init__(self, hw: tuple[int, int], t: int, h: int):
+        self.hw, self.t, self.h = hw, t, h
+        self.ny, self.nx = math.ceil(hw[0] / t), math.ceil(hw[1] / t)
+        self.crop = t + 2 * h
+
+    def pad(self, a: jax.Array, scale: int = 1) -> jax.Array:
+        """(H/s, W/s, ...) -> zero-padded by the halo and up to whole tiles, at stride ``s``."""
+        h, t = self.h // scale, self.t // scale
+        extra = ((0, 0),) * (a.ndim - 2)
+        return jnp.pad(
+            a, ((h, self.ny * t - a.shape[0] + h), (h, self.nx * t - a.shape[1] + h), *extra)
+        )
+
+    def origins(self) -> jax.Array:
+        ys, xs = jnp.meshgrid(
+            jnp.arange(self.ny) * self.t, jnp.arange(self.nx) * self.t, indexing="ij"
+        )
+        return jnp.stack([ys.ravel(), xs.ravel()], -1)
+
+
+def _check(image, targets, config, tile):
+    h, w = image.shape[:2]
+    if tile % ALIGN or tile <= 0:
+        raise ValueError(f"tile must be a positive multiple of {ALIGN} px, got {tile}")
+    if h % ALIGN or w % ALIGN:
+        raise ValueError(
+            f"tiled evaluation needs image sides that are multiples of {ALIGN} px, got {w}x{h}"
+        )
+    if getattr(config, "extra_loss", None) is not None or targets.warped is not None:
+        raise ValueError("tiled evaluation does not support extra_loss or the temporal term")
+    if targets.masks or targets.moments or config.tileable or config.precision != "fp32":
+        raise ValueError(
+            "tiled evaluation supports the Gram style loss in fp32 without masks or tileable"
+        )
+
+
+def _tile_fn(grid, variables, config, region):
+    """f(origin) -> (crop's activations, interior masks per layer) for one tile."""
+    layers = config.layers
+
+    def feats_at(img_pad, origin):
+        crop = lax.dynamic_slice(img_pad, (origin[0], origin[1], 0), (grid.crop, grid.crop, 3))
+        mask = lax.dynamic_slice(region, (origin[0], origin[1]), (grid.crop, grid.crop))
+        return _masked_features(crop, mask, variables, layers, config.pooling)
+
+    def interior(name, origin):
+        s = _stride(name)
+        m = lax.dynamic_slice(region, (origin[0], origin[1]), (grid.crop, grid.crop))[::s, ::s]
+        keep = (
+            jnp.zeros_like(m)
+            .at[grid.h // s : (grid.h + grid.t) // s, grid.h // s : (grid.h + grid.t) // s]
+            .set(1.0)
+        )
+        return m * keep
+
+    return feats_at, interior
+
+
+def _stride(name: str) -> int:
+    return 2 ** (int(name[4]) - 1)
+
+
+def _pass1(image, variables, targets, config, tile):
+    """Gram sums and content sums over the interiors: (grams, content loss per layer)."""
+    grid = _Grid(image.shape[:2], tile, halo(config.layers))
+    region = grid.pad(jnp.ones(image.shape[:2], jnp.float32))
+    img_pad = grid.pad(image)
+    feats_at, interior = _tile_fn(grid, variables, config, region)
+    cpad = {n: grid.pad(p, _stride(n)) for n, p in targets.content.items()}
+
+    def one(origin):
+        f = feats_at(img_pad, origin)
+        out = {}
+        for n in targets.grams:
+            x = f[n] * interior(n, origin)[..., None]
+            out["g" + n] = jnp.einsum("hwc,hwd->cd", x, f[n])
+        for n in targets.content:
+            s = _stride(n)
+            p = lax.dynamic_slice(cpad[n], (origin[0] // s, origin[1] // s, 0), f[n].shape)
+            d = (f[n] - p) * interior(n, origin)[..., None]
+            out["c" + n] = jnp.sum(d * d)
+        return out
+
+    sums = lax.map(one, grid.origins())
+    sums = {k: jnp.sum(v, 0) for k, v in sums.items()}
+    h, w = image.shape[:2]
+    grams = {n: sums["g" + n] / (h * w // _stride(n) ** 2) for n in targets.grams}
+    content = {n: 0.5 * sums["c" + n] / targets.content[n].size for n in targets.content}
+    return grams, content, grid
+
+
+def _combine(image, grams, content, targets, weights, config):
+    zero = jnp.zeros((), jnp.float32)
+    lc = sum(content.values()) / len(content) if content else zero
+    ls = (
+        (
+            sum(
+                jnp.sum((grams[n] - a) ** 2) / (4.0 * a.shape[0] ** 2)
+                for n, a in targets.grams.items()
+            )
+            / len(targets.grams)
+        )
+        if targets.grams
+        else zero
+    )
+    lt = losses.tv_loss(image)
+    total = weights.content * lc + weights.style * ls + weights.tv * lt
+    return losses.Parts(total, lc, ls, lt)
+
+
+def parts(image, variables, targets, weights, config, tile: int) -> losses.Parts:
+    """The loss parts of :func:`jaxnst.optimize.parts_fn` for one (H, W, 3) float32 image,
+    computed tile by tile; differentiable (pass 2 is the backward)."""
+    _check(image, targets, config, tile)
+    return _tiled_parts(image, variables, targets, weights, config, tile)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _tiled_parts(image, variables, targets, weights, config, tile):
+    grams, content, _ = _pass1(image, variables, targets, config, tile)
+    return _combine(image, grams, content, targets, weights, config)
+
+
+def _fwd(image, variables, targets, weights, config, tile):
+    grams, content, _ = _pass1(image, variables, targets, config, tile)
+    out = _combine(image, grams, content, targets, weights, config)
+    return out, (image, variables, targets, weights, grams, out)
+
+
+def _bwd(config, tile, res, ct):
+    image, variables, targets, weights, grams, out = res
+    # Cotangents of the weighted terms: the total's, plus any on the parts themselves.
+    a_c = ct.total * weights.content + ct.content
+    a_s = ct.total * weights.style + ct.style
+    a_t = ct.total * weights.tv + ct.tv
+    h, w = image.shape[:2]
+    # dE/dG per layer, already times 2 / M: the cotangent of f at a position is f @ dg.
+    dg = {
+        n: a_s
+        / len(targets.grams)
+        * 2.0
+        * (grams[n] - a)
+        / (4.0 * a.shape[0] ** 2)
+        * 2.0
+        / (h * w // _stride(n) ** 2)
+        for n, a in targets.grams.items()
+    }
+    grad_pad = _pass2(image, variables, targets, config, tile, dg, a_c)
+    d = halo(config.layers)
+    _, tv_vjp = jax.vjp(losses.tv_loss, image)
+    d_image = grad_pad[d : d + h, d : d + w] + tv_vjp(a_t)[0]
+    zeros = lambda t: jax.tree.map(jnp.zeros_like, t)  # noqa: E731
+    d_weights = weights._replace(
+        content=ct.total * out.content, style=ct.total * out.style, tv=ct.total * out.tv
+    )
+    if weights.temporal is not None:
+        d_weights = d_weights._replace(temporal=jnp.zeros_like(weights.temporal))
+    return d_image, zeros(variables), zeros(targets), d_weights
+
+
+def _pass2(image, variables, targets, config, tile, dg, a_c):
+    """Sum over tiles of each crop's input gradient (padded image coordinates)."""
+    grid = _Grid(image.shape[:2], tile, halo(config.layers))
+    region = grid.pad(jnp.ones(image.shape[:2], jnp.float32))
+    img_pad = grid.pad(image)
+    _, interior = _tile_fn(grid, variables, config, region)
+    cpad = {n: grid.pad(p, _stride(n)) for n, p in targets.content.items()}
+    size = (grid.crop, grid.crop)
+
+    def one(g, origin):
+        crop = lax.dynamic_slice(img_pad, (origin[0], origin[1], 0), (*size, 3))
+        mask = lax.dynamic_slice(region, (origin[0], origin[1]), size)
+        f, vjp = jax.vjp(
+            lambda c: _masked_features(c, mask, variables, config.layers, config.pooling), crop
+        )
+        cot = {n: jnp.zeros_like(v) for n, v in f.items()}
+        for n in targets.grams:
+            cot[n] = cot[n] + (f[n] @ dg[n]) * interior(n, origin)[..., None]
+        for n in targets.content:
+            s = _stride(n)
+            p = lax.dynamic_slice(cpad[n], (origin[0] // s, origin[1] // s, 0), f[n].shape)
+            scale = a_c / len(targets.content) / targets.content[n].size
+            cot[n] = cot[n] + scale * (f[n] - p) * interior(n, origin)[..., None]
+        (dcrop,) = vjp(cot)
+        at = (origin[0], origin[1], 0)
+        return lax.dynamic_update_slice(g, lax.dynamic_slice(g, at, dcrop.shape) + dcrop, at), None
+
+    g, _ = lax.scan(one, jnp.zeros_like(img_pad), grid.origins())
+    return g
+
+
+_tiled_parts.defvjp(_fwd, _bwd)
