@@ -17,16 +17,17 @@ def clip():
 
 
 def test_video_modes_remove_flicker_and_stay_stylized(clip, real_vars):
+    variables, _ = real_vars
     style = synthetic.sample_image("swirls.png", 64)
     states = []
-    multi = stylize_video(clip.frames, style, variables=real_vars, iterations=30, passes=2,
+    multi = stylize_video(clip.frames, style, variables=variables, iterations=30, passes=2,
                           pass_iterations=15, on_state=states.append)
     # Pass 0 of the multi-pass run is the independent stylization of every frame (one batch,
     # the same options); it is the baseline.
     independent = states[0]
     e_ind = synthetic.warping_error(independent.frames, clip)
     s_ind = float(np.mean(independent.losses["style"]))
-    seq = stylize_video(clip.frames, style, variables=real_vars, iterations=30)
+    seq = stylize_video(clip.frames, style, variables=variables, iterations=30)
     for r in (seq, multi):
         e = synthetic.warping_error(r.frames, clip)
         ratio = float(np.mean(r.losses["style"])) / s_ind

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnst import collect, color, descent, layout, losses, prepare
-from jaxnst.options import Options, make_options
+from jaxnst.options import SWEEPABLE, Options, make_options
 from jaxnst.video import warp as warp_mod
 
 # Measured on the synthetic moving-object clip (6 frames, 64x48 px, real VGG19, 60 iterations,
@@ -89,8 +89,7 @@ def _check(frames: Any, options: dict[str, Any]) -> tuple[np.ndarray, Options]:
     if not np.issubdtype(a.dtype, np.floating):
         raise ValueError(f"frames must be float RGB in [0, 1], got dtype {a.dtype}")
     o = make_options(**options)
-    swept = [k for k in ("content_weight", "style_weight", "tv_weight", "seed")
-             if isinstance(getattr(o, k), tuple)]
+    swept = [k for k in SWEEPABLE if isinstance(getattr(o, k), tuple)]
     if swept:
         raise ValueError(f"video takes one value of {swept[0]} (sweeps are for still images)")
     if o.scales:
