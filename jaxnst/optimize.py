@@ -39,13 +39,9 @@ Array = jax.Array
 
 
 class Config(NamedTuple):
-    """Static settings: changing one of these compiles a new program.
-
-    ``optimizer`` may also be any ``optax.GradientTransformation``, run like Adam (one value and
-    gradient per step; a transformation with extra arguments also gets ``value``, ``grad`` and
-    ``value_fn``). ``extra_loss(image, feats) -> scalar`` is added to the total (see
-    :func:`parts_fn`). Both hash by identity: a new object (a new lambda, a new ``optax.adam(...)``)
-    compiles a new program, so build them once and reuse them."""
+    """Static settings: changing one of these compiles a new program. ``optimizer`` may be any
+    optax transformation, run like Adam (extra-args ones also get value, grad and value_fn);
+    it and ``extra_loss`` (see :func:`parts_fn`) hash by identity: reuse one object."""
     optimizer: str | optax.GradientTransformation = "lbfgs"  # "lbfgs" | "adam" | a transformation
     chunk: int = 50                   # steps per compiled program call
     pooling: str = "max"
