@@ -1,9 +1,24 @@
 """jaxnst: Gatys et al. neural style transfer in JAX, with the descent loop compiled."""
+
 from jaxnst.objective import Objective, objective
-from jaxnst.stylize import (Options, Result, features, reconstruct_content, stylize,
-                             synthesize_texture)
+from jaxnst.stylize import (
+    Options,
+    Result,
+    features,
+    reconstruct_content,
+    stylize,
+    synthesize_texture,
+)
 from jaxnst.video.api import stylize_video as stylize_video  # video (Ruder et al.)
 
-__all__ = ["Objective", "Options", "Result", "features", "objective", "reconstruct_content",
-           "stylize", "synthesize_texture"]
+__all__ = [
+    "Objective",
+    "Options",
+    "Result",
+    "features",
+    "objective",
+    "reconstruct_content",
+    "stylize",
+    "synthesize_texture",
+]
 __version__ = "0.1.0"

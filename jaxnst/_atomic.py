@@ -3,21 +3,23 @@
 A reader never sees a half-written file, and an interrupted write (error, Ctrl-C) leaves the
 previous file untouched and no temporary behind.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[str]:
     """Yield a temporary path next to ``path``; on success it is renamed to ``path``."""
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part",
-                               dir=p.parent if str(p.parent) else ".")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{p.name}.", suffix=".part", dir=p.parent if str(p.parent) else "."
+    )
     os.close(fd)
     try:
         yield tmp

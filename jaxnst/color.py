@@ -9,6 +9,7 @@ Artistic Style Transfer"). Pure functions on RGB float (H, W, 3) in [0, 1].
 
 Colour space: full-range BT.601 YCbCr (JPEG's), so "chroma" is Cb, Cr.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -16,9 +17,9 @@ import numpy as np
 
 # NumPy constants: a jnp array at import time would start the XLA backend, which must not happen
 # before jax.distributed.initialize() in multi-process runs.
-_TO_YCC = np.array([[0.299, 0.587, 0.114],
-                    [-0.168736, -0.331264, 0.5],
-                    [0.5, -0.418688, -0.081312]], np.float32)
+_TO_YCC = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32
+)
 _OFFSET = np.array([0.0, 0.5, 0.5], np.float32)
 _FROM_YCC = np.linalg.inv(_TO_YCC).astype(np.float32)
 

@@ -1,16 +1,17 @@
 """Image files in and out. The only module that imports PIL.
 
 ``load`` returns RGB float32 (H, W, 3) in [0, 1]: EXIF orientation applied; grayscale, palette and
-CMYK converted to RGB; alpha composited over white (a transparent pixel becomes white, as it looks in
-most viewers); 16-bit images scaled from 0..65535 without clipping. ``save`` picks the format from
-the extension (.png, .jpg/.jpeg) and writes atomically: a temporary file in the same directory, then
-a rename, so an interrupted write never leaves a half-written or clobbered file.
+CMYK converted to RGB; alpha composited over white (a transparent pixel becomes white, as it
+looks in most viewers); 16-bit images scaled from 0..65535 without clipping. ``save`` picks the
+format from the extension (.png, .jpg/.jpeg) and writes atomically: a temporary file in the same
+directory, then a rename, so an interrupted write never leaves a half-written or clobbered file.
 
 Colour: an input carrying an ICC profile (Adobe RGB, Display P3, a CMYK press profile...) is
 converted to sRGB on load (littleCMS through Pillow's ImageCms, relative colorimetric), since VGG
 and the losses see sRGB values; outputs carry an sRGB ICC profile. ``save(..., depth=16)`` writes
 a 48-bit PNG straight from the float image (no 8-bit step), for print.
 """
+
 from __future__ import annotations
 
 import io
@@ -86,13 +87,15 @@ def load(path: str | os.PathLike) -> np.ndarray:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse both.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                im = ImageOps.exif_transpose(im)
+            with Image.open(p) as opened:
+                im = ImageOps.exif_transpose(opened)
                 im.load()
                 return _to_float_rgb(_to_srgb(im))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{p}: image too large (over Pillow's limit of "
-                         f"{Image.MAX_IMAGE_PIXELS} pixels; decompression bomb?)") from None
+        raise ImageError(
+            f"{p}: image too large (over Pillow's limit of "
+            f"{Image.MAX_IMAGE_PIXELS} pixels; decompression bomb?)"
+        ) from None
     except MemoryError:
         raise ImageError(f"{p}: image too large to decode in memory") from None
     except Exception as e:  # corrupt files raise OSError, SyntaxError, struct.error, EOFError...
@@ -100,8 +103,13 @@ def load(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{p}: not a readable image ({detail})") from None
 
 
-def resize(image: np.ndarray, max_side: int | None = None, *,
-           shape: tuple[int, int] | None = None, min_side: int = 1) -> np.ndarray:
+def resize(
+    image: np.ndarray,
+    max_side: int | None = None,
+    *,
+    shape: tuple[int, int] | None = None,
+    min_side: int = 1,
+) -> np.ndarray:
     """Resize float (H, W, 3) so its longer side is ``max_side`` (or to ``shape`` = (H, W)), with a
     Lanczos filter per channel in float (no 8-bit rounding). For very wide or tall images the
     shorter side is kept at ``min_side`` at least, so the longer side may exceed ``max_side``."""
@@ -113,9 +121,14 @@ def resize(image: np.ndarray, max_side: int | None = None, *,
         shape = (max(1, round(h * s)), max(1, round(w * s)))
     if tuple(shape) == (h, w):
         return image
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32), "F")
-                        .resize((shape[1], shape[0]), Image.Resampling.LANCZOS))
-             for c in range(image.shape[-1])]
+    chans = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(image[..., c], np.float32), "F").resize(
+                (shape[1], shape[0]), Image.Resampling.LANCZOS
+            )
+        )
+        for c in range(image.shape[-1])
+    ]
     return np.clip(np.stack(chans, -1), 0.0, 1.0)
 
 
@@ -128,8 +141,10 @@ def check_output_path(path: str | os.PathLike, depth: int = 8) -> Path:
     ImageError."""
     p = Path(path)
     if p.suffix.lower() not in FORMATS:
-        raise ImageError(f"{p}: unknown output extension {p.suffix or '(none)'!r}; "
-                         f"expected one of {', '.join(FORMATS)}")
+        raise ImageError(
+            f"{p}: unknown output extension {p.suffix or '(none)'!r}; "
+            f"expected one of {', '.join(FORMATS)}"
+        )
     if depth not in (8, 16):
         raise ImageError(f"{p}: output depth must be 8 or 16, got {depth!r}")
     if depth == 16 and FORMATS[p.suffix.lower()] != "PNG":
@@ -172,9 +187,13 @@ def png16_bytes(image: np.ndarray) -> bytes:
     a = (np.clip(image, 0.0, 1.0) * 65535.0 + 0.5).astype(">u2")
     rows = np.concatenate([np.zeros((h, 1), np.uint8), a.reshape(h, -1).view(np.uint8)], 1)
     iccp = b"sRGB\0\0" + zlib.compress(_srgb_profile())
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-            + _chunk(b"iCCP", iccp) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-            + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + _chunk(b"iCCP", iccp)
+        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _umask() -> int:
@@ -185,30 +204,40 @@ def _umask() -> int:
 
 def _font(size: int):
     from PIL import ImageFont
+
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
         return ImageFont.load_default()
 
 
-def contact_sheet(tiles: list[np.ndarray], labels: list[str], columns: int | None = None,
-                  tile: int = 256, label_height: int = 34) -> np.ndarray:
+def contact_sheet(
+    tiles: list[np.ndarray],
+    labels: list[str],
+    columns: int | None = None,
+    tile: int = 256,
+    label_height: int = 34,
+) -> np.ndarray:
     """Labelled tiles on a white sheet: uint8 (H, W, 3). Each tile (float RGB [0, 1]) is scaled to
     fit a ``tile`` x ``tile`` box; labels may have two lines."""
     from PIL import ImageDraw
+
     n = len(tiles)
     columns = columns or min(n, 4)
     rows = -(-n // columns)
     pad = 6
-    sheet = Image.new("RGB", (columns * (tile + pad) + pad, rows * (tile + label_height + pad) + pad),
-                      "white")
+    sheet = Image.new(
+        "RGB", (columns * (tile + pad) + pad, rows * (tile + label_height + pad) + pad), "white"
+    )
     draw = ImageDraw.Draw(sheet)
     font = _font(12)
     for i, (t, label) in enumerate(zip(tiles, labels)):
         im = Image.fromarray(to_uint8(t))
         scale = tile / max(im.size)
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                       Image.Resampling.LANCZOS)
+        im = im.resize(
+            (max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+            Image.Resampling.LANCZOS,
+        )
         x = pad + (i % columns) * (tile + pad)
         y = pad + (i // columns) * (tile + label_height + pad)
         sheet.paste(im, (x + (tile - im.width) // 2, y + (tile - im.height) // 2))
@@ -216,15 +245,31 @@ def contact_sheet(tiles: list[np.ndarray], labels: list[str], columns: int | Non
     return np.asarray(sheet)
 
 
-_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+_COLOURS = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
 
 
-def loss_plot(steps: np.ndarray, curves: list[np.ndarray], labels: list[str],
-              title: str = "loss", size: tuple[int, int] = (560, 380)) -> np.ndarray:
+def loss_plot(
+    steps: np.ndarray,
+    curves: list[np.ndarray],
+    labels: list[str],
+    title: str = "loss",
+    size: tuple[int, int] = (560, 380),
+) -> np.ndarray:
     """A log-scale line plot of each curve against ``steps`` (iterations), with a legend:
     uint8 RGB (H, W, 3)."""
     from PIL import ImageDraw
+
     w, h = size
     left, right, top, bottom = 70, 170, 30, 40
     im = Image.new("RGB", size, "white")
@@ -243,7 +288,7 @@ def loss_plot(steps: np.ndarray, curves: list[np.ndarray], labels: list[str],
     d.rectangle([left, top, w - right, h - bottom], outline="black")
     for k in range(int(np.floor(lo)), int(np.ceil(hi)) + 1):
         if lo <= k <= hi:
-            y = py(10.0 ** k)
+            y = py(10.0**k)
             d.line([left, y, w - right, y], fill=(225, 225, 225))
             d.text((5, y - 6), f"1e{k}", fill="black", font=font)
     for i in sorted({0, len(steps) // 2, len(steps) - 1}):
@@ -252,7 +297,7 @@ def loss_plot(steps: np.ndarray, curves: list[np.ndarray], labels: list[str],
     for j, (c, label) in enumerate(zip(curves, labels)):
         colour = _COLOURS[j % len(_COLOURS)]
         c = np.asarray(c, np.float64)
-        pts = [(px(i), py(max(v, 10.0 ** lo))) for i, v in enumerate(c) if np.isfinite(v) and v > 0]
+        pts = [(px(i), py(max(v, 10.0**lo))) for i, v in enumerate(c) if np.isfinite(v) and v > 0]
         if len(pts) > 1:
             d.line(pts, fill=colour, width=2)
         y = top + 16 * j

@@ -14,10 +14,11 @@ positions at layer l:
 - :func:`tv_loss` (not in the paper; Mahendran & Vedaldi's smoothness prior with beta = 2) is the
   mean squared difference between neighbouring pixels, over both directions and all channels.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -64,14 +65,19 @@ def style_layer_loss(f: Array, a: Array) -> Array:
     return jnp.sum((g - a) ** 2) / (4.0 * c * c)
 
 
-def style_loss(feats: Mapping[str, Array], target_grams: Mapping[str, Array],
-               layer_weights: Mapping[str, float] | None = None) -> Array:
+def style_loss(
+    feats: Mapping[str, Array],
+    target_grams: Mapping[str, Array],
+    layer_weights: Mapping[str, float] | None = None,
+) -> Array:
     """Sum over the target's layers of w_l * E_l; w_l = 1 / (number of layers) by default (the
     paper's 1/5 for five layers)."""
     names = sorted(target_grams)
     if layer_weights is None:
         layer_weights = {n: 1.0 / len(names) for n in names}
-    return sum(layer_weights[n] * style_layer_loss(feats[n], target_grams[n]) for n in names)
+    return cast(
+        Array, sum(layer_weights[n] * style_layer_loss(feats[n], target_grams[n]) for n in names)
+    )
 
 
 def tv_loss(image: Array, wrap: bool = False) -> Array:
@@ -100,13 +106,15 @@ def _psd_sqrt(c: Array) -> Array:
 
 
 def wasserstein_target(f: Array) -> tuple[Array, Array, Array]:
-    """What :func:`wasserstein_layer_loss` compares against: (mean, covariance, sqrt(covariance))."""
+    """What :func:`wasserstein_layer_loss` compares against: (mean, covariance,
+    sqrt(covariance))."""
     mu, cov = mean_cov(f)
     return mu, cov, _psd_sqrt(cov)
 
 
-def wasserstein_layer_loss(f: Array, target: tuple[Array, Array, Array],
-                           eps: float = 1e-3) -> Array:
+def wasserstein_layer_loss(
+    f: Array, target: tuple[Array, Array, Array], eps: float = 1e-3
+) -> Array:
     """Squared 2-Wasserstein distance between Gaussians fitted to ``f`` and to the target, per
     channel: (|mu - mu_t|^2 + tr(S) + tr(S_t) - 2 tr((S_t^1/2 S S_t^1/2)^1/2)) / C.
 
@@ -130,15 +138,16 @@ def guided_gram(f: Array, m: Array) -> Array:
     return (x.T @ x) / jnp.maximum(jnp.sum(m * m), 1e-8)
 
 
-def guided_style_loss(feats: Mapping[str, Array], grams: Mapping[str, Array],
-                      masks: Mapping[str, Array]) -> Array:
+def guided_style_loss(
+    feats: Mapping[str, Array], grams: Mapping[str, Array], masks: Mapping[str, Array]
+) -> Array:
     """Spatial control: region r of the image matches target Gram ``grams[l][r]``.
 
     grams[l]: (R, C, C) one target per region; masks[l]: (R, H_l, W_l) at the layer's resolution.
     Per layer: sum over regions of sum((G_r - A_r)^2) / (4 C^2); layers averaged as in style_loss.
     """
     names = sorted(grams)
-    total = 0.0
+    total: Any = 0.0
     for n in names:
         g = jax.vmap(guided_gram, in_axes=(None, 0))(feats[n], masks[n])
         c = g.shape[-1]
@@ -154,10 +163,11 @@ class Targets(NamedTuple):
     one, and ``reliability`` (H, W) in [0, 1], the weight c of each pixel (0 where the flow is
     unreliable); one per batch member, like ``content``. None (the default) means no temporal
     term, and the objective is exactly the still-image one."""
+
     content: dict[str, Array]
     grams: dict[str, Array]
     moments: dict[str, tuple[Array, Array, Array]] = {}
-    masks: dict[str, Array] = {}   # spatial control: (R, H_l, W_l) per style layer
+    masks: dict[str, Array] = {}  # spatial control: (R, H_l, W_l) per style layer
     warped: Array | None = None
     reliability: Array | None = None
 
@@ -165,6 +175,7 @@ class Targets(NamedTuple):
 class Weights(NamedTuple):
     """Scalar loss weights (traced, so changing their values never recompiles). ``temporal``
     weighs :func:`temporal_loss` when the targets carry a warped frame (None: no such term)."""
+
     content: Array
     style: Array
     tv: Array
@@ -183,8 +194,9 @@ def _with_temporal(total: Array, image: Array, targets: Targets, weights: Weight
     # Only when both are given: without them the total is bit-identical to the still-image one.
     if targets.warped is None or targets.reliability is None or weights.temporal is None:
         return total
-    return total + weights.temporal * temporal_loss(image.astype(jnp.float32), targets.warped,
-                                                    targets.reliability)
+    return total + weights.temporal * temporal_loss(
+        image.astype(jnp.float32), targets.warped, targets.reliability
+    )
 
 
 class Parts(NamedTuple):
@@ -194,14 +206,21 @@ class Parts(NamedTuple):
     tv: Array
 
 
-def make_targets(content_feats: Mapping[str, Array], style_feats: Mapping[str, Array],
-                 content_layers: Sequence[str], style_layers: Sequence[str]) -> Targets:
-    return Targets(content={n: content_feats[n] for n in content_layers},
-                   grams={n: gram(style_feats[n]) for n in style_layers})
+def make_targets(
+    content_feats: Mapping[str, Array],
+    style_feats: Mapping[str, Array],
+    content_layers: Sequence[str],
+    style_layers: Sequence[str],
+) -> Targets:
+    return Targets(
+        content={n: content_feats[n] for n in content_layers},
+        grams={n: gram(style_feats[n]) for n in style_layers},
+    )
 
 
-def objective(image: Array, feats: Mapping[str, Array], targets: Targets, weights: Weights,
-              wrap: bool = False) -> Parts:
+def objective(
+    image: Array, feats: Mapping[str, Array], targets: Targets, weights: Weights, wrap: bool = False
+) -> Parts:
     """Weighted objective for one image: content * L_content + style * L_style + tv * L_tv
     (+ temporal * :func:`temporal_loss` for video; it is in ``total`` but has no part of its own).
 
@@ -209,17 +228,22 @@ def objective(image: Array, feats: Mapping[str, Array], targets: Targets, weight
     dict contributes zero, which gives texture synthesis (no content) or reconstruction (no style).
     ``wrap``: the TV term wraps around (seamless tiles, see :func:`tv_loss`).
     """
+    lc: Any
     if targets.content:
-        lc = sum(content_loss(feats[n], p) for n, p in targets.content.items()) / len(targets.content)
+        lc = sum(content_loss(feats[n], p) for n, p in targets.content.items()) / len(
+            targets.content
+        )
     else:
         lc = jnp.zeros((), jnp.float32)
+    ls: Any
     if targets.grams and targets.masks:
         ls = guided_style_loss(feats, targets.grams, targets.masks)
     elif targets.grams:
         ls = style_loss(feats, targets.grams)
     elif targets.moments:
-        ls = sum(wasserstein_layer_loss(feats[n], t) for n, t in targets.moments.items()) \
-            / len(targets.moments)
+        ls = sum(wasserstein_layer_loss(feats[n], t) for n, t in targets.moments.items()) / len(
+            targets.moments
+        )
     else:
         ls = jnp.zeros((), jnp.float32)
     lt = tv_loss(image.astype(jnp.float32), wrap)
@@ -246,14 +270,22 @@ def layer_terms(name: str, f: Array, targets: Targets) -> tuple[Array, Array]:
     return content, zero
 
 
-def objective_from_terms(image: Array, terms: Mapping[str, tuple[Array, Array]], targets: Targets,
-                         weights: Weights, wrap: bool = False) -> Parts:
+def objective_from_terms(
+    image: Array,
+    terms: Mapping[str, tuple[Array, Array]],
+    targets: Targets,
+    weights: Weights,
+    wrap: bool = False,
+) -> Parts:
     """:func:`objective` assembled from per-layer :func:`layer_terms` (same averaging)."""
     zero = jnp.zeros((), jnp.float32)
-    lc = sum(terms[n][0] for n in targets.content) / len(targets.content) \
-        if targets.content else zero
+    lc: Any = (
+        sum(terms[n][0] for n in targets.content) / len(targets.content)
+        if targets.content
+        else zero
+    )
     style = sorted(targets.grams or targets.moments)
-    ls = sum(terms[n][1] for n in style) / len(style) if style else zero
+    ls: Any = sum(terms[n][1] for n in style) / len(style) if style else zero
     lt = tv_loss(image.astype(jnp.float32), wrap)
     total = weights.content * lc + weights.style * ls + weights.tv * lt
     return Parts(_with_temporal(total, image, targets, weights), lc, ls, lt)

@@ -14,10 +14,12 @@ slower (issue 2). The flipped kernel can be precomputed once per run with
 :func:`with_backward_kernels`; the kernel gradient is still exact (computed by ordinary autodiff),
 so :func:`jax.grad` with respect to the parameters also works.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -114,15 +116,20 @@ class Conv3x3(nn.Module):
     (O,) in ``params``, and ``kernel_t`` from the ``backward`` collection when present (see
     :func:`with_backward_kernels`). Called with the input width, it returns the three arrays; the
     arithmetic lives in plain functions so that whole blocks can be rematerialised."""
+
     features: int
 
     @nn.compact
     def __call__(self, in_features: int):
-        kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (3, 3, in_features, self.features), jnp.float32)
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(),
+            (3, 3, in_features, self.features),
+            jnp.float32,
+        )
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         if self.has_variable("backward", "kernel_t"):
-            kernel_t = self.get_variable("backward", "kernel_t")
+            kernel_t: Any = self.get_variable("backward", "kernel_t")
         else:
             kernel_t = backward_kernel(kernel)
         return kernel, bias, kernel_t
@@ -140,7 +147,7 @@ def _windows(x):
     """(N, H, W, C) -> (N, H//2, 2, W//2, 2, C): the 2x2 pooling windows (an odd last row or column
     is dropped, as VALID pooling does). A reshape, so it costs nothing."""
     n, h, w, c = x.shape
-    return x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+    return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
 
 
 @jax.custom_vjp
@@ -168,10 +175,10 @@ def _max_pool_bwd(res, g):
     parts = []
     for a in (0, 1):
         for b in (0, 1):
-            hit = (win[:, :, a, :, b, :] == y) & ~taken   # ties (flat regions): first one only
+            hit = (win[:, :, a, :, b, :] == y) & ~taken  # ties (flat regions): first one only
             parts.append(jnp.where(hit, g, jnp.zeros_like(g)))
             taken = taken | hit
-    dx = jnp.stack(parts).reshape(2, 2, *y.shape)                    # (a, b, N, H', W', C)
+    dx = jnp.stack(parts).reshape(2, 2, *y.shape)  # (a, b, N, H', W', C)
     dx = jnp.transpose(dx, (2, 3, 0, 4, 1, 5)).reshape(n, y.shape[1] * 2, y.shape[2] * 2, c)
     return (jnp.pad(dx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
 
@@ -201,16 +208,18 @@ def check_layers(layers: Sequence[str], what: str = "layer") -> tuple[str, ...]:
         if not isinstance(name, str):
             raise ValueError(f"{what}s must be layer names like 'conv4_2', got {name!r}")
         if name not in LAYERS:
-            raise ValueError(f"unknown {what} {name!r}; expected one of conv1_1..conv5_4 "
-                             f"({', '.join(LAYERS)})")
+            raise ValueError(
+                f"unknown {what} {name!r}; expected one of conv1_1..conv5_4 ({', '.join(LAYERS)})"
+            )
     return layers
 
 
 PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
-def _block(x, weights, names, keep, pooling, index, custom_grad, pool_after, single, tap,
-           wrap=False):
+def _block(
+    x, weights, names, keep, pooling, index, custom_grad, pool_after, single, tap, wrap=False
+):
     """One VGG block: its convolutions, then the 2x2 pool when another block follows. Returns the
     block's output and, for each layer named in ``keep``, its activation (one image's, when
     ``single``) or ``tap(name, activation)``."""
@@ -242,6 +251,7 @@ class VGG19(nn.Module):
     ``wrap`` pads every convolution circularly (the image is treated as a torus), for seamless
     tiles: the output then repeats without a seam.
     """
+
     pooling: str = "max"
     channels: Sequence[int] = CHANNELS
     custom_grad: bool = True
@@ -250,8 +260,12 @@ class VGG19(nn.Module):
     wrap: bool = False
 
     @nn.compact
-    def __call__(self, image: jax.Array, layers: Sequence[str] = ("conv5_1",),
-                 taps: Callable[[str, jax.Array], Any] | None = None) -> dict[str, Any]:
+    def __call__(
+        self,
+        image: jax.Array,
+        layers: Sequence[str] = ("conv5_1",),
+        taps: Callable[[str, jax.Array], Any] | None = None,
+    ) -> dict[str, Any]:
         if self.pooling not in ("max", "avg"):
             raise ValueError(f"unknown pooling {self.pooling!r}; expected 'max' or 'avg'")
         if self.precision not in PRECISIONS:
@@ -266,15 +280,23 @@ class VGG19(nn.Module):
         for b, n in enumerate(BLOCKS):
             if k > last:
                 break
-            names = LAYERS[k:min(k + n, last + 1)]
+            names = LAYERS[k : min(k + n, last + 1)]
             weights, width = [], x.shape[-1]
             for name in names:
                 weights.append(Conv3x3(self.channels[b], name=name)(width))
                 width = self.channels[b]
-            block = functools.partial(_block, names=names, keep=tuple(set(layers) & set(names)),
-                                      pooling=self.pooling, index=b, custom_grad=self.custom_grad,
-                                      pool_after=k + n <= last, single=single, tap=taps,
-                                      wrap=self.wrap)
+            block: Callable[..., Any] = functools.partial(
+                _block,
+                names=names,
+                keep=tuple(set(layers) & set(names)),
+                pooling=self.pooling,
+                index=b,
+                custom_grad=self.custom_grad,
+                pool_after=k + n <= last,
+                single=single,
+                tap=taps,
+                wrap=self.wrap,
+            )
             if self.remat:
                 block = jax.checkpoint(block)
             x, acts = block(x, weights)
@@ -287,20 +309,25 @@ def with_backward_kernels(variables: dict) -> dict:
     """Add the ``backward`` collection (flipped, transposed kernels) to ``variables``. Do it once,
     outside the descent loop."""
     params = variables["params"]
-    back = {name: {"kernel_t": backward_kernel(jnp.asarray(p["kernel"]))} for name, p in params.items()}
+    back = {
+        name: {"kernel_t": backward_kernel(jnp.asarray(p["kernel"]))} for name, p in params.items()
+    }
     return {**variables, "backward": back}
 
 
-def random_variables(key: jax.Array, channels: Sequence[int] = (4, 8, 8, 16, 16),
-                     size: int = 32) -> dict:
+def random_variables(
+    key: jax.Array, channels: Sequence[int] = (4, 8, 8, 16, 16), size: int = 32
+) -> dict:
     """Small random VGG19-shaped variables for tests and examples (He-style scale keeps activations
     in a sensible range)."""
     model = VGG19(channels=tuple(channels))
-    return model.init(key, jnp.zeros((size, size, 3)), LAYERS)
+    return cast(dict, model.init(key, jnp.zeros((size, size, 3)), LAYERS))
 
 
 def channels_of(variables: dict) -> tuple[int, ...]:
     """Block widths of a VGG19 parameter tree (for building the matching module)."""
     p = variables["params"]
-    return tuple(p[f"conv{b}_1"]["kernel"].shape[-1] if f"conv{b}_1" in p else CHANNELS[b - 1]
-                 for b in range(1, 6))
+    return tuple(
+        p[f"conv{b}_1"]["kernel"].shape[-1] if f"conv{b}_1" in p else CHANNELS[b - 1]
+        for b in range(1, 6)
+    )

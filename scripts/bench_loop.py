@@ -10,6 +10,7 @@ Prints a table and, with --json, writes the numbers (``seconds_per_eval`` per va
 
     python scripts/bench_loop.py --size 256 --steps 10 --repeats 3 [--json out.json]
 """
+
 import argparse
 import json
 import statistics
@@ -22,7 +23,7 @@ import numpy as np
 import optax
 
 from jaxnst import losses, optimize, vgg, weights
-from jaxnst.stylize import STYLE_LAYERS, CONTENT_LAYERS
+from jaxnst.stylize import CONTENT_LAYERS, STYLE_LAYERS
 
 
 def main() -> int:
@@ -30,8 +31,11 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10, help="steps per timed run")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--random-weights", action="store_true",
-                    help="full-width random weights instead of the real ones (no download)")
+    ap.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="full-width random weights instead of the real ones (no download)",
+    )
     ap.add_argument("--json")
     a = ap.parse_args()
 
@@ -56,8 +60,9 @@ def main() -> int:
     b_hyper = hyper._replace(weights=jax.tree.map(lambda x: x[None], w))
 
     def compiled(custom):
-        config = optimize.Config(optimizer="adam", chunk=a.steps, layers=layers,
-                                 custom_grad=custom, batched_content=True)
+        config = optimize.Config(
+            optimizer="adam", chunk=a.steps, layers=layers, custom_grad=custom, batched_content=True
+        )
         state, _ = optimize.init_state(content[None], run_vars, b_targets, b_hyper, config)
 
         def go():
@@ -66,6 +71,7 @@ def main() -> int:
             s, totals, _, _ = optimize.run_chunk(s, run_vars, b_targets, b_hyper, config)
             totals.block_until_ready()
             return (time.perf_counter() - t) / a.steps
+
         return go
 
     config = optimize.Config(optimizer="adam", layers=layers)
@@ -85,8 +91,11 @@ def main() -> int:
             image.block_until_ready()  # a reporting loop looks at every step
         return (time.perf_counter() - t) / a.steps
 
-    variants = {"compiled": compiled(True), "python_loop": python_loop,
-                "compiled_autodiff": compiled(False)}
+    variants = {
+        "compiled": compiled(True),
+        "python_loop": python_loop,
+        "compiled_autodiff": compiled(False),
+    }
     for fn in variants.values():  # warm-up: compile
         fn()
     times = {k: [] for k in variants}
@@ -94,15 +103,21 @@ def main() -> int:
         for k, fn in variants.items():
             times[k].append(fn())
     med = {k: statistics.median(v) for k, v in times.items()}
-    report = {"size": a.size, "steps": a.steps, "repeats": a.repeats,
-              "device": jax.devices()[0].device_kind,
-              "seconds_per_eval": med,
-              "ratio_compiled_to_python_loop": med["compiled"] / med["python_loop"],
-              "ratio_autodiff_to_compiled": med["compiled_autodiff"] / med["compiled"]}
+    report = {
+        "size": a.size,
+        "steps": a.steps,
+        "repeats": a.repeats,
+        "device": jax.devices()[0].device_kind,
+        "seconds_per_eval": med,
+        "ratio_compiled_to_python_loop": med["compiled"] / med["python_loop"],
+        "ratio_autodiff_to_compiled": med["compiled_autodiff"] / med["compiled"],
+    }
     for k, v in med.items():
         print(f"{k:>18}: {v:.3f} s/eval")
-    print(f"compiled / python loop = {report['ratio_compiled_to_python_loop']:.2f}; "
-          f"autodiff convs / custom VJP = {report['ratio_autodiff_to_compiled']:.2f}")
+    print(
+        f"compiled / python loop = {report['ratio_compiled_to_python_loop']:.2f}; "
+        f"autodiff convs / custom VJP = {report['ratio_autodiff_to_compiled']:.2f}"
+    )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=2)

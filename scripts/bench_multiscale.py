@@ -9,6 +9,7 @@ loss evaluated at full resolution, wall seconds, and writes both images side by 
 
     python scripts/bench_multiscale.py --size 1024 --budget 40 [--content C --style S] [--out DIR]
 """
+
 import argparse
 import json
 import sys
@@ -47,19 +48,31 @@ def main() -> int:
     single = stylize(content, style, iterations=e)
     t_single = time.perf_counter() - t
     t = time.perf_counter()
-    multi = stylize(content, style, scales=(a.size // 4, a.size // 2),
-                    scale_iterations=(4 * e, e, e // 2))
+    multi = stylize(
+        content, style, scales=(a.size // 4, a.size // 2), scale_iterations=(4 * e, e, e // 2)
+    )
     t_multi = time.perf_counter() - t
-    rep = {"size": list(content.shape[:2]), "budget_full_res_evaluations": e,
-           "single": {"seconds": t_single, "evaluations": single.evaluations,
-                      **full_res_losses(single.image, content, style, o)},
-           "coarse_to_fine": {"seconds": t_multi, "evaluations": multi.evaluations,
-                              "scales": [a.size // 4, a.size // 2, a.size],
-                              "iterations": [4 * e, e, e // 2],
-                              **full_res_losses(multi.image, content, style, o)}}
+    rep = {
+        "size": list(content.shape[:2]),
+        "budget_full_res_evaluations": e,
+        "single": {
+            "seconds": t_single,
+            "evaluations": single.evaluations,
+            **full_res_losses(single.image, content, style, o),
+        },
+        "coarse_to_fine": {
+            "seconds": t_multi,
+            "evaluations": multi.evaluations,
+            "scales": [a.size // 4, a.size // 2, a.size],
+            "iterations": [4 * e, e, e // 2],
+            **full_res_losses(multi.image, content, style, o),
+        },
+    }
     out = Path(a.out)
-    image_io.save(out / "multiscale_compare.jpg",
-                  np.concatenate([single.image, np.ones((content.shape[0], 8, 3)), multi.image], 1))
+    image_io.save(
+        out / "multiscale_compare.jpg",
+        np.concatenate([single.image, np.ones((content.shape[0], 8, 3)), multi.image], 1),
+    )
     print(json.dumps(rep, indent=2))
     with open(out / "multiscale.json", "w") as f:
         json.dump(rep, f, indent=2)

@@ -8,6 +8,7 @@ evaluations each paid (a batched line search runs until its slowest member).
 
     python scripts/bench_sweep.py --sizes 128 256 --n 4 --iterations 20 [--json out.json]
 """
+
 import argparse
 import json
 import sys
@@ -45,16 +46,23 @@ def main() -> int:
         t = time.perf_counter()
         sweep = stylize(c, s, style_weight=weights, **kw)
         t_sweep = time.perf_counter() - t
-        row = {"size": size, "n": a.n, "iterations": a.iterations,
-               "single_runs_seconds": t_single, "sweep_seconds": t_sweep,
-               "ratio": t_sweep / t_single,
-               "single_evaluations": int(sum(r.evaluations for r in singles)),
-               "sweep_member_evaluations": int(np.sum(sweep.evaluations)),
-               "sweep_batch_evaluations": int(sweep.batch_evaluations) * a.n}
+        row = {
+            "size": size,
+            "n": a.n,
+            "iterations": a.iterations,
+            "single_runs_seconds": t_single,
+            "sweep_seconds": t_sweep,
+            "ratio": t_sweep / t_single,
+            "single_evaluations": int(sum(r.evaluations for r in singles)),
+            "sweep_member_evaluations": int(np.sum(sweep.evaluations)),
+            "sweep_batch_evaluations": int(sweep.batch_evaluations) * a.n,
+        }
         rows.append(row)
-        print(f"{size}px N={a.n}: {a.n} single runs {t_single:.1f} s, one sweep {t_sweep:.1f} s, "
-              f"ratio {row['ratio']:.2f} (evaluations: singles {row['single_evaluations']}, "
-              f"sweep paid {row['sweep_batch_evaluations']})")
+        print(
+            f"{size}px N={a.n}: {a.n} single runs {t_single:.1f} s, one sweep {t_sweep:.1f} s, "
+            f"ratio {row['ratio']:.2f} (evaluations: singles {row['single_evaluations']}, "
+            f"sweep paid {row['sweep_batch_evaluations']})"
+        )
     report = {"device": jax.devices()[0].device_kind, "optimizer": a.optimizer, "rows": rows}
     if a.json:
         with open(a.json, "w") as f:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Fetch, verify and convert the VGG19 weights (same as: python -m jaxnst.weights fetch)."""
+
 import sys
 
 from jaxnst.weights import main

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Render a small gallery of jaxnst's quality controls from the bundled sample images.
 
-    python scripts/gallery.py [--size 128] [--iterations 200] [--out docs/gallery.jpg]
+python scripts/gallery.py [--size 128] [--iterations 200] [--out docs/gallery.jpg]
 """
+
 import argparse
 import sys
 

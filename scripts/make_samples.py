@@ -5,6 +5,7 @@ Brush-stroke-like swirls: white noise smeared along the streamlines of a few ran
 integral convolution), coloured with a night-sky palette. Deterministic for a given --seed.
     python scripts/make_samples.py [--size 384] [--seed 7] [--out jaxnst/samples/swirls.png]
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -12,8 +13,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-PALETTE = np.array([[16, 28, 72], [28, 64, 140], [46, 110, 170], [90, 160, 180],
-                    [220, 200, 110], [245, 225, 160]], np.float64) / 255.0
+PALETTE = (
+    np.array(
+        [
+            [16, 28, 72],
+            [28, 64, 140],
+            [46, 110, 170],
+            [90, 160, 180],
+            [220, 200, 110],
+            [245, 225, 160],
+        ],
+        np.float64,
+    )
+    / 255.0
+)
 
 
 def swirls(size: int, seed: int) -> np.ndarray:
@@ -59,8 +72,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=384)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "jaxnst" /
-                                         "samples" / "swirls.png"))
+    ap.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parent.parent / "jaxnst" / "samples" / "swirls.png"),
+    )
     a = ap.parse_args()
     img = (swirls(a.size, a.seed) * 255 + 0.5).astype(np.uint8)
     Image.fromarray(img).save(a.out, optimize=True)

@@ -11,6 +11,7 @@ It writes both results side by side and prints the full-resolution losses.
 
     python scripts/normalized_vgg.py [--size 128] [--iterations 200] [--out normalized_vgg.jpg]
 """
+
 import argparse
 import sys
 
@@ -47,27 +48,43 @@ def main() -> int:
     variables, _ = weights.load_variables()
     content = image_io.resize(image_io.load(sample_path("chelsea.jpg")), a.size)
     style = image_io.resize(image_io.load(sample_path("swirls.png")), a.size)
-    norm = normalize(variables, [image_io.resize(image_io.load(sample_path(n)), 256)
-                                 for n in ("chelsea.jpg", "swirls.png")])
+    norm = normalize(
+        variables,
+        [
+            image_io.resize(image_io.load(sample_path(n)), 256)
+            for n in ("chelsea.jpg", "swirls.png")
+        ],
+    )
     sw = Options().style_weight
     # Both losses at the same white-noise image measure each network's style/content scale.
-    probe = {k: stylize(content, style, variables=v, iterations=1, init="noise")
-             for k, v in (("default", variables), ("normalized", norm))}
+    probe = {
+        k: stylize(content, style, variables=v, iterations=1, init="noise")
+        for k, v in (("default", variables), ("normalized", norm))
+    }
     ratio = {k: r.history["style"][0] / r.history["content"][0] for k, r in probe.items()}
     sw_norm = sw * ratio["default"] / ratio["normalized"]
     r0 = stylize(content, style, variables=variables, iterations=a.iterations)
     # The matched weight, and 10x and 100x more style (one batched sweep), for a fair look.
     sws = [sw_norm, 10 * sw_norm, 100 * sw_norm]
     r1 = stylize(content, style, variables=norm, iterations=a.iterations, style_weight=sws)
-    print(f"default: style loss {r0.history['style'][0]:.3g} -> {r0.history['style'][-1]:.3g} "
-          f"({1 - r0.history['style'][-1] / r0.history['style'][0]:.1%} lower)")
+    print(
+        f"default: style loss {r0.history['style'][0]:.3g} -> {r0.history['style'][-1]:.3g} "
+        f"({1 - r0.history['style'][-1] / r0.history['style'][0]:.1%} lower)"
+    )
     for i, w in enumerate(sws):
         h = r1.history["style"][i]
-        print(f"normalised, style weight {w:.3g}: style loss {h[0]:.3g} -> {h[-1]:.3g} "
-              f"({1 - h[-1] / h[0]:.1%} lower)")
-    image_io.save(a.out, image_io.contact_sheet(
-        [r0.image, *r1.image], ["default VGG19"] + [f"normalised, sw {w:.3g}" for w in sws],
-        tile=200))
+        print(
+            f"normalised, style weight {w:.3g}: style loss {h[0]:.3g} -> {h[-1]:.3g} "
+            f"({1 - h[-1] / h[0]:.1%} lower)"
+        )
+    image_io.save(
+        a.out,
+        image_io.contact_sheet(
+            [r0.image, *r1.image],
+            ["default VGG19"] + [f"normalised, sw {w:.3g}" for w in sws],
+            tile=200,
+        ),
+    )
     print(f"wrote {a.out}")
     return 0
 

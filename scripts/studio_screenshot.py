@@ -7,6 +7,7 @@ the screenshot once the run is past ``--at`` of its iterations.
     python scripts/studio_screenshot.py --out docs/studio.png [--size 256] [--iterations 300]
         [--style-weight 3e-4] [--at 0.4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,17 @@ import threading
 import time
 from pathlib import Path
 
-CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
+CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
 
 
 def serve(results: Path):
@@ -27,10 +36,12 @@ def serve(results: Path):
     import uvicorn
 
     from jaxnst.studio.app import create_app
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(results), log_level="warning",
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(results), log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
@@ -41,6 +52,7 @@ def serve(results: Path):
 def browser(width: int, height: int):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
     o = webdriver.ChromeOptions()
     o.binary_location = "/usr/bin/chromium"
     for a in (*CHROME_FLAGS, f"--window-size={width},{height}"):
@@ -77,14 +89,20 @@ def main() -> int:
             driver.find_element(By.ID, "start").click()
             target = args.at * int(args.iterations)
             WebDriverWait(driver, 3600, poll_frequency=0.5).until(
-                lambda dr: dr.execute_script("return state.data && state.data[0].length ? "
-                                             "state.data[0][state.data[0].length - 1] : 0")
-                >= target)
+                lambda dr: (
+                    dr.execute_script(
+                        "return state.data && state.data[0].length ? "
+                        "state.data[0][state.data[0].length - 1] : 0"
+                    )
+                    >= target
+                )
+            )
             time.sleep(1.5)  # let the newest preview load
             png = driver.get_screenshot_as_png()
             driver.find_element(By.ID, "stop").click()
             WebDriverWait(driver, 600, poll_frequency=0.5).until(
-                lambda dr: dr.find_element(By.ID, "status").text.lower() == "stopped")
+                lambda dr: dr.find_element(By.ID, "status").text.lower() == "stopped"
+            )
         finally:
             driver.quit()
             server.should_exit = True
@@ -98,6 +116,7 @@ def save_small_png(png: bytes, out: Path) -> None:
     import io
 
     from PIL import Image
+
     with Image.open(io.BytesIO(png)) as im:
         small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
         small.save(out, optimize=True)

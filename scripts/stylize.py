@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Stylize an image: python scripts/stylize.py CONTENT STYLE -o OUT.png (see --help)."""
+
 import sys
 
 from jaxnst.cli import main

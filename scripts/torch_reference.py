@@ -6,6 +6,7 @@ content layers, style ``sum((G - A)^2) / (4 C^2)`` with Grams averaged over posi
 over style layers, TV the mean squared neighbour difference. PyTorch is an optional dependency
 (``pip install torch==2.13.0`` on the project's machines); nothing in the package imports this.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,21 +24,31 @@ class TorchObjective:
     """``loss(image)`` for an NCHW float32 image; ``targets`` is a :class:`jaxnst.losses.Targets`
     (content activations and Grams), ``weights`` (content, style, tv) floats."""
 
-    def __init__(self, variables: dict, targets, weights, pooling: str = "max",
-                 device: str = "cpu"):
+    def __init__(
+        self, variables: dict, targets, weights, pooling: str = "max", device: str = "cpu"
+    ):
         if targets.masks or targets.moments:
             raise ValueError("the PyTorch reference covers the Gram objective only")
         p = variables["params"]
         layers = set(targets.content) | set(targets.grams)
         self.last = max(vgg.LAYERS.index(n) for n in layers)
-        self.convs = [(torch.from_numpy(np.ascontiguousarray(
-                           np.asarray(p[n]["kernel"], np.float32).transpose(3, 2, 0, 1))).to(device),
-                       torch.from_numpy(np.array(p[n]["bias"], np.float32)).to(device))
-                      for n in vgg.LAYERS[:self.last + 1]]
+        self.convs = [
+            (
+                torch.from_numpy(
+                    np.ascontiguousarray(
+                        np.asarray(p[n]["kernel"], np.float32).transpose(3, 2, 0, 1)
+                    )
+                ).to(device),
+                torch.from_numpy(np.array(p[n]["bias"], np.float32)).to(device),
+            )
+            for n in vgg.LAYERS[: self.last + 1]
+        ]
         self.mean = torch.tensor(vgg.MEAN_RGB, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.content = {n: _nchw(a).to(device) for n, a in targets.content.items()}
-        self.grams = {n: torch.from_numpy(np.array(a, np.float32)).to(device)
-                      for n, a in targets.grams.items()}
+        self.grams = {
+            n: torch.from_numpy(np.array(a, np.float32)).to(device)
+            for n, a in targets.grams.items()
+        }
         self.weights = [float(w) for w in weights]
         self.pooling = pooling
         self.device = device
@@ -49,8 +60,11 @@ class TorchObjective:
             name = vgg.LAYERS[k]
             if name.endswith("_1") and k > 0:
                 b = int(name[4]) - 2
-                x = F.max_pool2d(x, 2) if self.pooling == "max" else \
-                    F.avg_pool2d(x, 2) * vgg.AVG_POOL_SCALE[b]
+                x = (
+                    F.max_pool2d(x, 2)
+                    if self.pooling == "max"
+                    else F.avg_pool2d(x, 2) * vgg.AVG_POOL_SCALE[b]
+                )
             x = torch.relu(F.conv2d(x, kernel, bias, padding=1))
             out[name] = x
         return out
@@ -62,7 +76,7 @@ class TorchObjective:
         lc = lc / max(len(self.content), 1)
         ls = zero
         for n, a in self.grams.items():
-            x = f[n][0].flatten(1)                      # (C, M)
+            x = f[n][0].flatten(1)  # (C, M)
             g = x @ x.T / x.shape[1]
             ls = ls + ((g - a) ** 2).sum() / (4.0 * a.shape[0] ** 2)
         ls = ls / max(len(self.grams), 1)
@@ -93,9 +107,16 @@ class TorchObjective:
         """A full L-BFGS run (strong Wolfe line search, as jaxnst's default) from ``hwc``. Returns
         the final image (H, W, 3), the final loss and the number of evaluations."""
         image = self.image(hwc)
-        opt = torch.optim.LBFGS([image], lr=1, max_iter=iterations, max_eval=iterations * 25,
-                                history_size=memory, tolerance_grad=0.0, tolerance_change=0.0,
-                                line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [image],
+            lr=1,
+            max_iter=iterations,
+            max_eval=iterations * 25,
+            history_size=memory,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+            line_search_fn="strong_wolfe",
+        )
         evals = 0
 
         def closure():

@@ -21,6 +21,7 @@ def small_vars():
 def real_vars():
     """The real, verified VGG19 weights. Missing weights fail the run in CI and skip elsewhere."""
     from jaxnst import weights
+
     try:
         return weights.load_variables(fetch=False)
     except weights.WeightsError as e:
@@ -40,5 +41,7 @@ def smooth_image(rng, h, w):
     img = np.zeros((h, w, 3))
     for c in range(3):
         a, b, f = rng.uniform(-1, 1, 3)
-        img[..., c] = 0.5 + 0.3 * np.sin(6 * (a * x + b * y) + f) + 0.1 * rng.standard_normal((h, w))
+        img[..., c] = (
+            0.5 + 0.3 * np.sin(6 * (a * x + b * y) + f) + 0.1 * rng.standard_normal((h, w))
+        )
     return np.clip(img, 0, 1).astype(np.float32)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+from conftest import smooth_image
 
 from jaxnst import checkpoint
 from jaxnst.stylize import stylize
-from conftest import smooth_image
 
 TINY = dict(style_weight=1e-2, tv_weight=1.0, content_weight=1.0)
 
@@ -16,8 +16,15 @@ def pair():
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_interrupted_then_resumed_equals_uninterrupted(small_vars, pair, tmp_path, optimizer):
-    kw = dict(variables=small_vars, optimizer=optimizer, iterations=12, chunk=4, init="noise",
-              learning_rate=0.05, **TINY)
+    kw = dict(
+        variables=small_vars,
+        optimizer=optimizer,
+        iterations=12,
+        chunk=4,
+        init="noise",
+        learning_rate=0.05,
+        **TINY,
+    )
     full = stylize(*pair, **kw)
     saved = []
 
@@ -50,14 +57,37 @@ def test_periodic_checkpoints_and_resuming_further(small_vars, pair):
 
 def test_mismatched_checkpoint_is_refused(small_vars, pair, tmp_path):
     saved = []
-    stylize(*pair, variables=small_vars, optimizer="adam", iterations=4, chunk=2,
-            checkpoint_every=2, on_checkpoint=saved.append, **TINY)
+    stylize(
+        *pair,
+        variables=small_vars,
+        optimizer="adam",
+        iterations=4,
+        chunk=2,
+        checkpoint_every=2,
+        on_checkpoint=saved.append,
+        **TINY,
+    )
     with pytest.raises(checkpoint.CheckpointError, match="does not match"):
-        stylize(*pair, variables=small_vars, optimizer="adam", iterations=4, chunk=2,
-                resume=saved[0], **{**TINY, "style_weight": 2e-2})
+        stylize(
+            *pair,
+            variables=small_vars,
+            optimizer="adam",
+            iterations=4,
+            chunk=2,
+            resume=saved[0],
+            **{**TINY, "style_weight": 2e-2},
+        )
     with pytest.raises(checkpoint.CheckpointError, match="does not match"):
-        stylize(pair[1][:, :32], pair[1], variables=small_vars, optimizer="adam", iterations=4,
-                chunk=2, resume=saved[0], **TINY)
+        stylize(
+            pair[1][:, :32],
+            pair[1],
+            variables=small_vars,
+            optimizer="adam",
+            iterations=4,
+            chunk=2,
+            resume=saved[0],
+            **TINY,
+        )
     (tmp_path / "bad.npz").write_bytes(b"garbage")
     with pytest.raises(checkpoint.CheckpointError, match="unreadable"):
         checkpoint.load(tmp_path / "bad.npz")

@@ -30,15 +30,39 @@ def run(argv, capsys):
 
 def test_full_run_writes_image_json_and_intermediates(files, tmp_path, capsys, real_vars):
     out = tmp_path / "o.png"
-    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 48, "--iterations", 4,
-                     "--save-every", 2, "--json", tmp_path / "r.json", "--quiet"], capsys)
+    code, err = run(
+        [
+            files / "c.png",
+            files / "s.jpg",
+            "-o",
+            out,
+            "--size",
+            48,
+            "--iterations",
+            4,
+            "--save-every",
+            2,
+            "--json",
+            tmp_path / "r.json",
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0, err
     im = Image.open(out)
     assert im.size == (48, 36)
     assert (tmp_path / "o_step00002.png").exists()
     r = json.loads((tmp_path / "r.json").read_text())
-    for key in ("final_loss", "evaluations", "iterations", "wall_seconds", "compile_seconds",
-                "device", "image_size", "weights_sha256"):
+    for key in (
+        "final_loss",
+        "evaluations",
+        "iterations",
+        "wall_seconds",
+        "compile_seconds",
+        "device",
+        "image_size",
+        "weights_sha256",
+    ):
         assert key in r
     assert r["iterations"] == 4 and r["evaluations"] >= 5 and r["image_size"] == [48, 36]
     assert set(r["final_loss"]) == {"total", "content", "style", "tv"}
@@ -54,21 +78,40 @@ def test_demo_runs_on_bundled_images(tmp_path, capsys, real_vars):
 
 def test_divergence_exits_3_with_last_finite_image(files, tmp_path, capsys, real_vars):
     out = tmp_path / "d.png"
-    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 32, "--optimizer",
-                     "adam", "--learning-rate", 1e30, "--iterations", 10, "--quiet"], capsys)
+    code, err = run(
+        [
+            files / "c.png",
+            files / "s.jpg",
+            "-o",
+            out,
+            "--size",
+            32,
+            "--optimizer",
+            "adam",
+            "--learning-rate",
+            1e30,
+            "--iterations",
+            10,
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 3
     assert "non-finite at iteration" in err and out.exists()
 
 
-@pytest.mark.parametrize("extra, msg", [
-    (["--style-weight", "-1"], "--style-weight must be a finite number >= 0"),
-    (["--content-weight", "nan"], "--content-weight must be a finite number"),
-    (["--tv-weight", "inf"], "--tv-weight must be a finite number"),
-    (["--iterations", "0"], "--iterations must be >= 1"),
-    (["--size", "0"], "--size must be at least 16"),
-    (["--style-layers", "conv9_1"], "unknown style layer 'conv9_1'"),
-    (["--optimizer", "sgd"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "extra, msg",
+    [
+        (["--style-weight", "-1"], "--style-weight must be a finite number >= 0"),
+        (["--content-weight", "nan"], "--content-weight must be a finite number"),
+        (["--tv-weight", "inf"], "--tv-weight must be a finite number"),
+        (["--iterations", "0"], "--iterations must be >= 1"),
+        (["--size", "0"], "--size must be at least 16"),
+        (["--style-layers", "conv9_1"], "unknown style layer 'conv9_1'"),
+        (["--optimizer", "sgd"], "invalid choice"),
+    ],
+)
 def test_bad_flags(files, tmp_path, capsys, extra, msg):
     out = tmp_path / "o.png"
     code, err = run([files / "c.png", files / "s.jpg", "-o", out, *extra], capsys)
@@ -77,9 +120,14 @@ def test_bad_flags(files, tmp_path, capsys, extra, msg):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("which, msg", [
-    ("missing", "no such file"), ("text", "not a readable image"), ("dir", "is a directory"),
-])
+@pytest.mark.parametrize(
+    "which, msg",
+    [
+        ("missing", "no such file"),
+        ("text", "not a readable image"),
+        ("dir", "is a directory"),
+    ],
+)
 def test_bad_input_files(files, tmp_path, capsys, which, msg):
     bad = {"missing": files / "nope.png", "text": files / "text.png", "dir": files}[which]
     out = tmp_path / "o.png"
@@ -89,8 +137,9 @@ def test_bad_input_files(files, tmp_path, capsys, which, msg):
         assert not out.exists()
 
 
-@pytest.mark.parametrize("name, msg", [("o.gif2", "unknown output extension"),
-                                       ("no/dir/o.png", "does not exist")])
+@pytest.mark.parametrize(
+    "name, msg", [("o.gif2", "unknown output extension"), ("no/dir/o.png", "does not exist")]
+)
 def test_bad_output_path(files, tmp_path, capsys, name, msg):
     code, err = run([files / "c.png", files / "s.jpg", "-o", tmp_path / name], capsys)
     assert code == 2 and msg in err
@@ -105,9 +154,25 @@ def test_existing_output_untouched_on_bad_input(files, tmp_path, capsys):
 
 def test_sweep_writes_one_image_per_value_sheet_plot_and_json(files, tmp_path, capsys, real_vars):
     out = tmp_path / "s.png"
-    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 40, "--iterations", 3,
-                     "--style-weight", "1e-4", "1e-3", "--json", tmp_path / "r.json", "--quiet"],
-                    capsys)
+    code, err = run(
+        [
+            files / "c.png",
+            files / "s.jpg",
+            "-o",
+            out,
+            "--size",
+            40,
+            "--iterations",
+            3,
+            "--style-weight",
+            "1e-4",
+            "1e-3",
+            "--json",
+            tmp_path / "r.json",
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0, err
     for name in ("s_sw0.0001.png", "s_sw0.001.png", "s_sheet.png", "s_losses.png"):
         assert (tmp_path / name).exists(), name
@@ -123,33 +188,51 @@ def test_content_dir_batches_frames(files, tmp_path, capsys, real_vars):
     for i in range(2):
         Image.open(files / "c.png").rotate(180 * i).save(frames / f"f{i}.png")
     out = tmp_path / "o.png"
-    code, err = run(["--content-dir", frames, files / "s.jpg", "-o", out, "--size", 40,
-                     "--iterations", 2, "--quiet"], capsys)
+    code, err = run(
+        [
+            "--content-dir",
+            frames,
+            files / "s.jpg",
+            "-o",
+            out,
+            "--size",
+            40,
+            "--iterations",
+            2,
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert (tmp_path / "o_f0.png").exists() and (tmp_path / "o_f1.png").exists()
 
 
 def test_checkpoint_and_resume_from_the_command_line(files, tmp_path, capsys, real_vars):
     base = [files / "c.png", files / "s.jpg", "--size", 32, "--optimizer", "adam", "--quiet"]
-    code, err = run([*base, "-o", tmp_path / "a.png", "--iterations", 4, "--checkpoint-every", 2],
-                    capsys)
+    code, err = run(
+        [*base, "-o", tmp_path / "a.png", "--iterations", 4, "--checkpoint-every", 2], capsys
+    )
     assert code == 0, err
     ck = tmp_path / "a.ckpt.npz"
     assert ck.exists()  # written at iteration 2
     code, err = run([*base, "-o", tmp_path / "b.png", "--iterations", 4, "--resume", ck], capsys)
     assert code == 0, err
-    code, err = run([*base, "-o", tmp_path / "c.png", "--iterations", 4, "--checkpoint-every", 2],
-                    capsys)
+    code, err = run(
+        [*base, "-o", tmp_path / "c.png", "--iterations", 4, "--checkpoint-every", 2], capsys
+    )
     a, b, c = (np.asarray(Image.open(tmp_path / f"{x}.png")) for x in "abc")
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, c)
-    code, err = run([*base, "-o", tmp_path / "d.png", "--iterations", 4, "--resume", ck,
-                     "--style-weight", "1"], capsys)
+    code, err = run(
+        [*base, "-o", tmp_path / "d.png", "--iterations", 4, "--resume", ck, "--style-weight", "1"],
+        capsys,
+    )
     assert code == 2 and "does not match" in err and not (tmp_path / "d.png").exists()
 
 
 def test_ctrl_c_writes_a_checkpoint_and_exits_130(files, tmp_path, capsys, real_vars, monkeypatch):
     from jaxnst import optimize
+
     real = optimize.run_chunk
     calls = {"n": 0}
 
@@ -161,22 +244,39 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(files, tmp_path, capsys, real_
 
     monkeypatch.setattr(optimize, "run_chunk", interrupt_second_chunk)
     out = tmp_path / "o.png"
-    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 32, "--iterations", 6,
-                     "--save-every", 2, "--quiet"], capsys)
+    code, err = run(
+        [
+            files / "c.png",
+            files / "s.jpg",
+            "-o",
+            out,
+            "--size",
+            32,
+            "--iterations",
+            6,
+            "--save-every",
+            2,
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 130 and "--resume" in err
     assert (tmp_path / "o.ckpt.npz").exists() and not out.exists()
 
 
 def test_device_errors_become_a_clear_message(files, tmp_path, capsys, monkeypatch, real_vars):
     import importlib
+
     st_mod = importlib.import_module("jaxnst.stylize")
 
     class XlaRuntimeError(RuntimeError):
         pass
 
     def oom(*a, **k):
-        raise XlaRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9e12 "
-                              "bytes.\nBufferAssignment OOM Debugging.")
+        raise XlaRuntimeError(
+            "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9e12 "
+            "bytes.\nBufferAssignment OOM Debugging."
+        )
 
     monkeypatch.setattr(st_mod, "stylize", oom)
     out = tmp_path / "o.png"
@@ -185,32 +285,76 @@ def test_device_errors_become_a_clear_message(files, tmp_path, capsys, monkeypat
     assert err.count("\n") == 1 and not out.exists()
 
 
-@pytest.mark.parametrize("extra", [
-    ["--preserve-color", "luminance", "--style-scale", "0.5", "--pooling", "avg"],
-    ["--style-loss", "wasserstein", "--style-weight", "50", "--preserve-color", "histogram"],
-    ["--optimizer", "adam", "--ema-decay", "0.9"],
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--preserve-color", "luminance", "--style-scale", "0.5", "--pooling", "avg"],
+        ["--style-loss", "wasserstein", "--style-weight", "50", "--preserve-color", "histogram"],
+        ["--optimizer", "adam", "--ema-decay", "0.9"],
+    ],
+)
 def test_control_flags(files, tmp_path, capsys, real_vars, extra):
     out = tmp_path / "o.png"
-    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 32, "--iterations", 2,
-                     "--quiet", *extra], capsys)
+    code, err = run(
+        [
+            files / "c.png",
+            files / "s.jpg",
+            "-o",
+            out,
+            "--size",
+            32,
+            "--iterations",
+            2,
+            "--quiet",
+            *extra,
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert out.exists()
 
 
 def test_blend_and_modes(files, tmp_path, capsys, real_vars):
     out = tmp_path / "b.png"
-    code, err = run([files / "c.png", f"{files / 's.jpg'},{files / 'c.png'}", "-o", out,
-                     "--style-blend-weights", "0.7", "0.3", "--size", 32, "--iterations", 2,
-                     "--quiet"], capsys)
+    code, err = run(
+        [
+            files / "c.png",
+            f"{files / 's.jpg'},{files / 'c.png'}",
+            "-o",
+            out,
+            "--style-blend-weights",
+            "0.7",
+            "0.3",
+            "--size",
+            32,
+            "--iterations",
+            2,
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    code, err = run([files / "c.png", f"{files / 's.jpg'},{files / 'c.png'}", "-o", out,
-                     "--style-blend-weights", "1", "--size", 32, "--quiet"], capsys)
+    code, err = run(
+        [
+            files / "c.png",
+            f"{files / 's.jpg'},{files / 'c.png'}",
+            "-o",
+            out,
+            "--style-blend-weights",
+            "1",
+            "--size",
+            32,
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 2 and "1 values for 2 style images" in err
     for mode in ("texture", "reconstruct"):
         o = tmp_path / f"{mode}.png"
-        code, err = run(["--mode", mode, files / "s.jpg", "-o", o, "--size", 32, "--iterations", 2,
-                         "--quiet"], capsys)
+        code, err = run(
+            ["--mode", mode, files / "s.jpg", "-o", o, "--size", 32, "--iterations", 2, "--quiet"],
+            capsys,
+        )
         assert code == 0, err
         assert Image.open(o).size == (32, 32)
 
@@ -222,22 +366,43 @@ def test_compile_cache_makes_the_second_run_compile_less(files, tmp_path, real_v
     import stat
     import subprocess
     import sys
+
     cache = tmp_path / "xla-cache"
     reports = []
     for i in range(2):
         rep = tmp_path / f"r{i}.json"
-        p = subprocess.run([sys.executable, "-m", "jaxnst.cli", str(files / "c.png"),
-                            str(files / "s.jpg"), "-o", str(tmp_path / f"o{i}.png"), "--size", "32",
-                            "--iterations", "2", "--compile-cache", str(cache), "--json", str(rep),
-                            "--quiet"], capture_output=True, text=True,
-                           env={**os.environ, "JAXNST_COMPILE_CACHE": ""})
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jaxnst.cli",
+                str(files / "c.png"),
+                str(files / "s.jpg"),
+                "-o",
+                str(tmp_path / f"o{i}.png"),
+                "--size",
+                "32",
+                "--iterations",
+                "2",
+                "--compile-cache",
+                str(cache),
+                "--json",
+                str(rep),
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "JAXNST_COMPILE_CACHE": ""},
+        )
         assert p.returncode == 0, p.stderr
         reports.append(json.loads(rep.read_text()))
     first, second = reports
     assert first["compile_cache"] == str(cache) and first["compile_cache_hits"] == 0
     assert second["compile_cache_hits"] >= 1
-    assert second["compile_seconds"] < 0.5 * first["compile_seconds"], \
-        (first["compile_seconds"], second["compile_seconds"])
+    assert second["compile_seconds"] < 0.5 * first["compile_seconds"], (
+        first["compile_seconds"],
+        second["compile_seconds"],
+    )
     assert any(cache.iterdir())
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
 
@@ -246,7 +411,20 @@ def test_unusable_compile_cache_only_warns(files, tmp_path, capsys, real_vars):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     out = tmp_path / "o.png"
-    code, err = run([files / "c.png", files / "s.jpg", "-o", out, "--size", 32, "--iterations", 1,
-                     "--compile-cache", blocker / "sub"], capsys)
+    code, err = run(
+        [
+            files / "c.png",
+            files / "s.jpg",
+            "-o",
+            out,
+            "--size",
+            32,
+            "--iterations",
+            1,
+            "--compile-cache",
+            blocker / "sub",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "compile cache" in err and out.exists()

@@ -1,14 +1,15 @@
 """Quality controls (issue 4): each checked by a measurable effect, not just that it runs."""
+
 import importlib
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import smooth_image
 
 from jaxnst import color, image_io, prepare
 from jaxnst.cli import sample_path
 from jaxnst.stylize import stylize
-from conftest import smooth_image
 
 st = importlib.import_module("jaxnst.stylize")
 
@@ -22,13 +23,18 @@ def test_blended_grams_are_the_weighted_mean(small_vars, rng):
     c = smooth_image(rng, 32, 32)
     s1, s2 = smooth_image(rng, 40, 24), smooth_image(rng, 24, 48)  # other sizes and aspects
     o = st.make_options(style_blend_weights=[3.0, 1.0])
-    t = st.prepare_targets(jnp.asarray(c), [jnp.asarray(s1), jnp.asarray(s2)], small_vars, o,
-                           o.style_blend_weights)
+    t = st.prepare_targets(
+        jnp.asarray(c), [jnp.asarray(s1), jnp.asarray(s2)], small_vars, o, o.style_blend_weights
+    )
     for n in o.style_layers:
         f1 = st.features(s1, [n], variables=small_vars)[n]
         f2 = st.features(s2, [n], variables=small_vars)[n]
-        np.testing.assert_allclose(t.grams[n], 0.75 * np_gram(f1) + 0.25 * np_gram(f2),
-                                   rtol=1e-4, atol=1e-4 * np.abs(np_gram(f1)).max())
+        np.testing.assert_allclose(
+            t.grams[n],
+            0.75 * np_gram(f1) + 0.25 * np_gram(f2),
+            rtol=1e-4,
+            atol=1e-4 * np.abs(np_gram(f1)).max(),
+        )
 
 
 def test_blend_weight_zero_equals_the_single_style(small_vars, rng):
@@ -76,8 +82,10 @@ def test_preserve_color_keeps_the_contents_chroma(real_vars):
     content = image_io.resize(image_io.load(sample_path("chelsea.jpg")), 64)
     style = image_io.resize(image_io.load(sample_path("swirls.png")), 64)  # blue and yellow
     kw = dict(variables=variables, iterations=30, style_weight=1e-3)
-    err = {pc: chroma_error(stylize(content, style, preserve_color=pc, **kw).image, content)
-           for pc in ("none", "luminance", "histogram")}
+    err = {
+        pc: chroma_error(stylize(content, style, preserve_color=pc, **kw).image, content)
+        for pc in ("none", "luminance", "histogram")
+    }
     assert err["luminance"] < 0.01, err  # the content's chroma, by construction (up to clipping)
     assert err["histogram"] < 0.6 * err["none"], err
 
@@ -97,19 +105,28 @@ def np_w2(f, g):
 
 def test_wasserstein_loss_matches_numpy_and_is_zero_at_the_target(rng):
     from jaxnst import losses
+
     f = rng.standard_normal((6, 5, 4)).astype(np.float32)
     g = (rng.standard_normal((7, 3, 4)) * 2 + 1).astype(np.float32)
     t = losses.wasserstein_target(jnp.asarray(g))
-    np.testing.assert_allclose(losses.wasserstein_layer_loss(jnp.asarray(f), t), np_w2(f, g),
-                               rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        losses.wasserstein_layer_loss(jnp.asarray(f), t), np_w2(f, g), rtol=1e-3, atol=1e-3
+    )
     same = float(losses.wasserstein_layer_loss(jnp.asarray(g), t))
     assert abs(same) < 0.02 * np_w2(f, g)  # only the eps term remains
 
 
 def test_wasserstein_style_loss_descends(small_vars, rng):
     c, s = smooth_image(rng, 32, 32), smooth_image(rng, 36, 36)
-    r = stylize(c, s, variables=small_vars, style_loss="wasserstein", iterations=15,
-                style_weight=10.0, init="noise")
+    r = stylize(
+        c,
+        s,
+        variables=small_vars,
+        style_loss="wasserstein",
+        iterations=15,
+        style_weight=10.0,
+        init="noise",
+    )
     assert r.history["style"][-1] < 0.3 * r.history["style"][0]
 
 
@@ -117,10 +134,18 @@ def test_adam_ema_is_the_average_of_the_iterates(small_vars, rng):
     """Second path: optax.adam stepped from Python, the EMA kept in NumPy."""
     import jax
     import optax
-    from jaxnst import losses, optimize, vgg
+
+    from jaxnst import losses, vgg
+
     c, s = smooth_image(rng, 32, 32), smooth_image(rng, 32, 32)
-    kw = dict(variables=small_vars, optimizer="adam", iterations=6, learning_rate=0.05,
-              style_weight=1e-2, tv_weight=1.0)
+    kw = dict(
+        variables=small_vars,
+        optimizer="adam",
+        iterations=6,
+        learning_rate=0.05,
+        style_weight=1e-2,
+        tv_weight=1.0,
+    )
     r = stylize(c, s, ema_decay=0.8, **kw)
     o = st.make_options(optimizer="adam", style_weight=1e-2, tv_weight=1.0)
     t = st.prepare_targets(jnp.asarray(c), jnp.asarray(s), small_vars, o)
@@ -129,11 +154,11 @@ def test_adam_ema_is_the_average_of_the_iterates(small_vars, rng):
     loss = lambda x: losses.objective(x, model.apply(small_vars, x, vgg.LAYERS[:13]), t, w).total  # noqa
     img, opt = jnp.asarray(c), optax.adam(0.05)
     state, ema = opt.init(img), np.zeros_like(c, np.float64)
-    for k in range(6):
+    for _ in range(6):
         u, state = opt.update(jax.grad(loss)(img), state, img)
         img = img + u
         ema = 0.8 * ema + 0.2 * np.asarray(img, np.float64)
-    expected = np.clip(ema / (1 - 0.8 ** 6), 0, 1)
+    expected = np.clip(ema / (1 - 0.8**6), 0, 1)
     assert np.abs(r.image - expected).max() <= 1e-4
     plain = stylize(c, s, **kw)
     assert np.abs(plain.image - r.image).max() > 1e-3
@@ -143,6 +168,7 @@ def test_adam_ema_is_the_average_of_the_iterates(small_vars, rng):
 
 def test_texture_and_reconstruction_modes(small_vars, rng):
     from jaxnst import reconstruct_content, synthesize_texture
+
     s = smooth_image(rng, 32, 40)
     t = synthesize_texture(s, (40, 48), variables=small_vars, iterations=15, style_weight=1e-2)
     assert t.image.shape == (40, 48, 3) and t.history["content"][-1] == 0
@@ -153,14 +179,21 @@ def test_texture_and_reconstruction_modes(small_vars, rng):
 
 def test_guided_gram_against_numpy(rng):
     from jaxnst import losses
+
     f = rng.standard_normal((4, 6, 3)).astype(np.float32)
     m = rng.uniform(size=(4, 6)).astype(np.float32)
     x = f.reshape(-1, 3).astype(np.float64) * m.reshape(-1, 1)
-    np.testing.assert_allclose(losses.guided_gram(jnp.asarray(f), jnp.asarray(m)),
-                               x.T @ x / np.sum(m.astype(np.float64) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.guided_gram(jnp.asarray(f), jnp.asarray(m)),
+        x.T @ x / np.sum(m.astype(np.float64) ** 2),
+        rtol=1e-5,
+    )
     ones = np.ones((4, 6), np.float32)
-    np.testing.assert_allclose(losses.guided_gram(jnp.asarray(f), jnp.asarray(ones)),
-                               losses.gram(jnp.asarray(f)), rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.guided_gram(jnp.asarray(f), jnp.asarray(ones)),
+        losses.gram(jnp.asarray(f)),
+        rtol=1e-5,
+    )
 
 
 def test_masks_assign_regions_to_styles(real_vars):
@@ -172,11 +205,17 @@ def test_masks_assign_regions_to_styles(real_vars):
     red, blue = swirl[..., [2, 0, 0]], swirl[..., [0, 0, 2]]  # same strokes, other colours
     left = np.zeros((h, w), np.float32)
     left[:, : w // 2] = 1
-    r = stylize(content, [red, blue], variables=variables, content_masks=np.stack([left, 1 - left]),
-                iterations=40, style_weight=1e-3)
+    r = stylize(
+        content,
+        [red, blue],
+        variables=variables,
+        content_masks=np.stack([left, 1 - left]),
+        iterations=40,
+        style_weight=1e-3,
+    )
     img = r.image
     redness = lambda x: float(x[..., 0].mean() - x[..., 2].mean())  # noqa: E731
-    assert redness(img[:, : w // 2 - 4]) > redness(img[:, w // 2 + 4:]) + 0.15
+    assert redness(img[:, : w // 2 - 4]) > redness(img[:, w // 2 + 4 :]) + 0.15
     with pytest.raises(ValueError, match="2 regions for 1 style"):
         stylize(content, red, variables=variables, content_masks=np.stack([left, 1 - left]))
 
@@ -192,8 +231,9 @@ def test_multiscale_runs_each_scale_from_the_previous_result(small_vars, rng, mo
         return real(content, style, **kw)
 
     monkeypatch.setattr(st, "stylize", spy)
-    r = real(c, s, variables=small_vars, scales=[24, 32], scale_iterations=[6, 4, 2],
-             style_weight=1e-2)
+    r = real(
+        c, s, variables=small_vars, scales=[24, 32], scale_iterations=[6, 4, 2], style_weight=1e-2
+    )
     assert [x[:2] for x in seen] == [((24, 18, 3), 6), ((32, 24, 3), 4), ((64, 48, 3), 2)]
     assert seen[1][2] == (32, 24, 3) and seen[2][2] == (64, 48, 3)  # warm starts, upsampled
     assert r.image.shape == (64, 48, 3) and r.iterations == 12
@@ -206,8 +246,15 @@ def test_controls_inside_a_sweep_equal_single_runs(small_vars, rng):
     s1, s2 = smooth_image(rng, 32, 40), smooth_image(rng, 36, 36)
     left = np.zeros((32, 32), np.float32)
     left[:, :16] = 1
-    kw = dict(variables=small_vars, optimizer="adam", iterations=4, preserve_color="luminance",
-              content_masks=np.stack([left, 1 - left]), pooling="avg", ema_decay=0.5)
+    kw = dict(
+        variables=small_vars,
+        optimizer="adam",
+        iterations=4,
+        preserve_color="luminance",
+        content_masks=np.stack([left, 1 - left]),
+        pooling="avg",
+        ema_decay=0.5,
+    )
     sweep = stylize(c, [s1, s2], style_weight=[1e-2, 3e-2], **kw)
     for i, w in enumerate([1e-2, 3e-2]):
         one = stylize(c, [s1, s2], style_weight=w, **kw)

@@ -25,16 +25,23 @@ def test_grayscale_palette_and_alpha(tmp_path):
     g = write(tmp_path / "g.png", Image.fromarray(np.full((4, 5), 100, np.uint8), "L"))
     np.testing.assert_allclose(image_io.load(g), 100 / 255.0, atol=1e-6)
     pal = Image.fromarray(np.full((4, 5, 3), (200, 10, 30), np.uint8)).quantize(4)
-    np.testing.assert_allclose(image_io.load(write(tmp_path / "p.png", pal))[0, 0],
-                               np.array([200, 10, 30]) / 255.0, atol=1e-6)
+    np.testing.assert_allclose(
+        image_io.load(write(tmp_path / "p.png", pal))[0, 0],
+        np.array([200, 10, 30]) / 255.0,
+        atol=1e-6,
+    )
     rgba = np.zeros((4, 5, 4), np.uint8)
     rgba[..., 0] = 255
     rgba[:, :2, 3] = 255  # left opaque red, right fully transparent
     got = image_io.load(write(tmp_path / "a.png", Image.fromarray(rgba, "RGBA")))
     np.testing.assert_allclose(got[0, 0], [1, 0, 0])
     np.testing.assert_allclose(got[0, 4], [1, 1, 1])  # transparent becomes white
-    la = Image.fromarray(np.stack([np.full((4, 5), 0, np.uint8), np.full((4, 5), 128, np.uint8)], -1), "LA")
-    np.testing.assert_allclose(image_io.load(write(tmp_path / "la.png", la))[0, 0], 127 / 255, atol=1e-2)
+    la = Image.fromarray(
+        np.stack([np.full((4, 5), 0, np.uint8), np.full((4, 5), 128, np.uint8)], -1), "LA"
+    )
+    np.testing.assert_allclose(
+        image_io.load(write(tmp_path / "la.png", la))[0, 0], 127 / 255, atol=1e-2
+    )
 
 
 def test_sixteen_bit_is_not_clipped(tmp_path):
@@ -63,9 +70,14 @@ def test_exif_orientation_applied(tmp_path):
     assert got[1, 1].mean() > 0.8 and got[6, 1].mean() < 0.2  # white half now on top
 
 
-@pytest.mark.parametrize("content, msg", [
-    (None, "no such file"), (b"", "empty file"), (b"hello, I am text", "not a readable image"),
-])
+@pytest.mark.parametrize(
+    "content, msg",
+    [
+        (None, "no such file"),
+        (b"", "empty file"),
+        (b"hello, I am text", "not a readable image"),
+    ],
+)
 def test_bad_files(tmp_path, content, msg):
     p = tmp_path / "x.png"
     if content is not None:
@@ -90,8 +102,9 @@ def test_resize_keeps_aspect_and_range(rng):
     assert r.shape == (10, 20, 3) and r.min() >= 0 and r.max() <= 1
     assert image_io.resize(a, shape=(7, 9)).shape == (7, 9, 3)
     # Area-average sanity: a constant image stays constant.
-    np.testing.assert_allclose(image_io.resize(np.full((30, 60, 3), 0.3, np.float32), 17), 0.3,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        image_io.resize(np.full((30, 60, 3), 0.3, np.float32), 17), 0.3, atol=1e-4
+    )
 
 
 def test_save_formats_and_atomicity(tmp_path, rng, monkeypatch):
@@ -113,9 +126,14 @@ def test_save_formats_and_atomicity(tmp_path, rng, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["o.JPG", "o.png"]  # no temporary left behind
 
 
-@pytest.mark.parametrize("name, msg", [
-    ("o.bmpx", "unknown output extension"), ("missing/o.png", "does not exist"), ("o", "unknown"),
-])
+@pytest.mark.parametrize(
+    "name, msg",
+    [
+        ("o.bmpx", "unknown output extension"),
+        ("missing/o.png", "does not exist"),
+        ("o", "unknown"),
+    ],
+)
 def test_output_path_checks(tmp_path, name, msg):
     with pytest.raises(image_io.ImageError, match=msg):
         image_io.check_output_path(tmp_path / name)

@@ -29,8 +29,9 @@ def test_style_layer_loss_equals_paper_formula(rng):
 def test_content_loss_is_paper_half_sum_over_elements(rng):
     f, p = rng.standard_normal((2, 5, 4, 3)).astype(np.float32)
     expected = 0.5 * np.sum((f.astype(np.float64) - p) ** 2) / f.size
-    np.testing.assert_allclose(losses.content_loss(jnp.asarray(f), jnp.asarray(p)), expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.content_loss(jnp.asarray(f), jnp.asarray(p)), expected, rtol=1e-5
+    )
 
 
 def test_tv_loss(rng):
@@ -67,16 +68,25 @@ def test_objective_weights_and_empty_targets(rng):
 
 
 def test_gradients_match_finite_differences(rng):
-    f = jnp.asarray(rng.standard_normal((4, 3, 5)), jnp.float64 if jax.config.x64_enabled
-                    else jnp.float32)
+    f = jnp.asarray(
+        rng.standard_normal((4, 3, 5)), jnp.float64 if jax.config.x64_enabled else jnp.float32
+    )
     a = losses.gram(jnp.asarray(rng.standard_normal((3, 4, 5)), f.dtype))
     p = jnp.asarray(rng.standard_normal((4, 3, 5)), f.dtype)
-    check_grads(lambda x: losses.style_layer_loss(x, a), (f,), order=1, modes=["rev"],
-                atol=2e-2, rtol=2e-2)
-    check_grads(lambda x: losses.content_loss(x, p), (f,), order=1, modes=["rev"], atol=2e-2,
-                rtol=2e-2)
-    check_grads(losses.tv_loss, (jnp.asarray(rng.uniform(size=(5, 4, 3)), f.dtype),), order=1,
-                modes=["rev"], atol=2e-2, rtol=2e-2)
+    check_grads(
+        lambda x: losses.style_layer_loss(x, a), (f,), order=1, modes=["rev"], atol=2e-2, rtol=2e-2
+    )
+    check_grads(
+        lambda x: losses.content_loss(x, p), (f,), order=1, modes=["rev"], atol=2e-2, rtol=2e-2
+    )
+    check_grads(
+        losses.tv_loss,
+        (jnp.asarray(rng.uniform(size=(5, 4, 3)), f.dtype),),
+        order=1,
+        modes=["rev"],
+        atol=2e-2,
+        rtol=2e-2,
+    )
 
 
 def test_vmap_gram_equals_loop(rng):
@@ -99,5 +109,6 @@ def test_gram_gradient_matches_plain_autodiff_and_finite_differences(rng):
     (got,) = jax.vjp(losses.gram, f)[1](d)
     (want,) = jax.vjp(plain, f)[1](d)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    check_grads(lambda f: jnp.sum(losses.gram(f) * d), (f,), order=1, modes=("rev",),
-                atol=1e-2, rtol=1e-2)
+    check_grads(
+        lambda f: jnp.sum(losses.gram(f) * d), (f,), order=1, modes=("rev",), atol=1e-2, rtol=1e-2
+    )

@@ -1,15 +1,15 @@
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import importlib
+from conftest import smooth_image
 
 from jaxnst import losses, optimize, vgg
 from jaxnst.stylize import compile_stats, stylize
 
 st = importlib.import_module("jaxnst.stylize")  # the module; jaxnst.stylize is the function
-from conftest import smooth_image
 
 TINY = dict(style_weight=1e-2, tv_weight=1.0, content_weight=1.0)
 
@@ -22,8 +22,16 @@ def pair():
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_descent_lowers_the_loss(small_vars, pair, optimizer):
-    r = stylize(*pair, variables=small_vars, optimizer=optimizer, iterations=30, chunk=10,
-                init="noise", learning_rate=0.05, **TINY)
+    r = stylize(
+        *pair,
+        variables=small_vars,
+        optimizer=optimizer,
+        iterations=30,
+        chunk=10,
+        init="noise",
+        learning_rate=0.05,
+        **TINY,
+    )
     assert r.iterations == 30 and r.diverged_at is None
     assert r.history["total"][-1] < 0.5 * r.history["total"][0]
     assert r.image.shape == (32, 32, 3) and r.image.min() >= 0 and r.image.max() <= 1
@@ -46,8 +54,9 @@ def test_evaluation_count_matches_a_counter_inside_the_program(small_vars, pair,
 
     monkeypatch.setattr(optimize, "_total", counted)
     # A distinct static config (lbfgs_memory=7) forces a fresh trace that sees the counter.
-    r = stylize(*pair, variables=small_vars, iterations=12, chunk=5, lbfgs_memory=7,
-                init="noise", **TINY)
+    r = stylize(
+        *pair, variables=small_vars, iterations=12, chunk=5, lbfgs_memory=7, init="noise", **TINY
+    )
     jax.effects_barrier()
     assert r.evaluations == len(calls)
     assert r.evaluations > r.iterations
@@ -68,10 +77,12 @@ def test_no_recompilation_between_chunks_or_weight_values(small_vars, pair):
 
 
 def test_chunking_does_not_change_the_result(small_vars, pair):
-    a = stylize(*pair, variables=small_vars, optimizer="adam", iterations=12, chunk=12,
-                init="noise", **TINY)
-    b = stylize(*pair, variables=small_vars, optimizer="adam", iterations=12, chunk=5,
-                init="noise", **TINY)
+    a = stylize(
+        *pair, variables=small_vars, optimizer="adam", iterations=12, chunk=12, init="noise", **TINY
+    )
+    b = stylize(
+        *pair, variables=small_vars, optimizer="adam", iterations=12, chunk=5, init="noise", **TINY
+    )
     np.testing.assert_allclose(a.image, b.image, atol=1e-5)
     np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
 
@@ -79,11 +90,26 @@ def test_chunking_does_not_change_the_result(small_vars, pair):
 def test_adam_matches_a_plain_python_loop(small_vars, pair):
     """Second code path: optax.adam stepped from Python with jax.grad of the objective."""
     import optax
+
     content, style = pair
     o = st.make_options(optimizer="adam", iterations=6, init="noise", learning_rate=0.05, **TINY)
-    r = stylize(content, style, variables=small_vars, **{k: getattr(o, k) for k in
-                ("optimizer", "iterations", "init", "learning_rate", "style_weight",
-                 "content_weight", "tv_weight")})
+    r = stylize(
+        content,
+        style,
+        variables=small_vars,
+        **{
+            k: getattr(o, k)
+            for k in (
+                "optimizer",
+                "iterations",
+                "init",
+                "learning_rate",
+                "style_weight",
+                "content_weight",
+                "tv_weight",
+            )
+        },
+    )
     targets = st.prepare_targets(jnp.asarray(content), jnp.asarray(style), small_vars, o)
     model = vgg.VGG19(channels=vgg.channels_of(small_vars))
     w = losses.Weights(*(jnp.float32(x) for x in (o.content_weight, o.style_weight, o.tv_weight)))
@@ -112,8 +138,16 @@ def test_same_seed_same_result_and_seed_matters(small_vars, pair):
 
 
 def test_divergence_is_detected_and_the_last_finite_image_kept(small_vars, pair):
-    r = stylize(*pair, variables=small_vars, optimizer="adam", iterations=40, chunk=10,
-                learning_rate=1e30, init="noise", **TINY)
+    r = stylize(
+        *pair,
+        variables=small_vars,
+        optimizer="adam",
+        iterations=40,
+        chunk=10,
+        learning_rate=1e30,
+        init="noise",
+        **TINY,
+    )
     assert r.diverged_at is not None and r.diverged_at < 40
     assert r.iterations == r.diverged_at
     assert np.all(np.isfinite(r.image))
@@ -127,16 +161,19 @@ def test_texture_and_reconstruction_modes(small_vars, pair):
     assert c.history["style"][-1] == 0 and c.history["content"][-1] < c.history["content"][0]
 
 
-@pytest.mark.parametrize("bad, msg", [
-    (dict(iterations=0), "iterations must be a positive integer"),
-    (dict(style_weight=-1.0), "style_weight must be a finite number >= 0"),
-    (dict(content_weight=float("nan")), "content_weight must be a finite number"),
-    (dict(tv_weight=float("inf")), "tv_weight must be a finite number"),
-    (dict(optimizer="sgd"), "unknown optimizer 'sgd'"),
-    (dict(style_layers=("conv9_1",)), "unknown style layer 'conv9_1'"),
-    (dict(init="zeros"), "init must be 'content', 'noise' or an image array"),
-    (dict(colour=1), "unknown option 'colour'"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (dict(iterations=0), "iterations must be a positive integer"),
+        (dict(style_weight=-1.0), "style_weight must be a finite number >= 0"),
+        (dict(content_weight=float("nan")), "content_weight must be a finite number"),
+        (dict(tv_weight=float("inf")), "tv_weight must be a finite number"),
+        (dict(optimizer="sgd"), "unknown optimizer 'sgd'"),
+        (dict(style_layers=("conv9_1",)), "unknown style layer 'conv9_1'"),
+        (dict(init="zeros"), "init must be 'content', 'noise' or an image array"),
+        (dict(colour=1), "unknown option 'colour'"),
+    ],
+)
 def test_bad_options_are_named(small_vars, pair, bad, msg):
     with pytest.raises(ValueError, match=msg):
         stylize(*pair, variables=small_vars, **bad)
@@ -144,5 +181,8 @@ def test_bad_options_are_named(small_vars, pair, bad, msg):
 
 def test_tiny_image_is_refused(small_vars):
     with pytest.raises(ValueError, match="at least 16 px"):
-        stylize(np.zeros((8, 40, 3), np.float32), np.zeros((32, 32, 3), np.float32),
-                variables=small_vars)
+        stylize(
+            np.zeros((8, 40, 3), np.float32),
+            np.zeros((32, 32, 3), np.float32),
+            variables=small_vars,
+        )

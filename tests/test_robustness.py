@@ -1,12 +1,14 @@
 """Hostile and unusual inputs: the loader and the option checks raise only their documented errors
 (ImageError, ValueError), and the CLI turns each into one line and exit code 2."""
+
 import io
 import os
 import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from jaxnst import cli, image_io
@@ -15,17 +17,28 @@ from jaxnst.stylize import make_options
 MODES = ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F", "YCbCr"]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(mode=st.sampled_from(MODES), w=st.integers(1, 40), h=st.integers(1, 40),
-       fmt=st.sampled_from(["PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP"]),
-       cut=st.one_of(st.none(), st.integers(0, 400)), seed=st.integers(0, 2**16))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    mode=st.sampled_from(MODES),
+    w=st.integers(1, 40),
+    h=st.integers(1, 40),
+    fmt=st.sampled_from(["PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP"]),
+    cut=st.one_of(st.none(), st.integers(0, 400)),
+    seed=st.integers(0, 2**16),
+)
 def test_loader_raises_only_image_error(tmp_path_factory, mode, w, h, fmt, cut, seed):
     rng = np.random.default_rng(seed)
     im = Image.fromarray((rng.uniform(size=(h, w, 3)) * 255).astype(np.uint8)).convert(
-        mode if mode not in ("I;16", "I", "F") else "L")
+        mode if mode not in ("I;16", "I", "F") else "L"
+    )
     if mode in ("I;16", "I", "F"):
-        im = im.convert(mode) if mode != "I;16" else Image.fromarray(
-            (rng.uniform(size=(h, w)) * 65535).astype(np.uint16))
+        im = (
+            im.convert(mode)
+            if mode != "I;16"
+            else Image.fromarray((rng.uniform(size=(h, w)) * 65535).astype(np.uint16))
+        )
     buf = io.BytesIO()
     try:
         im.save(buf, format=fmt)
@@ -44,14 +57,38 @@ def test_loader_raises_only_image_error(tmp_path_factory, mode, w, h, fmt, cut, 
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(
-    st.sampled_from(["iterations", "optimizer", "learning_rate", "content_weight", "style_weight",
-                     "tv_weight", "init", "seed", "pooling", "content_layers", "style_layers",
-                     "chunk", "linesearch", "bogus"]),
-    st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
-              st.text(max_size=8), st.lists(st.floats(allow_nan=True), max_size=3),
-              st.lists(st.sampled_from(["conv1_1", "conv4_2", "conv9_9", ""]), max_size=3)),
-    max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "iterations",
+                "optimizer",
+                "learning_rate",
+                "content_weight",
+                "style_weight",
+                "tv_weight",
+                "init",
+                "seed",
+                "pooling",
+                "content_layers",
+                "style_layers",
+                "chunk",
+                "linesearch",
+                "bogus",
+            ]
+        ),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-5, 10**6),
+            st.floats(allow_nan=True),
+            st.text(max_size=8),
+            st.lists(st.floats(allow_nan=True), max_size=3),
+            st.lists(st.sampled_from(["conv1_1", "conv4_2", "conv9_9", ""]), max_size=3),
+        ),
+        max_size=4,
+    )
+)
 def test_option_validation_raises_only_value_error(opts):
     try:
         make_options(**opts)
@@ -73,8 +110,9 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
 
 def test_truncated_jpeg(tmp_path):
     buf = io.BytesIO()
-    Image.fromarray((np.random.default_rng(0).uniform(size=(64, 64, 3)) * 255).astype(np.uint8)) \
-        .save(buf, "JPEG")
+    Image.fromarray(
+        (np.random.default_rng(0).uniform(size=(64, 64, 3)) * 255).astype(np.uint8)
+    ).save(buf, "JPEG")
     (tmp_path / "t.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     with pytest.raises(image_io.ImageError, match="t.jpg"):
         image_io.load(tmp_path / "t.jpg")

@@ -1,4 +1,5 @@
 """The benchmark scripts still run (tiny sizes; their numbers are not checked here)."""
+
 import json
 import os
 import subprocess
@@ -12,9 +13,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_bench_loop_runs(tmp_path):
     out = tmp_path / "b.json"
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_loop.py"), "--size", "32",
-                        "--steps", "2", "--repeats", "1", "--random-weights", "--json", str(out)],
-                       capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_loop.py"),
+            "--size",
+            "32",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--random-weights",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ),
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(out.read_text())
     assert set(r["seconds_per_eval"]) == {"compiled", "python_loop", "compiled_autodiff"}
@@ -23,10 +40,26 @@ def test_bench_loop_runs(tmp_path):
 
 def test_bench_runs_and_reports(tmp_path):
     out = tmp_path / "bench.json"
-    args = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--size", "32", "48", "--evals", "2",
-            "--steps", "2", "--warmup", "1", "--random-weights", "--xla-cpu-ynn", "--json", str(out)]
+    args = [
+        sys.executable,
+        str(ROOT / "scripts" / "bench.py"),
+        "--size",
+        "32",
+        "48",
+        "--evals",
+        "2",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--random-weights",
+        "--xla-cpu-ynn",
+        "--json",
+        str(out),
+    ]
     try:
         import torch  # noqa: F401
+
         args.append("--vs-torch")
     except ImportError:
         pass
@@ -46,20 +79,29 @@ def test_flop_count_agrees_with_xla(small_vars):
     """The benchmark's hand count of one evaluation against XLA's own count of the compiled program
     (full-width random VGG, 64 px): within 15 % (XLA also counts elementwise work; we do not)."""
     sys.path.insert(0, str(ROOT / "scripts"))
+    import bench
     import jax
     import jax.numpy as jnp
-    import bench
+
     from jaxnst import losses, optimize, vgg
+
     variables = vgg.VGG19().init(jax.random.PRNGKey(0), jnp.zeros((32, 32, 3)), vgg.LAYERS[:13])
     img = jnp.full((64, 64, 3), 0.5)
     model = vgg.VGG19()
-    targets = losses.make_targets(model.apply(variables, img, ("conv4_2",)),
-                                  model.apply(variables, img, bench.STYLE_LAYERS),
-                                  ("conv4_2",), bench.STYLE_LAYERS)
+    targets = losses.make_targets(
+        model.apply(variables, img, ("conv4_2",)),
+        model.apply(variables, img, bench.STYLE_LAYERS),
+        ("conv4_2",),
+        bench.STYLE_LAYERS,
+    )
     w = losses.Weights(jnp.float32(1), jnp.float32(1), jnp.float32(1))
     config = optimize.Config(layers=bench.LAYERS)
-    cost = jax.jit(jax.grad(optimize._total), static_argnums=4).lower(
-        img, variables, targets, w, config).compile().cost_analysis()
+    cost = (
+        jax.jit(jax.grad(optimize._total), static_argnums=4)
+        .lower(img, variables, targets, w, config)
+        .compile()
+        .cost_analysis()
+    )
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     ours = bench.flops_per_eval(64, 64)
     assert abs(float(cost["flops"]) - ours) / ours < 0.15, (cost["flops"], ours)
@@ -69,26 +111,33 @@ def test_flop_count_agrees_with_xla(small_vars):
 def test_torch_reference_is_the_same_objective(small_vars, pooling):
     """The benchmark compares like with like: PyTorch's value and image gradient equal jaxnst's
     (small random VGG, 40x36 image, every loss term on)."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     sys.path.insert(0, str(ROOT / "scripts"))
     import jax
     import jax.numpy as jnp
     import numpy as np
     from torch_reference import TorchObjective
+
     from jaxnst import losses, optimize, vgg
     from jaxnst.stylize import STYLE_LAYERS
+
     rng = np.random.default_rng(1)
     content, style, x = (rng.uniform(size=(40, 36, 3)).astype(np.float32) for _ in range(3))
     channels = vgg.channels_of(small_vars)
     model = vgg.VGG19(pooling=pooling, channels=channels)
-    targets = losses.make_targets(model.apply(small_vars, jnp.asarray(content), ("conv4_2",)),
-                                  model.apply(small_vars, jnp.asarray(style), STYLE_LAYERS),
-                                  ("conv4_2",), STYLE_LAYERS)
+    targets = losses.make_targets(
+        model.apply(small_vars, jnp.asarray(content), ("conv4_2",)),
+        model.apply(small_vars, jnp.asarray(style), STYLE_LAYERS),
+        ("conv4_2",),
+        STYLE_LAYERS,
+    )
     weights = (1.0, 3e-2, 10.0)
-    config = optimize.Config(pooling=pooling, channels=channels,
-                             layers=tuple(sorted(set(STYLE_LAYERS) | {"conv4_2"})))
+    config = optimize.Config(
+        pooling=pooling, channels=channels, layers=tuple(sorted(set(STYLE_LAYERS) | {"conv4_2"}))
+    )
     value, grad = jax.value_and_grad(optimize._total)(
-        jnp.asarray(x), small_vars, targets, losses.Weights(*map(jnp.float32, weights)), config)
+        jnp.asarray(x), small_vars, targets, losses.Weights(*map(jnp.float32, weights)), config
+    )
     ref = TorchObjective(small_vars, targets, weights, pooling)
     timg = ref.image(x)
     tv = ref.loss(timg)

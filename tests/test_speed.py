@@ -1,12 +1,13 @@
 """Options that trade memory or precision for speed: rematerialisation and bfloat16."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import smooth_image
 
 from jaxnst import losses, optimize, vgg
 from jaxnst.stylize import STYLE_LAYERS, stylize
-from conftest import smooth_image
 
 LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1")
 
@@ -38,8 +39,15 @@ def test_remat_gives_the_same_value_and_gradient(small_vars, rng):
 
 def test_remat_run_equals_plain_run(small_vars, rng):
     content, style = smooth_image(rng, 32, 32), smooth_image(rng, 32, 32)
-    kw = dict(variables=small_vars, optimizer="adam", iterations=8, chunk=4, learning_rate=0.05,
-              style_weight=1e-2, tv_weight=1.0)
+    kw = dict(
+        variables=small_vars,
+        optimizer="adam",
+        iterations=8,
+        chunk=4,
+        learning_rate=0.05,
+        style_weight=1e-2,
+        tv_weight=1.0,
+    )
     a = stylize(content, style, **kw)
     b = stylize(content, style, remat=True, **kw)
     np.testing.assert_allclose(b.image, a.image, atol=1e-5)
@@ -52,8 +60,9 @@ def test_bf16_activations_are_bf16_and_close_to_fp32(real_vars, rng):
     b16 = vgg.VGG19(precision="bf16").apply(real_vars, img, LAYERS)
     for name in LAYERS:
         assert b16[name].dtype == jnp.bfloat16
-        err = float(jnp.abs(b16[name].astype(jnp.float32) - f32[name]).max()
-                    / jnp.abs(f32[name]).max())
+        err = float(
+            jnp.abs(b16[name].astype(jnp.float32) - f32[name]).max() / jnp.abs(f32[name]).max()
+        )
         assert err < 0.05, (name, err)
         g32, g16 = losses.gram(f32[name]), losses.gram(b16[name])
         assert g16.dtype == jnp.float32
@@ -77,8 +86,11 @@ def test_per_layer_terms_add_up_to_the_objective(rng, kind):
     if kind == "gram":
         t = losses.Targets(content=content, grams={n: losses.gram(other[n]) for n in ("a", "b")})
     elif kind == "wasserstein":
-        t = losses.Targets(content=content, grams={},
-                           moments={n: losses.wasserstein_target(other[n]) for n in ("a", "c")})
+        t = losses.Targets(
+            content=content,
+            grams={},
+            moments={n: losses.wasserstein_target(other[n]) for n in ("a", "c")},
+        )
     else:
         masks = {n: jnp.asarray(rng.uniform(size=(2, 6, 5)), jnp.float32) for n in ("a", "c")}
         grams = {n: jnp.stack([losses.gram(other[n])] * 2) for n in ("a", "c")}

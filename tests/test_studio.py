@@ -2,6 +2,7 @@
 
 Every job runs the bundled images at 32 px (32x21) with 2-step chunks, so the jobs of this module
 share their compiled programs."""
+
 import json
 import time
 
@@ -70,15 +71,18 @@ def test_form_defaults_and_validation_come_from_options():
     assert fields["optimizer"]["choices"] == ["lbfgs", "adam"]
     assert fields["seed"]["sweep"] and fields["seed"]["kind"] == "integers"
     assert "weights" not in fields and "content_layers" not in fields
-    size, o = forms.parse({"size": "64", "style_weight": "1e-4, 3e-4", "iterations": "40"},
-                          forms.Limits())
+    size, o = forms.parse(
+        {"size": "64", "style_weight": "1e-4, 3e-4", "iterations": "40"}, forms.Limits()
+    )
     assert size == 64 and o["style_weight"] == [1e-4, 3e-4] and o["chunk"] == 4
-    for bad, words in [({"weights": "/etc/passwd"}, "unknown field"),
-                       ({"init": "/etc/passwd"}, "init"),
-                       ({"style_weight": "-1"}, "style_weight"),
-                       ({"iterations": "abc"}, "iterations"),
-                       ({"size": "8"}, "size"),
-                       ({"seed": " ".join(map(str, range(17)))}, "sweep of 17")]:
+    for bad, words in [
+        ({"weights": "/etc/passwd"}, "unknown field"),
+        ({"init": "/etc/passwd"}, "init"),
+        ({"style_weight": "-1"}, "style_weight"),
+        ({"iterations": "abc"}, "iterations"),
+        ({"size": "8"}, "size"),
+        ({"seed": " ".join(map(str, range(17)))}, "sweep of 17"),
+    ]:
         with pytest.raises(forms.FormError, match=words):
             forms.parse(bad, forms.Limits())
 
@@ -153,15 +157,19 @@ def _entries(d):
     return sorted(p.name for p in d.iterdir())
 
 
-@pytest.mark.parametrize("name,data,status,words", [
-    ("notes.txt", b"just some text, not an image", 400, "not a readable image"),
-    ("cut.png", None, 400, "not a readable image"),                    # truncated
-    ("bomb.png", png_header_only(20000, 20000), 400, "too large"),     # 400 MP claimed
-    ("empty.png", b"", 400, "empty file"),
-    ("tiny.png", png_bytes(8, 8), 400, "too small"),
-])
-def test_bad_uploads_get_a_one_line_4xx_and_store_nothing(client, results_dir, name, data,
-                                                          status, words):
+@pytest.mark.parametrize(
+    "name,data,status,words",
+    [
+        ("notes.txt", b"just some text, not an image", 400, "not a readable image"),
+        ("cut.png", None, 400, "not a readable image"),  # truncated
+        ("bomb.png", png_header_only(20000, 20000), 400, "too large"),  # 400 MP claimed
+        ("empty.png", b"", 400, "empty file"),
+        ("tiny.png", png_bytes(8, 8), 400, "too small"),
+    ],
+)
+def test_bad_uploads_get_a_one_line_4xx_and_store_nothing(
+    client, results_dir, name, data, status, words
+):
     if data is None:
         whole = png_bytes(64, 96)
         data = whole[: len(whole) // 2]
@@ -179,13 +187,19 @@ def test_uploads_capped_in_bytes_and_pixels(small_vars, tmp_path):
     c = TestClient(create_app(tmp_path, variables=small_vars, limits=limits), base_url=LOCAL)
     big = png_bytes(128, 128)  # ~10 kB, 16384 px
     assert len(big) > 4000
-    r = c.post("/api/jobs", data={"style_sample": "swirls.png"},
-               files={"content": ("big.png", big, "image/png")})
+    r = c.post(
+        "/api/jobs",
+        data={"style_sample": "swirls.png"},
+        files={"content": ("big.png", big, "image/png")},
+    )
     assert r.status_code == 413 and "limit" in r.json()["error"]
     small = png_bytes(80, 80, flat=True)  # a flat image: a few hundred bytes, 6400 px
     assert len(small) < 4000
-    r = c.post("/api/jobs", data={"style_sample": "swirls.png"},
-               files={"content": ("many.png", small, "image/png")})
+    r = c.post(
+        "/api/jobs",
+        data={"style_sample": "swirls.png"},
+        files={"content": ("many.png", small, "image/png")},
+    )
     assert r.status_code == 413 and "limit" in r.json()["error"], r.text
     r = c.post("/api/jobs", content=b"x" * 10, headers={"content-length": str(10**9)})
     assert r.status_code == 413
@@ -193,8 +207,10 @@ def test_uploads_capped_in_bytes_and_pixels(small_vars, tmp_path):
 
 
 def test_upload_runs_like_a_sample(client):
-    files = {"content": ("photo.png", png_bytes(64, 96, seed=1), "image/png"),
-             "style": ("paint.png", png_bytes(90, 60, seed=2), "image/png")}
+    files = {
+        "content": ("photo.png", png_bytes(64, 96, seed=1), "image/png"),
+        "style": ("paint.png", png_bytes(90, 60, seed=2), "image/png"),
+    }
     job = submit(client, files=files).json()
     assert job["inputs"] == {"content": "photo.png", "style": "paint.png"}
     assert events_of(client, job["id"])[-1][2]["status"] == "finished"
@@ -202,12 +218,18 @@ def test_upload_runs_like_a_sample(client):
 
 def test_paths_from_clients_never_reach_the_file_system(client):
     job = client.get("/api/jobs").json()["jobs"][0]["id"]
-    for path in [f"/api/jobs/{job}/files/job.json", f"/api/jobs/{job}/files/..%2Fjob.json",
-                 f"/api/jobs/{job}/files/../../../etc/passwd", f"/api/jobs/{job}/files/%2e%2e",
-                 "/api/jobs/..%2F..%2Fetc/files/passwd",
-                 "/api/jobs/0123456789abcdef/files/result.png", "/api/jobs/../files/result.png",
-                 "/static/../jobs.py",
-                 "/static/%2e%2e/app.py", "/api/samples/..%2F__init__.py"]:
+    for path in [
+        f"/api/jobs/{job}/files/job.json",
+        f"/api/jobs/{job}/files/..%2Fjob.json",
+        f"/api/jobs/{job}/files/../../../etc/passwd",
+        f"/api/jobs/{job}/files/%2e%2e",
+        "/api/jobs/..%2F..%2Fetc/files/passwd",
+        "/api/jobs/0123456789abcdef/files/result.png",
+        "/api/jobs/../files/result.png",
+        "/static/../jobs.py",
+        "/static/%2e%2e/app.py",
+        "/api/samples/..%2F__init__.py",
+    ]:
         r = client.get(path)
         assert r.status_code in (400, 404), path
         assert b"def " not in r.content and b"root:" not in r.content
@@ -233,8 +255,9 @@ def test_token_is_required_on_every_request(small_vars, tmp_path):
 def test_localhost_refuses_other_hosts_and_cross_site_posts(client):
     other = TestClient(client.app, base_url="http://evil.example")
     assert other.get("/api/health").status_code == 400  # DNS rebinding
-    r = client.post("/api/jobs", data={**SAMPLES, **SMALL},
-                    headers={"Origin": "http://evil.example"})
+    r = client.post(
+        "/api/jobs", data={**SAMPLES, **SMALL}, headers={"Origin": "http://evil.example"}
+    )
     assert r.status_code == 403 and "cross-site" in r.json()["error"]
 
 

@@ -1,5 +1,6 @@
 """The studio in a real browser: Debian's Chromium driven by selenium through chromium-driver,
 against a real uvicorn server on a loopback port (small random VGG19)."""
+
 import time
 from pathlib import Path
 
@@ -57,14 +58,18 @@ def test_browser_upload_run_watch_and_download(small_vars, tmp_path):
             driver.find_element(By.ID, "style-file").send_keys(str(SAMPLES_DIR / "swirls.png"))
             _fill(driver, "f-size", "128")
             _fill(driver, "f-iterations", "40")
-            assert Select(driver.find_element(By.ID, "f-optimizer")).first_selected_option.text \
+            assert (
+                Select(driver.find_element(By.ID, "f-optimizer")).first_selected_option.text
                 == "lbfgs"
+            )
             driver.execute_script(WATCH_PREVIEW)
             driver.find_element(By.ID, "start").click()
             WebDriverWait(driver, 240, poll_frequency=0.2).until(
-                lambda d: d.find_element(By.ID, "status").text.lower() in ("finished", "failed"))
-            assert driver.find_element(By.ID, "status").text.lower() == "finished", \
+                lambda d: d.find_element(By.ID, "status").text.lower() in ("finished", "failed")
+            )
+            assert driver.find_element(By.ID, "status").text.lower() == "finished", (
                 driver.find_element(By.ID, "progress-text").text
+            )
             srcs = driver.execute_script("return window.__srcs")
             previews = {s for s in srcs if "preview_000.jpg?v=" in s}
             assert len(previews) >= 2, srcs

@@ -1,4 +1,5 @@
 """``jaxnst serve``: the entry point, its one-line errors, and the token rule."""
+
 import importlib.util
 import os
 import signal
@@ -15,8 +16,9 @@ from jaxnst.studio import cli
 
 def test_without_the_extra_it_says_what_to_install(monkeypatch, capsys, tmp_path):
     find = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "uvicorn" else find(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else find(name, *a)
+    )
     assert jaxnst_main(["serve", "--results", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert err == "jaxnst: error: the studio needs: pip install 'jaxnst[studio]'\n"
@@ -24,8 +26,10 @@ def test_without_the_extra_it_says_what_to_install(monkeypatch, capsys, tmp_path
 
 
 def test_importing_the_cli_does_not_import_the_web_libraries():
-    code = ("import sys, jaxnst.studio.cli; "
-            "print([m for m in ('starlette', 'uvicorn', 'sse_starlette') if m in sys.modules])")
+    code = (
+        "import sys, jaxnst.studio.cli; "
+        "print([m for m in ('starlette', 'uvicorn', 'sse_starlette') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -64,9 +68,21 @@ def test_serve_starts_answers_and_stops_on_ctrl_c(tmp_path):
     httpx2 = pytest.importorskip("httpx2")
     pytest.importorskip("uvicorn")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "jaxnst.cli", "serve", "--port", "0",
-                          "--results", str(tmp_path / "res")], stderr=subprocess.PIPE, text=True,
-                         env=env)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jaxnst.cli",
+            "serve",
+            "--port",
+            "0",
+            "--results",
+            str(tmp_path / "res"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = p.stderr.readline()
         assert line.startswith("jaxnst: studio at http://localhost:"), line

@@ -1,5 +1,6 @@
 """Shared pieces of the studio tests (no tests here): event-stream parsing, images as upload
 bytes, a real uvicorn server on a loopback port in a thread, and headless Chromium."""
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,13 @@ def png_bytes(h: int, w: int, seed: int = 0, flat: bool = False) -> bytes:
     nothing)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w] / max(h, w)
-    img = np.stack([0.5 + 0.4 * np.sin(6 * (rng.uniform(-1, 1) * x + rng.uniform(-1, 1) * y))
-                    for _ in range(3)], -1).astype(np.float32)
+    img = np.stack(
+        [
+            0.5 + 0.4 * np.sin(6 * (rng.uniform(-1, 1) * x + rng.uniform(-1, 1) * y))
+            for _ in range(3)
+        ],
+        -1,
+    ).astype(np.float32)
     if flat:
         img = np.full((h, w, 3), 0.5, np.float32)
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"jaxnst-test-{os.getpid()}-{seed}-{h}x{w}.png"
@@ -61,12 +67,22 @@ def png_bytes(h: int, w: int, seed: int = 0, flat: bool = False) -> bytes:
 def png_header_only(w: int, h: int) -> bytes:
     """A valid PNG signature and header claiming w x h pixels, with almost no data: a
     decompression bomb's shape without its size."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -83,14 +99,17 @@ class Server:
 
     def __init__(self, app) -> None:
         import uvicorn
+
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                                    timeout_graceful_shutdown=3))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+        )
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
 
     def __enter__(self) -> Self:
         self.thread.start()
@@ -121,13 +140,24 @@ def chrome(download_dir: Path, width: int = 1400, height: int = 1000):
     """Headless Debian Chromium under selenium (no driver download: the system chromedriver)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
     o = webdriver.ChromeOptions()
     o.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--disable-dev-shm-usage", f"--window-size={width},{height}"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+    ):
         o.add_argument(a)
-    o.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
-                                        "download.prompt_for_download": False})
+    o.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(download_dir), "download.prompt_for_download": False},
+    )
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=o)
-

@@ -1,5 +1,6 @@
 """The studio under load: a real uvicorn server on a loopback port, 20 concurrent submissions from a
 bounded client loop, and a health probe timed throughout."""
+
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,8 +67,9 @@ def test_twenty_concurrent_jobs_none_lost_and_health_stays_fast(small_vars, tmp_
                 time.sleep(0.2)
         probe.done.set()
         probe.join(15)
-    assert all(jobs[i]["status"] == "finished" for i in ids), \
-        sorted(j["status"] for j in jobs.values())
+    assert all(jobs[i]["status"] == "finished" for i in ids), sorted(
+        j["status"] for j in jobs.values()
+    )
     assert not probe.failures
     assert len(probe.latencies) > 20
     worst = max(probe.latencies)

@@ -7,11 +7,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import smooth_image
 
 from jaxnst import image_io
 from jaxnst.cli import sample_path
 from jaxnst.stylize import compile_stats, stylize
-from conftest import smooth_image
 
 TINY = dict(content_weight=1.0, tv_weight=1.0)
 SW = [3e-3, 1e-2, 3e-2]
@@ -24,8 +24,15 @@ def pair():
 
 
 def test_adam_sweep_slices_equal_single_runs(small_vars, pair):
-    kw = dict(variables=small_vars, optimizer="adam", iterations=8, chunk=4, init="noise",
-              learning_rate=0.05, **TINY)
+    kw = dict(
+        variables=small_vars,
+        optimizer="adam",
+        iterations=8,
+        chunk=4,
+        init="noise",
+        learning_rate=0.05,
+        **TINY,
+    )
     r = stylize(*pair, style_weight=SW, **kw)
     assert r.image.shape == (3, 32, 32, 3) and r.losses.shape == (3, 8)
     assert r.history["style"].shape == (3, 3)
@@ -60,13 +67,31 @@ def test_new_sweep_values_do_not_recompile(small_vars, pair):
 
 def test_grid_is_a_cartesian_product_last_fastest(small_vars, pair):
     cw, sw, seeds = [1.0, 2.0], [1e-2, 3e-2], [0, 1]
-    r = stylize(*pair, variables=small_vars, optimizer="adam", iterations=3, chunk=3,
-                init="noise", content_weight=cw, style_weight=sw, seed=seeds)
+    r = stylize(
+        *pair,
+        variables=small_vars,
+        optimizer="adam",
+        iterations=3,
+        chunk=3,
+        init="noise",
+        content_weight=cw,
+        style_weight=sw,
+        seed=seeds,
+    )
     expected = list(itertools.product(cw, sw, seeds))
     got = list(zip(r.sweep["content_weight"], r.sweep["style_weight"], r.sweep["seed"]))
     assert got == expected and r.image.shape[0] == 8
-    one = stylize(*pair, variables=small_vars, optimizer="adam", iterations=3, chunk=3,
-                  init="noise", content_weight=2.0, style_weight=1e-2, seed=1)
+    one = stylize(
+        *pair,
+        variables=small_vars,
+        optimizer="adam",
+        iterations=3,
+        chunk=3,
+        init="noise",
+        content_weight=2.0,
+        style_weight=1e-2,
+        seed=1,
+    )
     assert np.abs(r.image[5] - one.image).max() <= 1e-4  # (2.0, 1e-2, 1) is member 5
 
 
@@ -115,19 +140,29 @@ SHARDED = textwrap.dedent("""
 
 def test_batch_is_sharded_across_devices_with_padding(small_vars, pair, tmp_path):
     out = str(tmp_path / "sharded.npy")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
     code = SHARDED.format(tests=os.path.dirname(__file__), out=out)
-    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                       timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     info = json.loads(p.stdout.strip().splitlines()[-1])
     assert info == {"devices": 4, "n": 4}  # 6 members padded to 8 on 4 devices
     sharded = np.load(out)
     rng = np.random.default_rng(5)
     c, s = smooth_image(rng, 32, 32), smooth_image(rng, 36, 40)
-    one = stylize(c, s, variables=small_vars, optimizer="adam", iterations=4, chunk=4,
-                  init="noise", learning_rate=0.05,
-                  style_weight=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1])
+    one = stylize(
+        c,
+        s,
+        variables=small_vars,
+        optimizer="adam",
+        iterations=4,
+        chunk=4,
+        init="noise",
+        learning_rate=0.05,
+        style_weight=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
+    )
     assert one.devices == 1
     assert np.abs(sharded - one.image).max() <= 1e-4

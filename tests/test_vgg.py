@@ -2,11 +2,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import smooth_image
 from jax import lax
 from jax.test_util import check_grads
 
 from jaxnst import features, vgg
-from conftest import smooth_image
 
 MEAN_RGB = np.array([123.68, 116.779, 103.939])
 
@@ -18,7 +18,7 @@ def np_conv_same(x, k, b):
     out = np.zeros((h, w, k.shape[-1]))
     for dy in range(3):
         for dx in range(3):
-            out += xp[dy:dy + h, dx:dx + w, :] @ k[dy, dx]
+            out += xp[dy : dy + h, dx : dx + w, :] @ k[dy, dx]
     return out + b
 
 
@@ -39,8 +39,10 @@ def np_vgg(params, image, pooling):
         if name.endswith("_1") and name != "conv1_1":
             x = np_pool(x, pooling, int(name[4]) - 2)
         p = params[name]
-        x = np.maximum(np_conv_same(x, np.asarray(p["kernel"], np.float64),
-                                    np.asarray(p["bias"], np.float64)), 0.0)
+        x = np.maximum(
+            np_conv_same(x, np.asarray(p["kernel"], np.float64), np.asarray(p["bias"], np.float64)),
+            0.0,
+        )
         out[name] = x
     return out
 
@@ -75,7 +77,9 @@ def test_only_requested_layers_computed(small_vars, rng):
     got = features(img, ["conv2_1", "conv1_1"], variables=small_vars)
     assert set(got) == {"conv1_1", "conv2_1"}
     # Truncated params (nothing past conv2_1) must be enough: deeper layers are never built.
-    params = {k: v for k, v in small_vars["params"].items() if k in ("conv1_1", "conv1_2", "conv2_1")}
+    params = {
+        k: v for k, v in small_vars["params"].items() if k in ("conv1_1", "conv1_2", "conv2_1")
+    }
     model = vgg.VGG19(channels=vgg.channels_of(small_vars))
     out = model.apply({"params": params}, jnp.asarray(img), ("conv2_1",))
     scale = float(np.abs(got["conv2_1"]).max())
@@ -91,7 +95,9 @@ def test_batched_equals_single(small_vars, rng):
 
 
 def test_unknown_layer_message(small_vars):
-    with pytest.raises(ValueError, match="unknown layer 'conv9_1'; expected one of conv1_1..conv5_4"):
+    with pytest.raises(
+        ValueError, match="unknown layer 'conv9_1'; expected one of conv1_1..conv5_4"
+    ):
         features(np.zeros((32, 32, 3), np.float32), ["conv9_1"], variables=small_vars)
 
 
@@ -101,8 +107,9 @@ def test_custom_vjp_conv_matches_autodiff_and_finite_differences(rng):
     kt = vgg.backward_kernel(k)
 
     def plain(x, k):
-        y = lax.conv_general_dilated(x, k, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = lax.conv_general_dilated(
+            x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
         return jnp.sum(jnp.tanh(y))
 
     custom = lambda x, k: jnp.sum(jnp.tanh(vgg.conv3x3(x, k, kt)))  # noqa: E731
@@ -127,6 +134,7 @@ def test_avg_pooling_keeps_activation_magnitudes(real_vars, rng):
     every style layer, so the same loss weights work (without it conv5_1 is ~8x smaller)."""
     from jaxnst import image_io
     from jaxnst.cli import sample_path
+
     variables, _ = real_vars
     layers = ["conv2_1", "conv3_1", "conv4_1", "conv5_1"]
     for name in ("chelsea.jpg", "swirls.png"):
@@ -144,11 +152,12 @@ def test_max_pool_matches_reduce_window_and_its_gradient(rng, shape):
     (select_and_scatter), on an image with flat regions: ties must send the cotangent to one element
     (the first), not to every tied one."""
     x = rng.standard_normal(shape).astype(np.float32)
-    x[:, :4, :4] = 0.5            # flat block: every window inside ties
+    x[:, :4, :4] = 0.5  # flat block: every window inside ties
     x[:, 4:, :2] = np.maximum(x[:, 4:, :2], 0) * 0  # zeros, as after ReLU
     x = jnp.asarray(x)
-    g = jnp.asarray(rng.standard_normal((shape[0], shape[1] // 2, shape[2] // 2, shape[3])),
-                    jnp.float32)
+    g = jnp.asarray(
+        rng.standard_normal((shape[0], shape[1] // 2, shape[2] // 2, shape[3])), jnp.float32
+    )
 
     def plain(x):
         return lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")

@@ -1,5 +1,6 @@
 """``jaxnst video``: outputs, bad input (exit 2, one line, nothing written), the missing extra,
 interrupt and --resume."""
+
 import json
 
 import numpy as np
@@ -38,21 +39,48 @@ FAST = ["--size", 32, "--iterations", 3, "--quiet"]
 
 
 def test_folder_and_gif_outputs_and_report(files, tmp_path, capsys, real_vars):
-    code, err = run([files / "frames", files / "style.png", "-o", tmp_path / "out", *FAST,
-                     "--json", tmp_path / "r.json", "--preserve-color", "luminance"], capsys)
+    code, err = run(
+        [
+            files / "frames",
+            files / "style.png",
+            "-o",
+            tmp_path / "out",
+            *FAST,
+            "--json",
+            tmp_path / "r.json",
+            "--preserve-color",
+            "luminance",
+        ],
+        capsys,
+    )
     assert code == 0, err
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["frame_00001.png", "frame_00002.png", "frame_00003.png"]
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["mode"] == "sequential" and len(r["seconds_per_frame"]) == 3
     assert r["losses"]["temporal"][0] == 0 and r["losses"]["temporal"][1] > 0
-    code, err = run([files / "clip.mp4", files / "style.png", "-o", tmp_path / "o.gif", *FAST,
-                     "--passes", 1, "--pass-iterations", 2, "--max-frames", 2, "--fps", 5],
-                    capsys)
+    code, err = run(
+        [
+            files / "clip.mp4",
+            files / "style.png",
+            "-o",
+            tmp_path / "o.gif",
+            *FAST,
+            "--passes",
+            1,
+            "--pass-iterations",
+            2,
+            "--max-frames",
+            2,
+            "--fps",
+            5,
+        ],
+        capsys,
+    )
     assert code == 0, err
     back = vio.read(tmp_path / "o.gif")
     assert back.frames.shape == (2, 24, 32, 3) and back.fps == pytest.approx(5)
-    assert not (tmp_path / "o.gif.frames").exists()   # the work folder is removed
+    assert not (tmp_path / "o.gif.frames").exists()  # the work folder is removed
 
 
 def _bad(files, tmp_path, case):
@@ -73,21 +101,24 @@ def _bad(files, tmp_path, case):
         p = tmp_path / "mixed"
         vio.save_frame(p, 1, np.zeros((24, 32, 3), np.float32))
         vio.save_frame(p, 2, np.zeros((30, 32, 3), np.float32))
-        p = p / "frame_00002.png", p   # the message names the odd frame
+        p = p / "frame_00002.png", p  # the message names the odd frame
     elif case == "no_video":
         p = tmp_path / "a.mp4"
         with av.open(str(p), "w") as out:
             a = out.add_stream("aac", rate=8000)
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 4000), np.float32), format="fltp",
-                                           layout="mono")
+            f = av.AudioFrame.from_ndarray(
+                np.zeros((1, 4000), np.float32), format="fltp", layout="mono"
+            )
             f.sample_rate = 8000
             for pk in list(a.encode(f)) + list(a.encode(None)):
                 out.mux(pk)
     return p
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "truncated", "no_frames",
-                                  "sizes", "no_video", "extension"])
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "empty", "corrupt", "truncated", "no_frames", "sizes", "no_video", "extension"],
+)
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(files, tmp_path, capsys, case):
     named = src = _bad(files, tmp_path, case) if case != "extension" else files / "clip.mp4"
     if isinstance(src, tuple):
@@ -105,6 +136,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(files, tmp_path, cap
 
 def test_without_the_extra_one_line_names_the_install(files, tmp_path, capsys, monkeypatch):
     from jaxnst.video import cli as vcli
+
     monkeypatch.setattr(vcli, "_need_extra", lambda: False)
     code, err = run([files / "clip.mp4", files / "style.png", "-o", tmp_path / "o.mp4"], capsys)
     assert code == 2
@@ -112,10 +144,18 @@ def test_without_the_extra_one_line_names_the_install(files, tmp_path, capsys, m
 
 
 @pytest.mark.parametrize("passes", [0, 2])
-def test_interrupt_and_resume_continue_where_it_stopped(files, tmp_path, capsys, monkeypatch,
-                                                        real_vars, passes):
-    args = [files / "frames", files / "style.png", *FAST, "--passes", passes,
-            "--pass-iterations", 2]
+def test_interrupt_and_resume_continue_where_it_stopped(
+    files, tmp_path, capsys, monkeypatch, real_vars, passes
+):
+    args = [
+        files / "frames",
+        files / "style.png",
+        *FAST,
+        "--passes",
+        passes,
+        "--pass-iterations",
+        2,
+    ]
     code, err = run([*args, "-o", tmp_path / "full"], capsys)
     assert code == 0, err
     real_save, calls = vrun.save_state, []
@@ -134,6 +174,7 @@ def test_interrupt_and_resume_continue_where_it_stopped(files, tmp_path, capsys,
     monkeypatch.setattr(vrun, "save_state", real_save)
     counted = []
     from jaxnst.video import core, multipass
+
     real_chunk = core._run
 
     def counting(problem, lay, batch, callback, info):
@@ -151,5 +192,5 @@ def test_interrupt_and_resume_continue_where_it_stopped(files, tmp_path, capsys,
         a = image_io.load(out / f"frame_0000{i}.png")
         b = image_io.load(tmp_path / "full" / f"frame_0000{i}.png")
         assert np.abs(a - b).max() <= 1 / 255 + 1e-6
-    code, err = run([*args, "-o", out, "--resume"], capsys)   # nothing left to resume
+    code, err = run([*args, "-o", out, "--resume"], capsys)  # nothing left to resume
     assert code == 2 and "no saved state" in err

@@ -1,4 +1,5 @@
 """Reading and writing clips: video files (PyAV), frame folders, audio passthrough, bad input."""
+
 import fractions
 
 import numpy as np
@@ -63,7 +64,7 @@ def test_odd_size_mp4_is_padded(tmp_path, rng):
 
 def test_audio_is_kept_and_trimmed(tmp_path, clip):
     src = tmp_path / "in.mp4"
-    _with_audio(src, np.concatenate([clip, clip]), fps=10)   # 10 frames, 1 s of tone
+    _with_audio(src, np.concatenate([clip, clip]), fps=10)  # 10 frames, 1 s of tone
     c = vio.read(src, start=2, max_frames=5, size=40)
     assert c.audio and c.frames.shape == (5, 27, 40, 3) and c.fps == pytest.approx(10)
     out = tmp_path / "out.mp4"
@@ -71,8 +72,8 @@ def test_audio_is_kept_and_trimmed(tmp_path, clip):
     with av.open(str(out)) as o:
         assert len(o.streams.audio) == 1 and o.streams.audio[0].codec_context.name == "aac"
         audio = np.concatenate([f.to_ndarray()[0] for f in o.decode(audio=0)])  # channel 0
-    assert 0.4 * 22050 <= audio.size <= 0.6 * 22050 + 2048   # 5 frames at 10 fps: ~0.5 s
-    assert 0.1 < np.sqrt(np.mean(audio ** 2)) < 0.3           # the tone, not silence
+    assert 0.4 * 22050 <= audio.size <= 0.6 * 22050 + 2048  # 5 frames at 10 fps: ~0.5 s
+    assert 0.1 < np.sqrt(np.mean(audio**2)) < 0.3  # the tone, not silence
     vio.write(tmp_path / "other.mp4", list(c.frames), fps=25, audio=c)  # rate changed: no audio
     with av.open(str(tmp_path / "other.mp4")) as o:
         assert not o.streams.audio
@@ -81,7 +82,7 @@ def test_audio_is_kept_and_trimmed(tmp_path, clip):
 def test_folder_order_and_sizes(tmp_path, clip):
     d = tmp_path / "frames"
     d.mkdir()
-    for i in (10, 9, 8, 1):   # natural order, not lexicographic
+    for i in (10, 9, 8, 1):  # natural order, not lexicographic
         image_io.save(d / f"f{i}.png", clip[i % 5])
     c = vio.read(d)
     np.testing.assert_allclose(c.frames, clip[[1, 3, 4, 0]], atol=1 / 255)
@@ -99,8 +100,9 @@ def _truncated(tmp_path, clip):
     return p
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "truncated", "no_frames",
-                                  "audio_only"])
+@pytest.mark.parametrize(
+    "case", ["missing", "empty", "corrupt", "truncated", "no_frames", "audio_only"]
+)
 def test_bad_input_is_one_line_naming_the_file(tmp_path, clip, case):
     p = tmp_path / "in.mp4"
     if case == "empty":
@@ -117,8 +119,9 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, clip, case):
         p = tmp_path / "a.m4a"
         with av.open(str(p), "w", format="mp4") as out:
             a = out.add_stream("aac", rate=8000)
-            af = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.float32), format="fltp",
-                                            layout="mono")
+            af = av.AudioFrame.from_ndarray(
+                np.zeros((1, 8000), np.float32), format="fltp", layout="mono"
+            )
             af.sample_rate = 8000
             for pk in list(a.encode(af)) + list(a.encode(None)):
                 out.mux(pk)
@@ -132,7 +135,9 @@ def test_output_kinds(tmp_path):
     assert vio.output_kind(tmp_path / "a.mp4") == "mp4"
     assert vio.output_kind(tmp_path / "a.GIF") == "gif"
     assert vio.output_kind(tmp_path / "frames") == "folder"
-    for bad, match in [(tmp_path / "a.avi", "unknown output extension"),
-                       (tmp_path / "no" / "a.mp4", "does not exist")]:
+    for bad, match in [
+        (tmp_path / "a.avi", "unknown output extension"),
+        (tmp_path / "no" / "a.mp4", "does not exist"),
+    ]:
         with pytest.raises(vio.VideoError, match=match):
             vio.output_kind(bad)

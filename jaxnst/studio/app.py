@@ -17,6 +17,7 @@
 
 Errors are JSON ``{"error": "one line"}`` with a 4xx status. Security: see :class:`Guard`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -84,8 +85,12 @@ class Guard:
         if self.token is None:
             return None
         given = request.query_params.get("token")
-        if given is not None and self._ok(given) and request.method == "GET" \
-                and request.url.path == "/":
+        if (
+            given is not None
+            and self._ok(given)
+            and request.method == "GET"
+            and request.url.path == "/"
+        ):
             r = RedirectResponse("/", status_code=303)
             r.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
             return r
@@ -94,8 +99,11 @@ class Guard:
         for candidate in (sent, request.cookies.get(COOKIE), given):
             if candidate is not None and self._ok(candidate):
                 return None
-        return error(401, "a valid token is required: open the address printed by "
-                          "'jaxnst serve' (it ends in ?token=...)")
+        return error(
+            401,
+            "a valid token is required: open the address printed by "
+            "'jaxnst serve' (it ends in ?token=...)",
+        )
 
     def _ok(self, candidate: str) -> bool:
         assert self.token is not None
@@ -105,8 +113,11 @@ class Guard:
 def samples() -> dict[str, Path]:
     """The bundled sample images by name."""
     d = resources.files("jaxnst") / "samples"
-    return {p.name: Path(str(p)) for p in d.iterdir()
-            if p.name.lower().endswith((".jpg", ".jpeg", ".png"))}
+    return {
+        p.name: Path(str(p))
+        for p in d.iterdir()
+        if p.name.lower().endswith((".jpg", ".jpeg", ".png"))
+    }
 
 
 def _defaults(names: list[str]) -> dict[str, str | None]:
@@ -117,8 +128,10 @@ def _defaults(names: list[str]) -> dict[str, str | None]:
         from jaxnst.cli import DEMO_STYLE as style
     except ImportError:
         content, style = (names + [None, None])[:2]
-    return {"content": content if content in names else None,
-            "style": style if style in names else None}
+    return {
+        "content": content if content in names else None,
+        "style": style if style in names else None,
+    }
 
 
 def _record(job_id: str, jobs: JobQueue) -> dict[str, Any] | Response:
@@ -140,8 +153,9 @@ def routes(jobs: JobQueue, limits: forms.Limits) -> list:
 
     async def options(request: Request) -> Response:
         names = sorted(sample_files)
-        return JSONResponse(forms.schema(limits) | {"samples": names,
-                                                    "sample_defaults": _defaults(names)})
+        return JSONResponse(
+            forms.schema(limits) | {"samples": names, "sample_defaults": _defaults(names)}
+        )
 
     async def sample(request: Request) -> Response:
         p = sample_files.get(request.path_params["name"])
@@ -193,14 +207,18 @@ def routes(jobs: JobQueue, limits: forms.Limits) -> list:
     ]
 
 
-async def _submit(request: Request, jobs: JobQueue, limits: forms.Limits,
-                  sample_files: dict[str, Path]) -> Response:
+async def _submit(
+    request: Request, jobs: JobQueue, limits: forms.Limits, sample_files: dict[str, Path]
+) -> Response:
     length = request.headers.get("content-length", "")
     if not length.isdigit():
         return error(411, "a Content-Length header is required")
     if int(length) > uploads.body_limit(limits):
-        return error(413, f"the upload is {int(length)} bytes; the limit is "
-                          f"{limits.max_upload_bytes} bytes per image")
+        return error(
+            413,
+            f"the upload is {int(length)} bytes; the limit is "
+            f"{limits.max_upload_bytes} bytes per image",
+        )
     try:
         form = await request.form(max_files=2, max_fields=64, max_part_size=64 * 1024)
     except HTTPException as e:
@@ -213,8 +231,13 @@ async def _submit(request: Request, jobs: JobQueue, limits: forms.Limits,
             for which in ("content", "style"):
                 upload = form.get(which)
                 name, image = await uploads.image(
-                    which, upload if isinstance(upload, UploadFile) else None,
-                    fields.get(f"{which}_sample"), size, limits, sample_files)
+                    which,
+                    upload if isinstance(upload, UploadFile) else None,
+                    fields.get(f"{which}_sample"),
+                    size,
+                    limits,
+                    sample_files,
+                )
                 images.append(image)
                 names[which] = name
         except forms.FormError as e:
@@ -224,9 +247,14 @@ async def _submit(request: Request, jobs: JobQueue, limits: forms.Limits,
     finally:
         await form.close()
     try:
-        job = await run_in_threadpool(jobs.submit, images[0], images[1], options,
-                                      {k: v for k, v in fields.items()
-                                       if k not in forms.IMAGE_FIELDS} | {"size": size}, names)
+        job = await run_in_threadpool(
+            jobs.submit,
+            images[0],
+            images[1],
+            options,
+            {k: v for k, v in fields.items() if k not in forms.IMAGE_FIELDS} | {"size": size},
+            names,
+        )
     except QueueFull as e:
         return error(429, str(e))
     return JSONResponse(dict(job.record), status_code=202)
@@ -252,9 +280,14 @@ def _events(request: Request, jobs: JobQueue) -> Response:
     return EventSourceResponse(stream(), ping=15, headers={"Cache-Control": "no-store"})
 
 
-def create_app(results_dir: str | Path, *, variables: dict | None = None,
-               token: str | None = None, limits: forms.Limits | None = None,
-               allowed_hosts: list[str] | None = None) -> Starlette:
+def create_app(
+    results_dir: str | Path,
+    *,
+    variables: dict | None = None,
+    token: str | None = None,
+    limits: forms.Limits | None = None,
+    allowed_hosts: list[str] | None = None,
+) -> Starlette:
     """The studio app over a results folder (created if missing; earlier jobs are listed).
 
     variables: VGG19 Flax variables for every job (default: the verified weights, loaded before
@@ -274,9 +307,14 @@ def create_app(results_dir: str | Path, *, variables: dict | None = None,
             await run_in_threadpool(jobs.close)
 
     hosts = allowed_hosts or (["*"] if token else LOOPBACK_HOSTS)
-    app = Starlette(routes=routes(jobs, limits), lifespan=lifespan, middleware=[
-        Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False),
-        Middleware(Guard, token=token)])
+    app = Starlette(
+        routes=routes(jobs, limits),
+        lifespan=lifespan,
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False),
+            Middleware(Guard, token=token),
+        ],
+    )
     app.state.jobs = jobs
     return app
 

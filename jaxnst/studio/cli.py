@@ -7,6 +7,7 @@ token (``--token``, or one generated and printed once). From another machine, tu
 ``ssh -L 8000:localhost:8000 HOST``, then open http://localhost:8000/. The web libraries are the
 optional extra ``jaxnst[studio]``; this module imports them only when it runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,17 +31,35 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="jaxnst serve", description="The studio: a local web page that runs style "
-                "transfer and shows the descent live, with sweeps and a history of results.")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: 127.0.0.1; any other needs a token)")
+    p = _Parser(
+        prog="jaxnst serve",
+        description="The studio: a local web page that runs style "
+        "transfer and shows the descent live, with sweeps and a history of results.",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1; any other needs a token)",
+    )
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free)")
-    p.add_argument("--results", default="jaxnst-results", metavar="DIR",
-                   help="folder for results and their history (default: ./jaxnst-results)")
-    p.add_argument("--token", help="require this token on every request (generated and printed "
-                                   "when serving on a non-loopback address without one)")
-    p.add_argument("--max-size", type=int, default=None, metavar="PX",
-                   help="largest output size a page may ask for (default: 2048)")
+    p.add_argument(
+        "--results",
+        default="jaxnst-results",
+        metavar="DIR",
+        help="folder for results and their history (default: ./jaxnst-results)",
+    )
+    p.add_argument(
+        "--token",
+        help="require this token on every request (generated and printed "
+        "when serving on a non-loopback address without one)",
+    )
+    p.add_argument(
+        "--max-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="largest output size a page may ask for (default: 2048)",
+    )
     return p
 
 
@@ -82,8 +101,9 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as e:
         sock.close()
-        raise SystemExit(f"jaxnst: error: cannot listen on {host}:{port} ({e.strerror or e})") \
-            from None
+        raise SystemExit(
+            f"jaxnst: error: cannot listen on {host}:{port} ({e.strerror or e})"
+        ) from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
@@ -117,16 +137,24 @@ def main(argv: list[str]) -> int:
 
     from jaxnst.studio.app import create_app
     from jaxnst.studio.forms import Limits
+
     limits = Limits() if args.max_size is None else Limits(max_size=args.max_size)
     app = create_app(results, token=token, limits=limits)
     port = sock.getsockname()[1]
-    shown = "localhost" if is_loopback(args.host) else \
-        socket.gethostname() if args.host in ("0.0.0.0", "::", "[::]") else args.host
+    shown = (
+        "localhost"
+        if is_loopback(args.host)
+        else socket.gethostname()
+        if args.host in ("0.0.0.0", "::", "[::]")
+        else args.host
+    )
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     print(f"jaxnst: studio at {url} (results in {results}; Ctrl-C to stop)", file=sys.stderr)
     if generated:
-        print("jaxnst: the token above was generated for this run; every request needs it",
-              file=sys.stderr)
+        print(
+            "jaxnst: the token above was generated for this run; every request needs it",
+            file=sys.stderr,
+        )
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     try:
         uvicorn.Server(config).run(sockets=[sock])

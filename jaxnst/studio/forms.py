@@ -6,6 +6,7 @@ web form needs on top: an allow-list of fields (nothing that names a server-side
 image path, no weights path, no layer lists), the image size, and limits on the work one request
 may ask for.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,21 @@ from typing import Any
 from jaxnst.stylize import SWEEPABLE, Options, make_options, sweep_grid
 
 # Options a page may set, in the order the form shows them.
-FIELDS = ("iterations", "optimizer", "content_weight", "style_weight", "tv_weight", "seed", "init",
-          "pooling", "preserve_color", "style_scale", "scales", "learning_rate", "chunk")
+FIELDS = (
+    "iterations",
+    "optimizer",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "seed",
+    "init",
+    "pooling",
+    "preserve_color",
+    "style_scale",
+    "scales",
+    "learning_rate",
+    "chunk",
+)
 # Fields that carry the images, not options (handled by the app).
 IMAGE_FIELDS = ("content", "style", "content_sample", "style_sample")
 # The studio's default size: 256 px gives a first preview within seconds on a CPU; the CLI's 512
@@ -28,8 +42,10 @@ MIN_SIDE = 16  # VGG19 pools four times before conv5_1
 # An init image would be a server-side file or a third upload; the page offers the two strings.
 INIT_CHOICES = ("content", "noise")
 LABELS = {"chunk": "preview every", "preserve_color": "preserve colour", "tv_weight": "TV weight"}
-CHUNK_HELP = ("iterations between previews (one compiled chunk); blank: about 10 previews per run, "
-              "at most every {default}")
+CHUNK_HELP = (
+    "iterations between previews (one compiled chunk); blank: about 10 previews per run, "
+    "at most every {default}"
+)
 
 
 class FormError(ValueError):
@@ -39,12 +55,13 @@ class FormError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Limits:
     """What one request may ask of the server."""
-    max_upload_bytes: int = 20 * 2**20   # per image file
-    max_pixels: int = 40_000_000         # per uploaded image, checked after decoding
-    max_size: int = 2048                 # longer side of the output, px
+
+    max_upload_bytes: int = 20 * 2**20  # per image file
+    max_pixels: int = 40_000_000  # per uploaded image, checked after decoding
+    max_size: int = 2048  # longer side of the output, px
     max_iterations: int = 20_000
-    max_members: int = 16                # images in one sweep
-    max_queue: int = 32                  # jobs waiting
+    max_members: int = 16  # images in one sweep
+    max_queue: int = 32  # jobs waiting
 
 
 def _kind(f: dataclasses.Field) -> str:
@@ -61,15 +78,27 @@ def schema(limits: Limits) -> dict[str, Any]:
     "size": {...}, "limits": {...}}``. ``kind`` is choice, integer, number, integers or numbers
     (several values; for a sweepable option they make one batched sweep)."""
     fields = {f.name: f for f in dataclasses.fields(Options)}
-    out = [{"name": "size", "label": "size", "kind": "integer", "default": SIZE_DEFAULT,
+    out = [
+        {
+            "name": "size",
+            "label": "size",
+            "kind": "integer",
+            "default": SIZE_DEFAULT,
             "help": f"longer side of the output in pixels ({MIN_SIDE}..{limits.max_size})",
-            "sweep": False}]
+            "sweep": False,
+        }
+    ]
     for name in FIELDS:
         f = fields[name]
         d = f.default
-        item = {"name": name, "label": LABELS.get(name, name.replace("_", " ")), "kind": _kind(f),
-                "default": list(d) if isinstance(d, tuple) else d, "help": f.metadata["help"],
-                "sweep": name in SWEEPABLE}
+        item = {
+            "name": name,
+            "label": LABELS.get(name, name.replace("_", " ")),
+            "kind": _kind(f),
+            "default": list(d) if isinstance(d, tuple) else d,
+            "help": f.metadata["help"],
+            "sweep": name in SWEEPABLE,
+        }
         if item["kind"] == "choice":
             item["choices"] = list(INIT_CHOICES if name == "init" else f.metadata["choices"])
         if name == "init":
@@ -92,8 +121,9 @@ def _numbers(name: str, text: str, integer: bool) -> list[float] | list[int]:
         values = [float(p) for p in parts]
     except ValueError:
         what = "integers" if integer else "numbers"
-        raise FormError(f"{name}: expected {what} separated by spaces or commas, got "
-                        f"{text[:40]!r}") from None
+        raise FormError(
+            f"{name}: expected {what} separated by spaces or commas, got {text[:40]!r}"
+        ) from None
     return values
 
 

@@ -7,6 +7,7 @@ the image so far is kept) | ``failed`` (one-line message) ; or ``cancelled`` whi
 The web app streams a feed to the page; the worker thread publishes into it. Nothing here imports
 the web libraries.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -70,8 +71,13 @@ class Feed:
 class Job:
     """One request: its record (what ``job.json`` holds), inputs, options and event feed."""
 
-    def __init__(self, record: dict[str, Any], content: np.ndarray | None = None,
-                 style: np.ndarray | None = None, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        record: dict[str, Any],
+        content: np.ndarray | None = None,
+        style: np.ndarray | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.record = record
         self.content, self.style, self.options = content, style, options or {}
         self.feed = Feed()
@@ -92,6 +98,7 @@ Loader = Callable[[], tuple[dict, str]]
 
 def _real_weights() -> tuple[dict, str]:
     from jaxnst import weights
+
     return weights.load_variables()
 
 
@@ -117,8 +124,14 @@ class JobQueue:
             self._jobs[job.id] = job
 
     # ----------------------------------------------------------------- the page's side
-    def submit(self, content: np.ndarray, style: np.ndarray, options: dict[str, Any],
-               form: dict[str, Any], inputs: dict[str, str]) -> Job:
+    def submit(
+        self,
+        content: np.ndarray,
+        style: np.ndarray,
+        options: dict[str, Any],
+        form: dict[str, Any],
+        inputs: dict[str, str],
+    ) -> Job:
         """Queue a job. content/style: float RGB (H, W, 3) at the working size; options: keyword
         options of ``stylize``; form: what the page asked for (kept in the record); inputs: the
         images' display names. Raises QueueFull."""
@@ -126,12 +139,23 @@ class JobQueue:
         waiting = self._waiting()
         if waiting >= self.max_queue:
             raise QueueFull(f"the queue is full ({waiting} jobs waiting); try again later")
-        record = {"id": new_id(), "created": time.time(), "status": "queued", "message": "",
-                  "size": [int(content.shape[1]), int(content.shape[0])], "inputs": inputs,
-                  "form": form, "members": results.member_labels(options), "step": 0,
-                  "iterations": results.planned_iterations(options, content.shape),
-                  "loss": None, "started": None, "finished": None, "files": {},
-                  "final_loss": None}
+        record = {
+            "id": new_id(),
+            "created": time.time(),
+            "status": "queued",
+            "message": "",
+            "size": [int(content.shape[1]), int(content.shape[0])],
+            "inputs": inputs,
+            "form": form,
+            "members": results.member_labels(options),
+            "step": 0,
+            "iterations": results.planned_iterations(options, content.shape),
+            "loss": None,
+            "started": None,
+            "finished": None,
+            "files": {},
+            "final_loss": None,
+        }
         job = Job(record, content, style, options)
         self.store.write_record(record)
         self.store.save_image(job.id, "content.jpg", content)
@@ -176,14 +200,19 @@ class JobQueue:
     def health(self) -> dict[str, Any]:
         """Takes no lock and touches no file: it answers at once whatever the worker does."""
         run = self.running
-        return {"ok": True, "queued": self._waiting(), "running": run.id if run else None,
-                "jobs": len(self._jobs)}
+        return {
+            "ok": True,
+            "queued": self._waiting(),
+            "running": run.id if run else None,
+            "jobs": len(self._jobs),
+        }
 
     # ----------------------------------------------------------------- the worker's side
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="jaxnst-studio-worker",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._work, name="jaxnst-studio-worker", daemon=True
+            )
             self._thread.start()
 
     def close(self, timeout: float = 30.0) -> None:
@@ -230,23 +259,32 @@ class JobQueue:
 
     def _run(self, job: Job) -> None:
         from jaxnst.stylize import stylize
+
         self.store.write_record(job.record)
-        job.feed.publish("started", {"size": job.record["size"], "members": job.record["members"],
-                                     "iterations": job.record["iterations"]})
+        job.feed.publish(
+            "started",
+            {
+                "size": job.record["size"],
+                "members": job.record["members"],
+                "iterations": job.record["iterations"],
+            },
+        )
         variables, digest = self._weights()
         cb = results.Previews(self.store, job)
         t0 = time.perf_counter()
-        result = stylize(job.content, job.style, variables=variables, callback=cb,
-                         **job.options)
+        result = stylize(job.content, job.style, variables=variables, callback=cb, **job.options)
         wall = time.perf_counter() - t0
         status = job.stop_reason if job.stop.is_set() else "finished"
         files, final = results.write(self.store, job, result, wall, digest, status)
         with self._lock:
             job.record.update(files=files, final_loss=final, step=cb.x)
-        message = {"stopped": f"stopped at iteration {cb.x}",
-                   "interrupted": f"the server stopped at iteration {cb.x}"}.get(status, "")
-        diverged = result.diverged_at if isinstance(result.diverged_at, list) \
-            else [result.diverged_at]
+        message = {
+            "stopped": f"stopped at iteration {cb.x}",
+            "interrupted": f"the server stopped at iteration {cb.x}",
+        }.get(status, "")
+        diverged = (
+            result.diverged_at if isinstance(result.diverged_at, list) else [result.diverged_at]
+        )
         if any(d is not None for d in diverged):
             message = "the loss became non-finite; the last finite image was kept"
         self._finish(job, status, message)
@@ -262,8 +300,10 @@ class QueueFull(RuntimeError):
 
 
 def _done_data(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record.get(k) for k in ("status", "message", "step", "files", "final_loss",
-                                       "started", "finished")}
+    return {
+        k: record.get(k)
+        for k in ("status", "message", "step", "files", "final_loss", "started", "finished")
+    }
 
 
 __all__ = ["ACTIVE", "Feed", "Job", "JobQueue", "QueueFull"]

@@ -3,6 +3,7 @@
 Everything here works on a :class:`jaxnst.stylize.Result` and the job's record; files go through
 :class:`~jaxnst.studio.store.Store` (atomic writes).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,8 +55,7 @@ def error_message(e: BaseException, size: list[int]) -> str:
     """One line for a failed job."""
     text = " ".join(str(e).split())
     if "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or isinstance(e, MemoryError):
-        return (f"out of memory at {size[0]}x{size[1]} px; try a smaller size or fewer sweep "
-                "values")
+        return f"out of memory at {size[0]}x{size[1]} px; try a smaller size or fewer sweep values"
     if isinstance(e, ValueError):
         return text[:300]
     return f"{type(e).__name__}: {text[:300]}"
@@ -86,6 +86,7 @@ class Previews:
         self.x = self._offset + int(step)
         if self._luma and self._content is not None and im.shape[-3:] == self._content.shape:
             from jaxnst import color  # the transfer ran on luma; show it with the content's chroma
+
             im = np.asarray(color.combine_luma_chroma(im, self._content))
         for i, a in enumerate(im if im.ndim == 4 else im[None]):
             self.store.save_image(self.job.id, f"preview_{i:03d}.jpg", np.clip(a, 0.0, 1.0))
@@ -93,41 +94,66 @@ class Previews:
         record = self.job.record
         record.update(step=self.x, loss=_finite(loss))
         self.store.write_record(record)
-        self.job.feed.publish("progress", {
-            "step": self.x, "iterations": record["iterations"], "loss": _finite(loss),
-            "elapsed": round(time.perf_counter() - self._t0, 3), "preview": self.count,
-            "width": int(im.shape[-2]), "height": int(im.shape[-3])})
+        self.job.feed.publish(
+            "progress",
+            {
+                "step": self.x,
+                "iterations": record["iterations"],
+                "loss": _finite(loss),
+                "elapsed": round(time.perf_counter() - self._t0, 3),
+                "preview": self.count,
+                "width": int(im.shape[-2]),
+                "height": int(im.shape[-3]),
+            },
+        )
         return self.job.stop.is_set()
 
 
 def _history(h: dict[str, np.ndarray], i: int | None) -> dict[str, list]:
-    return {k: [_finite(x) for x in (v if k == "step" or i is None else v[i])]
-            for k, v in h.items()}
+    return {
+        k: [_finite(x) for x in (v if k == "step" or i is None else v[i])] for k, v in h.items()
+    }
 
 
-def write(store: Store, job: Job, result: Result, wall: float, digest: str,
-          status: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def write(
+    store: Store, job: Job, result: Result, wall: float, digest: str, status: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the result image(s), the contact sheet of a sweep, the thumbnail and ``report.json``
     (each atomically). Returns (files: names for the page, final losses)."""
     import jax
+
     o = result.options
     h, w = np.shape(result.image)[-3:-1]
     report: dict[str, Any] = {
-        "id": job.id, "status": status, **{k: v for k, v in job.record["inputs"].items()},
-        "image_size": [int(w), int(h)], "wall_seconds": wall,
-        "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
-        "device": result.device, "backend": jax.default_backend(), "devices": result.devices,
+        "id": job.id,
+        "status": status,
+        **{k: v for k, v in job.record["inputs"].items()},
+        "image_size": [int(w), int(h)],
+        "wall_seconds": wall,
+        "compile_seconds": result.compile_seconds,
+        "run_seconds": result.run_seconds,
+        "device": result.device,
+        "backend": jax.default_backend(),
+        "devices": result.devices,
         "weights_sha256": digest,
-        "options": {k: (list(v) if isinstance(v, tuple) else v)
-                    for k, v in dataclasses.asdict(o).items()} if o is not None else {}}
+        "options": {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(o).items()
+        }
+        if o is not None
+        else {},
+    }
     final: dict[str, Any]
     if result.sweep is None:
         store.save_image(job.id, "result.png", result.image)
         final = {k: _finite(v[-1]) for k, v in result.history.items() if k != "step"}
-        report |= {"iterations": int(result.iterations), "evaluations": int(result.evaluations),
-                   "final_loss": final, "diverged_at": result.diverged_at,
-                   "seconds_per_evaluation": result.run_seconds / max(int(result.evaluations), 1),
-                   "history": _history(result.history, None)}
+        report |= {
+            "iterations": int(result.iterations),
+            "evaluations": int(result.evaluations),
+            "final_loss": final,
+            "diverged_at": result.diverged_at,
+            "seconds_per_evaluation": result.run_seconds / max(int(result.evaluations), 1),
+            "history": _history(result.history, None),
+        }
         files: dict[str, Any] = {"image": "result.png", "members": []}
         store.save_thumb(job.id, result.image)
     else:
@@ -139,23 +165,37 @@ def write(store: Store, job: Job, result: Result, wall: float, digest: str,
             name = f"result_{i:03d}.png"
             store.save_image(job.id, name, result.image[i])
             names.append(name)
-            members.append({"image": name, "label": labels[i],
-                            **{k: float(v[i]) for k, v in result.sweep.items()},
-                            "iterations": int(np.asarray(result.iterations)[i]),
-                            "evaluations": int(np.asarray(result.evaluations)[i]),
-                            "final_loss": {k: _finite(v[i, -1]) for k, v in result.history.items()
-                                           if k != "step"},
-                            "diverged_at": diverged[i],
-                            "history": _history(result.history, i)})
+            members.append(
+                {
+                    "image": name,
+                    "label": labels[i],
+                    **{k: float(v[i]) for k, v in result.sweep.items()},
+                    "iterations": int(np.asarray(result.iterations)[i]),
+                    "evaluations": int(np.asarray(result.evaluations)[i]),
+                    "final_loss": {
+                        k: _finite(v[i, -1]) for k, v in result.history.items() if k != "step"
+                    },
+                    "diverged_at": diverged[i],
+                    "history": _history(result.history, i),
+                }
+            )
         tiles = [job.content, job.style, *result.image]
         captions = ["content", "style"] + [
-            f"{m['label']}\nstyle {m['final_loss']['style'] or 0:.3g}" for m in members]
+            f"{m['label']}\nstyle {m['final_loss']['style'] or 0:.3g}" for m in members
+        ]
         sheet = image_io.contact_sheet(tiles, captions)
         store.save_image(job.id, "sheet.png", sheet)
         n = len(members)  # the thumbnail: the members alone, unlabelled, in a near-square grid
-        store.save_thumb(job.id, image_io.contact_sheet(
-            list(result.image), [""] * n, columns=math.ceil(math.sqrt(n)), tile=160,
-            label_height=0))
+        store.save_thumb(
+            job.id,
+            image_io.contact_sheet(
+                list(result.image),
+                [""] * n,
+                columns=math.ceil(math.sqrt(n)),
+                tile=160,
+                label_height=0,
+            ),
+        )
         report |= {"members": members, "batch_evaluations": result.batch_evaluations}
         files = {"image": "sheet.png", "members": names}
         final = {"members": [m["final_loss"] for m in members]}

@@ -7,6 +7,7 @@ and ``sheet.png`` for a sweep), ``report.json`` and ``thumb.jpg``. Every file is
 (temporary file, then rename), so a restart finds only whole files. Clients address files by a job
 id and a name from :data:`FILE_NAMES`; nothing a client sends is joined to a path unchecked.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,10 @@ from jaxnst._atomic import atomic_path
 
 ID = re.compile(r"[0-9a-f]{16}\Z")
 # Names a client may ask for inside a job folder.
-FILE_NAMES = re.compile(r"(?:(?:result|preview)_\d{3}\.(?:png|jpg)|result\.png|sheet\.png|"
-                        r"report\.json|thumb\.jpg|content\.jpg|style\.jpg)\Z")
+FILE_NAMES = re.compile(
+    r"(?:(?:result|preview)_\d{3}\.(?:png|jpg)|result\.png|sheet\.png|"
+    r"report\.json|thumb\.jpg|content\.jpg|style\.jpg)\Z"
+)
 ACTIVE = ("queued", "running")
 TERMINAL = ("finished", "stopped", "failed", "cancelled", "interrupted")
 THUMB_SIDE = 240

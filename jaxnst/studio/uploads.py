@@ -6,6 +6,7 @@ run one at a time (a large image takes ~12 bytes per pixel while it is converted
 (over Pillow's pixel limit), truncated files and non-images are refused with image_io's one-line
 reason, naming the form field and the file's name as the client gave it (never a server path).
 """
+
 from __future__ import annotations
 
 import re
@@ -68,11 +69,15 @@ def decode(data: bytes, which: str, name: str, size: int, limits: Limits) -> np.
 def _checked(im: np.ndarray, label: str, size: int, limits: Limits) -> np.ndarray:
     h, w = im.shape[:2]
     if h * w > limits.max_pixels:
-        raise UploadError(413, f"{label}: {w}x{h} px is over the limit of {limits.max_pixels} "
-                               "pixels")
+        raise UploadError(
+            413, f"{label}: {w}x{h} px is over the limit of {limits.max_pixels} pixels"
+        )
     if min(h, w) < MIN_SIDE:
-        raise UploadError(400, f"{label}: {w}x{h} px is too small; VGG19's four poolings need "
-                               f"at least {MIN_SIDE} px per side")
+        raise UploadError(
+            400,
+            f"{label}: {w}x{h} px is too small; VGG19's four poolings need "
+            f"at least {MIN_SIDE} px per side",
+        )
     return image_io.resize(im, size, min_side=MIN_SIDE).astype(np.float32)
 
 
@@ -81,17 +86,25 @@ def load_sample(path: Path, name: str, size: int, limits: Limits) -> np.ndarray:
         return _checked(image_io.load(path), name, size, limits)
 
 
-async def image(which: str, upload: _Upload | None, sample: str | None, size: int, limits: Limits,
-                sample_files: dict[str, Path]) -> tuple[str, np.ndarray]:
+async def image(
+    which: str,
+    upload: _Upload | None,
+    sample: str | None,
+    size: int,
+    limits: Limits,
+    sample_files: dict[str, Path],
+) -> tuple[str, np.ndarray]:
     """The ``which`` image ("content" or "style") of a submission: an uploaded file (preferred
     when both are given) or a bundled sample by name. Returns (display name, image at ``size``).
     Decoding runs on a worker thread, off the event loop. Raises UploadError."""
     from starlette.concurrency import run_in_threadpool
+
     if upload is not None and upload.filename:
         data = await upload.read(limits.max_upload_bytes + 1)
         if len(data) > limits.max_upload_bytes:
-            raise UploadError(413, f"{which}: the file is over the limit of "
-                                   f"{limits.max_upload_bytes} bytes")
+            raise UploadError(
+                413, f"{which}: the file is over the limit of {limits.max_upload_bytes} bytes"
+            )
         if not data:
             raise UploadError(400, f"{which} ({display_name(upload.filename)}): empty file")
         name = display_name(upload.filename)

@@ -1,5 +1,6 @@
 """``jaxnst.stylize_video``: the public entry point of the video front end (see
 :mod:`jaxnst.video.core` for the method)."""
+
 from __future__ import annotations
 
 import time
@@ -23,12 +24,22 @@ from jaxnst.video.core import (
 )
 
 
-def stylize_video(frames: Any, style: Any, *, temporal_weight: float = TEMPORAL_WEIGHT,
-                  passes: int = 0, pass_iterations: int = PASS_ITERATIONS, blend: float = BLEND,
-                  variables: dict | None = None, flow: Flow | None = None,
-                  flow_preset: str = "fine", callback: Callback | None = None,
-                  on_state: StateHook | None = None, resume: VideoState | None = None,
-                  **options: Any) -> VideoResult:
+def stylize_video(
+    frames: Any,
+    style: Any,
+    *,
+    temporal_weight: float = TEMPORAL_WEIGHT,
+    passes: int = 0,
+    pass_iterations: int = PASS_ITERATIONS,
+    blend: float = BLEND,
+    variables: dict | None = None,
+    flow: Flow | None = None,
+    flow_preset: str = "fine",
+    callback: Callback | None = None,
+    on_state: StateHook | None = None,
+    resume: VideoState | None = None,
+    **options: Any,
+) -> VideoResult:
     """Temporally consistent style transfer of a clip (Ruder, Dosovitskiy & Brox 2016).
 
     frames: (T, H, W, 3) float RGB in [0, 1]. style: (H_s, W_s, 3) (or a list, as for
@@ -65,8 +76,10 @@ def stylize_video(frames: Any, style: Any, *, temporal_weight: float = TEMPORAL_
         flow = core.compute_flow(a, flow_preset)
     flow_s = time.perf_counter() - t0
     if flow.backward.shape[0] != a.shape[0] - 1 or flow.backward.shape[1:3] != a.shape[1:3]:
-        raise ValueError(f"flow is for {flow.backward.shape[0] + 1} frames of "
-                         f"{tuple(flow.backward.shape[1:3])}, frames are {a.shape[:3]}")
+        raise ValueError(
+            f"flow is for {flow.backward.shape[0] + 1} frames of "
+            f"{tuple(flow.backward.shape[1:3])}, frames are {a.shape[:3]}"
+        )
     problem = prepare.prepare(a, style, o, variables=variables)
     marks = [time.perf_counter()]
 
@@ -79,11 +92,28 @@ def stylize_video(frames: Any, style: Any, *, temporal_weight: float = TEMPORAL_
         state = core.sequential(problem, flow, float(temporal_weight), callback, timed, resume)
         mode, devices = "sequential", 1
     else:
-        state = multipass.multipass(problem, flow, float(temporal_weight), int(passes),
-                                    int(pass_iterations), float(blend), callback, timed, resume)
+        state = multipass.multipass(
+            problem,
+            flow,
+            float(temporal_weight),
+            int(passes),
+            int(pass_iterations),
+            float(blend),
+            callback,
+            timed,
+            resume,
+        )
         mode = "multipass"
         devices = min(jax.local_device_count(), a.shape[0]) * jax.process_count()
     pass_s = [float(x) for x in np.diff(marks)] if passes else []
-    return VideoResult(frames=state.frames, losses=state.losses, seconds=state.seconds,
-                       pass_seconds=pass_s, flow_seconds=flow_s, mode=mode, devices=devices,
-                       compile_seconds=compile_stats()["seconds"] - c0, options=o)
+    return VideoResult(
+        frames=state.frames,
+        losses=state.losses,
+        seconds=state.seconds,
+        pass_seconds=pass_s,
+        flow_seconds=flow_s,
+        mode=mode,
+        devices=devices,
+        compile_seconds=compile_stats()["seconds"] - c0,
+        options=o,
+    )

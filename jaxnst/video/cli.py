@@ -8,6 +8,7 @@ end), with the run's state saved after every frame (sequential) or pass (multi-p
 ``--resume`` continue where it stopped. Exit codes as ``jaxnst``'s: 0, 2 bad input (one line,
 nothing written), 4 device failure, 130 interrupted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,37 +23,84 @@ EXIT_INTERRUPTED = 130
 MISSING = "jaxnst: error: video needs: pip install 'jaxnst[video]'"
 # Still-image flags that make no sense for a clip: several contents, masks, checkpoints of one
 # image, coarse-to-fine (not supported for video yet), demo and modes.
-_SKIP = {"content", "style", "output", "size", "content_dir", "content_masks", "save_every",
-         "checkpoint_every", "checkpoint", "resume", "mode", "demo", "scales",
-         "scale_iterations", "help", "init"}
+_SKIP = {
+    "content",
+    "style",
+    "output",
+    "size",
+    "content_dir",
+    "content_masks",
+    "save_every",
+    "checkpoint_every",
+    "checkpoint",
+    "resume",
+    "mode",
+    "demo",
+    "scales",
+    "scale_iterations",
+    "help",
+    "init",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     from jaxnst import cli as still
     from jaxnst.video.core import BLEND, PASS_ITERATIONS, TEMPORAL_WEIGHT
-    p = still._Parser(prog="jaxnst video", description="Temporally consistent style transfer of a "
-                      "clip (Ruder, Dosovitskiy & Brox 2016).")
+
+    p = still._Parser(
+        prog="jaxnst video",
+        description="Temporally consistent style transfer of a "
+        "clip (Ruder, Dosovitskiy & Brox 2016).",
+    )
     p.add_argument("input", help="video file (.mp4, .gif, .mov, ...) or folder of numbered frames")
     p.add_argument("style", help="style image file (several: a.jpg,b.jpg)")
-    p.add_argument("-o", "--output", required=True,
-                   help="output video (.mp4, .gif) or folder (frame_00001.png, ...)")
-    p.add_argument("--size", type=int, default=256,
-                   help="longer side of the frames in pixels (default: 256)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output video (.mp4, .gif) or folder (frame_00001.png, ...)",
+    )
+    p.add_argument(
+        "--size", type=int, default=256, help="longer side of the frames in pixels (default: 256)"
+    )
     p.add_argument("--start", type=int, default=0, help="first frame to use (default: 0)")
     p.add_argument("--max-frames", type=int, help="use at most this many frames")
-    p.add_argument("--fps", type=float, help="frame rate of the output (default: the input's; a "
-                   "changed rate drops the audio track)")
-    p.add_argument("--temporal-weight", type=still._finite_float, default=TEMPORAL_WEIGHT,
-                   help=f"weight of the temporal loss (default: {TEMPORAL_WEIGHT:g}; 0: off)")
-    p.add_argument("--passes", type=int, default=0, help="0 (default): sequential, frame after "
-                   "frame; P > 0: multi-pass, all frames as one batch, P passes after the first")
-    p.add_argument("--pass-iterations", type=int, default=PASS_ITERATIONS,
-                   help=f"iterations per pass after the first (default: {PASS_ITERATIONS})")
-    p.add_argument("--blend", type=still._finite_float, default=BLEND,
-                   help=f"multi-pass: weight of the warped neighbour in each start (default: "
-                        f"{BLEND})")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run with the same inputs and options")
+    p.add_argument(
+        "--fps",
+        type=float,
+        help="frame rate of the output (default: the input's; a "
+        "changed rate drops the audio track)",
+    )
+    p.add_argument(
+        "--temporal-weight",
+        type=still._finite_float,
+        default=TEMPORAL_WEIGHT,
+        help=f"weight of the temporal loss (default: {TEMPORAL_WEIGHT:g}; 0: off)",
+    )
+    p.add_argument(
+        "--passes",
+        type=int,
+        default=0,
+        help="0 (default): sequential, frame after "
+        "frame; P > 0: multi-pass, all frames as one batch, P passes after the first",
+    )
+    p.add_argument(
+        "--pass-iterations",
+        type=int,
+        default=PASS_ITERATIONS,
+        help=f"iterations per pass after the first (default: {PASS_ITERATIONS})",
+    )
+    p.add_argument(
+        "--blend",
+        type=still._finite_float,
+        default=BLEND,
+        help=f"multi-pass: weight of the warped neighbour in each start (default: {BLEND})",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run with the same inputs and options",
+    )
     reused = build_still_flags(still.build_parser())
     for action in reused:
         p._add_action(action)
@@ -80,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxnst.image_io import ImageError
     from jaxnst.runtime import RuntimeSetupError
     from jaxnst.weights import WeightsError
+
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
     if not _need_extra():
@@ -87,10 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     from jaxnst.video import io as vio
     from jaxnst.video.run import run
+
     try:
         return run(args)
-    except (vio.VideoError, ImageError, WeightsError, StillUsageError, UsageError,
-            RuntimeSetupError) as e:
+    except (
+        vio.VideoError,
+        ImageError,
+        WeightsError,
+        StillUsageError,
+        UsageError,
+        RuntimeSetupError,
+    ) as e:
         print(f"jaxnst: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -118,7 +174,8 @@ def check_args(args: Any) -> None:
     for name in ("content_weight", "style_weight", "tv_weight", "seed"):
         v = getattr(args, name, None)
         if v is not None and len(v) > 1:
-            raise UsageError(f"--{name.replace('_', '-')}: video takes one value (sweeps are for "
-                             "still images)")
+            raise UsageError(
+                f"--{name.replace('_', '-')}: video takes one value (sweeps are for still images)"
+            )
     if Path(args.input).resolve() == Path(args.output).resolve():
         raise UsageError(f"{args.output}: the output would overwrite the input")

@@ -12,6 +12,7 @@ Two modes:
 
 Both modes compute the forward and backward DIS flow of the content frames once per clip.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,7 @@ from jaxnst.video import warp as warp_mod
 # weighted style loss (~1e5..1e6) at deviations of ~0.01-0.1 to compete with the style gradient.
 TEMPORAL_WEIGHT = 1e9
 PASS_ITERATIONS = 20
-BLEND = 0.5   # Ruder et al.'s delta
+BLEND = 0.5  # Ruder et al.'s delta
 
 
 @dataclasses.dataclass
@@ -52,6 +53,7 @@ class VideoResult:
     mode: "sequential" or "multipass"; devices: devices the batch ran on (all processes).
     compile_seconds: compilation inside the runs (included in ``seconds``).
     """
+
     frames: np.ndarray
     losses: dict[str, np.ndarray]
     seconds: np.ndarray
@@ -67,6 +69,7 @@ class VideoState(NamedTuple):
     """Where an interrupted run stands: ``done`` frames (sequential) or passes (multi-pass, the
     first independent pass counts as pass 0) are finished; ``frames`` (T, H, W, 3) holds them
     (sequential: frames[:done]); ``losses`` as in :class:`VideoResult`; ``seconds`` likewise."""
+
     done: int
     frames: np.ndarray
     losses: dict[str, np.ndarray]
@@ -76,6 +79,7 @@ class VideoState(NamedTuple):
 class Flow(NamedTuple):
     """Per clip: flows (T-1, H, W, 2) and reliabilities (T-1, H, W), see
     :class:`jaxnst.video.flow.Flows` (this is the same tuple, as jax arrays)."""
+
     forward: jax.Array
     backward: jax.Array
     reliable_prev: jax.Array
@@ -110,6 +114,7 @@ def problem_space(images: jax.Array, o: Options) -> jax.Array:
 def compute_flow(frames: np.ndarray, preset: str = "fine") -> Flow:
     """DIS flow both ways between consecutive content frames and Ruder's reliability weights."""
     from jaxnst.video import flow as flow_mod
+
     f = flow_mod.clip_flows(frames, preset)
     return Flow(*(jnp.asarray(a) for a in f))
 
@@ -119,33 +124,49 @@ def _put(lay: layout.Layout, a: Any) -> jax.Array:
     return a if lay.mesh is None else jax.device_put(a, layout.row_sharding(lay.mesh))
 
 
-def video_batch(batch: layout.Batch, lay: layout.Layout, init: Any, warped: Any,
-                reliability: Any, weight: Any) -> layout.Batch:
+def video_batch(
+    batch: layout.Batch, lay: layout.Layout, init: Any, warped: Any, reliability: Any, weight: Any
+) -> layout.Batch:
     """The laid-out batch with per-row starting images (rows, H, W, 3), temporal targets
     (rows, H, W, 3) and (rows, H, W), and temporal weights (rows,), placed like the other rows."""
     targets = batch.targets._replace(warped=_put(lay, warped), reliability=_put(lay, reliability))
     weights = batch.hyper.weights._replace(temporal=_put(lay, weight))
-    return batch._replace(images0=_put(lay, init), targets=targets,
-                          hyper=batch.hyper._replace(weights=weights))
+    return batch._replace(
+        images0=_put(lay, init), targets=targets, hyper=batch.hyper._replace(weights=weights)
+    )
 
 
 def one_frame_layout(lay: layout.Layout, t: int) -> layout.Layout:
     """A layout of the single member ``t`` of a clip's layout (sequential mode: one frame at a
     time, unsharded; every process computes it, process 0 writes)."""
-    values = {k: v[t:t + 1] for k, v in lay.values.items()}
-    return lay._replace(values=values, content_index=lay.content_index[t:t + 1], n=1, m=1,
-                        rows=np.zeros(1, np.int32), mesh=None, n_dev=1, batched=False)
+    values = {k: v[t : t + 1] for k, v in lay.values.items()}
+    return lay._replace(
+        values=values,
+        content_index=lay.content_index[t : t + 1],
+        n=1,
+        m=1,
+        rows=np.zeros(1, np.int32),
+        mesh=None,
+        n_dev=1,
+        batched=False,
+    )
 
 
-def _frame_losses(result: collect.Result, image: np.ndarray, warped: Any, c: Any,
-                  o: Options) -> dict[str, np.ndarray]:
+def _frame_losses(
+    result: collect.Result, image: np.ndarray, warped: Any, c: Any, o: Options
+) -> dict[str, np.ndarray]:
     """Final loss parts per member of a collected result, plus the unweighted temporal loss."""
     hist = result.history
-    out = {k: np.atleast_2d(np.asarray(hist[k]))[:, -1].astype(np.float32)
-           for k in ("total", "content", "style", "tv")}
+    out = {
+        k: np.atleast_2d(np.asarray(hist[k]))[:, -1].astype(np.float32)
+        for k in ("total", "content", "style", "tv")
+    }
     x = problem_space(jnp.asarray(image).reshape((-1,) + image.shape[-3:]), o)
-    out["temporal"] = np.asarray(jax.vmap(losses.temporal_loss)(
-        x, jnp.asarray(warped).reshape(x.shape), jnp.asarray(c).reshape(x.shape[:3])))
+    out["temporal"] = np.asarray(
+        jax.vmap(losses.temporal_loss)(
+            x, jnp.asarray(warped).reshape(x.shape), jnp.asarray(c).reshape(x.shape[:3])
+        )
+    )
     return out
 
 
@@ -156,9 +177,15 @@ def _empty_losses(t: int) -> dict[str, np.ndarray]:
 Callback = Callable[[dict[str, Any]], bool | None]
 
 
-def _run(problem: prepare.Problem, lay: layout.Layout, batch: layout.Batch,
-         callback: Callback | None, info: dict[str, Any]) -> collect.Result:
+def _run(
+    problem: prepare.Problem,
+    lay: layout.Layout,
+    batch: layout.Batch,
+    callback: Callback | None,
+    info: dict[str, Any],
+) -> collect.Result:
     """One descent of a (video) batch through the run and collect stages."""
+
     def on_chunk(step: int, loss: float, image: Any) -> bool | None:
         if callback is None:
             return None
@@ -173,9 +200,14 @@ StateHook = Callable[[VideoState], None]
 _warp = jax.jit(warp_mod.warp)
 
 
-def sequential(problem: prepare.Problem, flow: Flow, temporal_weight: float,
-               callback: Callback | None = None, on_state: StateHook | None = None,
-               state: VideoState | None = None) -> VideoState:
+def sequential(
+    problem: prepare.Problem,
+    flow: Flow,
+    temporal_weight: float,
+    callback: Callback | None = None,
+    on_state: StateHook | None = None,
+    state: VideoState | None = None,
+) -> VideoState:
     """Frame after frame: frame t starts from the stylized frame t-1 warped along the flow
     (everywhere, as Ruder et al.; starting unreliable pixels from the content instead left the
     motion-boundary bands unstylized and measured 2.8x their warping error) and is pulled towards
@@ -184,8 +216,12 @@ def sequential(problem: prepare.Problem, flow: Flow, temporal_weight: float,
     lay_all = layout.make_layout(problem)
     t_n = problem.contents.shape[0]
     if state is None:
-        state = VideoState(0, np.zeros(problem.contents.shape, np.float32), _empty_losses(t_n),
-                           np.zeros(t_n, np.float32))
+        state = VideoState(
+            0,
+            np.zeros(problem.contents.shape, np.float32),
+            _empty_losses(t_n),
+            np.zeros(t_n, np.float32),
+        )
     frames, parts, secs = state.frames.copy(), dict(state.losses), state.seconds.copy()
     for t in range(state.done, t_n):
         start = time.perf_counter()
@@ -202,8 +238,9 @@ def sequential(problem: prepare.Problem, flow: Flow, temporal_weight: float,
             init = warped
             weight = temporal_weight
         batch = video_batch(batch, lay, init, warped, c, [weight])
-        result = _run(problem, lay, batch, callback, {"mode": "sequential", "frame": t,
-                                                      "frames": t_n})
+        result = _run(
+            problem, lay, batch, callback, {"mode": "sequential", "frame": t, "frames": t_n}
+        )
         frames[t] = result.image
         for k, v in _frame_losses(result, result.image, warped, c, o).items():
             parts[k] = parts[k].copy()

@@ -3,6 +3,7 @@ once per clip on the content frames, and Ruder et al.'s reliability weights from
 
 Needs the ``video`` extra (``opencv-python-headless``); cv2 is imported on first use.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -21,6 +22,7 @@ class Flows(NamedTuple):
     reliable_prev: (T-1, H, W) float32 in {0, 1}: c for warping frame t-1 into t (by backward).
     reliable_next: (T-1, H, W): c for warping frame t into t-1 (by forward).
     """
+
     forward: np.ndarray
     backward: np.ndarray
     reliable_prev: np.ndarray
@@ -40,10 +42,13 @@ def dis(preset: str = "fine"):
     medium marks 20 %, and its end-point error on reliable pixels is 0.04 px against 0.27; the
     cost (4x medium's) is paid once per clip and is small next to the stylization."""
     import cv2
-    presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-               "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-               "fine": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
+    presets = {
+        "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+        "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+        "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        "fine": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+    }
     if preset not in presets:
         raise ValueError(f"unknown flow preset {preset!r}; expected one of {', '.join(presets)}")
     est = cv2.DISOpticalFlow_create(presets[preset])  # type: ignore[attr-defined]

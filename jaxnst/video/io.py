@@ -5,6 +5,7 @@ Frames are RGB float32 (T, H, W, 3) in [0, 1]. Every failure raises :class:`Vide
 naming the file. Video files are written atomically (a temporary file, then a rename); a video
 output keeps the input's audio track when the input is a video with one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,6 +35,7 @@ class Clip:
     """A decoded clip. frames: (T, H, W, 3) float32 in [0, 1]; fps: frames per second of the
     source (a frame folder: 25); start: index of frames[0] in the source; audio: the source is a
     video file with an audio stream (kept by :func:`write`)."""
+
     frames: np.ndarray
     fps: float
     source: Path
@@ -43,6 +45,7 @@ class Clip:
 
 def _av():
     import av
+
     return av
 
 
@@ -57,8 +60,14 @@ def _number_key(p: Path) -> tuple:
 
 def frame_paths(folder: Path) -> list[Path]:
     """The image files of a frame folder, in the order of the last number in their names."""
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES
-                   and not p.name.startswith(".")), key=_number_key)
+    return sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")
+        ),
+        key=_number_key,
+    )
 
 
 def _resize(frame: np.ndarray, size: int | None) -> np.ndarray:
@@ -71,7 +80,7 @@ def _read_folder(folder: Path, start: int, count: int | None, size: int | None) 
     paths = frame_paths(folder)
     if not paths:
         raise VideoError(f"{folder}: no frames (.png/.jpg) in this folder")
-    chosen = paths[start:] if count is None else paths[start:start + count]
+    chosen = paths[start:] if count is None else paths[start : start + count]
     if not chosen:
         raise VideoError(f"{folder}: --start {start} is past its {len(paths)} frames")
     frames: list[np.ndarray] = []
@@ -81,9 +90,11 @@ def _read_folder(folder: Path, start: int, count: int | None, size: int | None) 
         except image_io.ImageError as e:
             raise VideoError(str(e)) from None
         if frames and im.shape != frames[0].shape:
-            raise VideoError(f"{p}: {im.shape[1]}x{im.shape[0]} px, but {chosen[0].name} is "
-                             f"{frames[0].shape[1]}x{frames[0].shape[0]}; frames must share one "
-                             "size")
+            raise VideoError(
+                f"{p}: {im.shape[1]}x{im.shape[0]} px, but {chosen[0].name} is "
+                f"{frames[0].shape[1]}x{frames[0].shape[0]}; frames must share one "
+                "size"
+            )
         frames.append(im)
     return Clip(np.stack(frames).astype(np.float32), 25.0, folder, start, False)
 
@@ -104,8 +115,9 @@ def _decode(path: Path, start: int, count: int | None, size: int | None) -> Clip
         try:
             for frame in container.decode(stream):
                 if seen >= start:
-                    frames.append(_resize(frame.to_ndarray(format="rgb24").astype(np.float32)
-                                          / 255.0, size))
+                    frames.append(
+                        _resize(frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0, size)
+                    )
                 seen += 1
                 if count is not None and len(frames) >= count:
                     break
@@ -113,14 +125,22 @@ def _decode(path: Path, start: int, count: int | None, size: int | None) -> Clip
             raise VideoError(f"{path}: corrupt or truncated video ({_one_line(e)})") from None
         has_audio = bool(container.streams.audio)
     if not frames:
-        what = "no frames could be decoded" if seen == 0 else \
-            f"--start {start} is past its {seen} frames"
+        what = (
+            "no frames could be decoded"
+            if seen == 0
+            else f"--start {start} is past its {seen} frames"
+        )
         raise VideoError(f"{path}: {what} (empty, corrupt or truncated video?)")
     return Clip(np.stack(frames), float(rate), path, start, has_audio)
 
 
-def read(path: str | os.PathLike, *, start: int = 0, max_frames: int | None = None,
-         size: int | None = None) -> Clip:
+def read(
+    path: str | os.PathLike,
+    *,
+    start: int = 0,
+    max_frames: int | None = None,
+    size: int | None = None,
+) -> Clip:
     """Read frames ``start`` .. ``start + max_frames - 1`` of a video file or a frame folder,
     resized so the longer side is ``size`` (Lanczos, float; None keeps the size)."""
     p = Path(path)
@@ -145,8 +165,10 @@ def output_kind(path: str | os.PathLike) -> str:
     elif p.suffix.lower() in WRITE_SUFFIXES:
         kind = WRITE_SUFFIXES[p.suffix.lower()]
     else:
-        raise VideoError(f"{p}: unknown output extension {p.suffix or '(none)'!r}; expected "
-                         f"{', '.join(WRITE_SUFFIXES)} or a folder")
+        raise VideoError(
+            f"{p}: unknown output extension {p.suffix or '(none)'!r}; expected "
+            f"{', '.join(WRITE_SUFFIXES)} or a folder"
+        )
     if not parent.is_dir():
         raise VideoError(f"{p}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
@@ -211,8 +233,9 @@ def _copy_audio(av, out, audio: Clip, n: int) -> None:
             out.mux(packet)
 
 
-def _encode(av, tmp: str, kind: str, frames: Sequence[np.ndarray], fps: float,
-            audio: Clip | None) -> int:
+def _encode(
+    av, tmp: str, kind: str, frames: Sequence[np.ndarray], fps: float, audio: Clip | None
+) -> int:
     rate = fractions.Fraction(fps).limit_denominator(1001)
     n = 0
     with av.open(tmp, "w", format=kind) as out:
@@ -251,8 +274,9 @@ def _encode(av, tmp: str, kind: str, frames: Sequence[np.ndarray], fps: float,
     return n
 
 
-def write(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float,
-          audio: Clip | None = None) -> Path:
+def write(
+    path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float, audio: Clip | None = None
+) -> Path:
     """Encode (H, W, 3) float frames in [0, 1] as ``path`` (.mp4: H.264, CRF 18, odd sides padded
     by one repeated row/column; .gif: one palette for the clip) or write them into a folder as
     frame_NNNNN.png. ``audio``: the clip they came from; its audio track, trimmed to the frames'
@@ -264,8 +288,9 @@ def write(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float,
             save_frame(p, i + 1, f)
         return p
     av = _av()
-    keep_audio = audio if audio is not None and audio.audio and abs(audio.fps - fps) < 1e-3 \
-        else None
+    keep_audio = (
+        audio if audio is not None and audio.audio and abs(audio.fps - fps) < 1e-3 else None
+    )
     try:
         with atomic_path(p, 0o666 & ~_umask()) as tmp:
             _encode(av, tmp, kind, frames, fps, keep_audio)

@@ -17,6 +17,7 @@ clip in each batch and every update sees fixed, current neighbours (Gauss-Seidel
 enter the temporal term: sum_k c_k (x - w_k)^2 equals (c_p + c_n)(x - w)^2 up to a constant, with
 w the c-weighted mean of the warped neighbours, so one warped target per frame carries both.
 """
+
 from __future__ import annotations
 
 import time
@@ -65,14 +66,30 @@ def subset_layout(lay: layout.Layout, members: np.ndarray) -> layout.Layout:
     d = min(jax.local_device_count(), len(mine))
     mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:d]), ("batch",)) if d > 1 else None
     rows = np.concatenate([mine, np.full((-len(mine)) % d, mine[-1])]).astype(np.int32)
-    return lay._replace(values={k: v[members] for k, v in lay.values.items()},
-                        content_index=lay.content_index[members], n=n, m=len(mine), rows=rows,
-                        mesh=mesh, n_dev=d, batched=True)
+    return lay._replace(
+        values={k: v[members] for k, v in lay.values.items()},
+        content_index=lay.content_index[members],
+        n=n,
+        m=len(mine),
+        rows=rows,
+        mesh=mesh,
+        n_dev=d,
+        batched=True,
+    )
 
 
-def _half_pass(problem: prepare.Problem, lay_all: layout.Layout, members: np.ndarray,
-               x: jax.Array, flow: Flow, temporal_weight: float, iterations: int, blend: float,
-               callback: Callback | None, info: dict) -> tuple[np.ndarray, dict, jax.Array]:
+def _half_pass(
+    problem: prepare.Problem,
+    lay_all: layout.Layout,
+    members: np.ndarray,
+    x: jax.Array,
+    flow: Flow,
+    temporal_weight: float,
+    iterations: int,
+    blend: float,
+    callback: Callback | None,
+    info: dict,
+) -> tuple[np.ndarray, dict, jax.Array]:
     """Optimise ``members`` against their current neighbours; returns their images (colour),
     losses, and ``x`` (problem space) with them updated."""
     warped, c = neighbours(x, flow)
@@ -90,9 +107,17 @@ def _half_pass(problem: prepare.Problem, lay_all: layout.Layout, members: np.nda
     return images, parts, x.at[members].set(problem_space(jnp.asarray(images), problem.options))
 
 
-def multipass(problem: prepare.Problem, flow: Flow, temporal_weight: float, passes: int,
-              pass_iterations: int, blend: float = BLEND, callback: Callback | None = None,
-              on_state: StateHook | None = None, state: VideoState | None = None) -> VideoState:
+def multipass(
+    problem: prepare.Problem,
+    flow: Flow,
+    temporal_weight: float,
+    passes: int,
+    pass_iterations: int,
+    blend: float = BLEND,
+    callback: Callback | None = None,
+    on_state: StateHook | None = None,
+    state: VideoState | None = None,
+) -> VideoState:
     """Pass 0: all frames, one batch, ``iterations`` each, independently. Passes 1..P: two
     red-black half-passes of ``pass_iterations`` each (see the module doc). ``on_state`` after
     every pass; ``state`` resumes after its ``done`` passes."""
@@ -100,16 +125,26 @@ def multipass(problem: prepare.Problem, flow: Flow, temporal_weight: float, pass
     lay = layout.make_layout(problem)
     t_n = problem.contents.shape[0]
     if state is None:
-        state = VideoState(0, np.zeros(problem.contents.shape, np.float32), _empty_losses(t_n),
-                           np.zeros(t_n, np.float32))
+        state = VideoState(
+            0,
+            np.zeros(problem.contents.shape, np.float32),
+            _empty_losses(t_n),
+            np.zeros(t_n, np.float32),
+        )
     for p in range(state.done, passes + 1):
         start = time.perf_counter()
         info = {"mode": "multipass", "pass": p, "passes": passes}
         if p == 0:
             no = jnp.zeros(problem.contents.shape[:3], jnp.float32)
             batch = layout.place(problem, lay)
-            batch = video_batch(batch, lay, batch.images0, jnp.zeros(problem.contents.shape)[
-                lay.rows], no[lay.rows], np.zeros(len(lay.rows)))
+            batch = video_batch(
+                batch,
+                lay,
+                batch.images0,
+                jnp.zeros(problem.contents.shape)[lay.rows],
+                no[lay.rows],
+                np.zeros(len(lay.rows)),
+            )
             result = _run(problem, lay, batch, callback, info)
             frames = np.asarray(result.image, np.float32)
             parts = _frame_losses(result, frames, jnp.zeros(frames.shape), no, o)
@@ -117,11 +152,21 @@ def multipass(problem: prepare.Problem, flow: Flow, temporal_weight: float, pass
             frames, parts = state.frames.copy(), {k: v.copy() for k, v in state.losses.items()}
             x = problem_space(jnp.asarray(frames), o)
             odd, even = np.arange(1, t_n, 2), np.arange(0, t_n, 2)
-            for members in ((odd, even) if p % 2 else (even, odd)):
+            for members in (odd, even) if p % 2 else (even, odd):
                 if len(members) == 0:
                     continue
-                images, got, x = _half_pass(problem, lay, members, x, flow, temporal_weight,
-                                            pass_iterations, blend, callback, info)
+                images, got, x = _half_pass(
+                    problem,
+                    lay,
+                    members,
+                    x,
+                    flow,
+                    temporal_weight,
+                    pass_iterations,
+                    blend,
+                    callback,
+                    info,
+                )
                 frames[members] = images
                 for k, v in got.items():
                     parts[k][members] = v

@@ -1,5 +1,6 @@
 """The body of ``jaxnst video``: inputs read and checked, the run with progress and resumable
 state, frames written as they finish, the output encoded. See :mod:`jaxnst.video.cli`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,32 +33,39 @@ def work_dir(out: Path, kind: str) -> Path:
     return out if kind == "folder" else out.with_name(out.name + ".frames")
 
 
-def fingerprint(frames: np.ndarray, styles: list[np.ndarray], options: Any, video: dict,
-                digest: str) -> str:
+def fingerprint(
+    frames: np.ndarray, styles: list[np.ndarray], options: Any, video: dict, digest: str
+) -> str:
     """sha256 over the frames, styles, options and video settings: a state from other inputs is
     refused by --resume."""
     h = hashlib.sha256()
     for a in [frames, *styles]:
         h.update(np.ascontiguousarray(a, np.float32).tobytes())
     opts = {k: v for k, v in dataclasses.asdict(options).items() if k != "init"}
-    h.update(json.dumps([opts, str(options.init), video, digest], sort_keys=True,
-                        default=str).encode())
+    h.update(
+        json.dumps([opts, str(options.init), video, digest], sort_keys=True, default=str).encode()
+    )
     return h.hexdigest()
 
 
 def save_state(path: Path, state: VideoState, fp: str, sequential: bool) -> None:
     """Atomically: ``done``, the float frames needed to continue (sequential: the last finished
     frame; multi-pass: all), per-frame losses and seconds, and the fingerprint."""
-    keep = state.frames[state.done - 1:state.done] if sequential else state.frames
-    arrays = {"done": np.int64(state.done), "frames": keep, "seconds": state.seconds,
-              "fingerprint": np.frombuffer(fp.encode(), np.uint8),
-              **{f"loss_{k}": v for k, v in state.losses.items()}}
+    keep = state.frames[state.done - 1 : state.done] if sequential else state.frames
+    arrays = {
+        "done": np.int64(state.done),
+        "frames": keep,
+        "seconds": state.seconds,
+        "fingerprint": np.frombuffer(fp.encode(), np.uint8),
+        **{f"loss_{k}": v for k, v in state.losses.items()},
+    }
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)  # type: ignore[arg-type]
 
 
-def load_state(path: Path, fp: str, shape: tuple[int, ...], work: Path,
-               sequential: bool) -> VideoState:
+def load_state(
+    path: Path, fp: str, shape: tuple[int, ...], work: Path, sequential: bool
+) -> VideoState:
     """The state saved by :func:`save_state`; earlier sequential frames come back from the PNGs."""
     if not path.is_file():
         raise UsageError(f"--resume: no saved state {path} (nothing to continue)")
@@ -67,8 +75,9 @@ def load_state(path: Path, fp: str, shape: tuple[int, ...], work: Path,
     except Exception as e:  # noqa: BLE001 (a damaged file raises many kinds)
         raise UsageError(f"{path}: unreadable state ({' '.join(str(e).split())[:120]})") from None
     if bytes(d["fingerprint"]).decode() != fp:
-        raise UsageError(f"{path}: saved by a run with other inputs or options; start without "
-                         "--resume")
+        raise UsageError(
+            f"{path}: saved by a run with other inputs or options; start without --resume"
+        )
     done = int(d["done"])
     frames = np.zeros(shape, np.float32)
     if sequential:
@@ -84,14 +93,19 @@ def load_state(path: Path, fp: str, shape: tuple[int, ...], work: Path,
 
 def _inputs(args: Any) -> tuple[Any, ...]:
     from jaxnst import cli_inputs, weights
+
     check_args(args)
     out = Path(args.output)
     kind = vio.output_kind(out)
     clip = vio.read(args.input, start=args.start, max_frames=args.max_frames, size=args.size)
     args.content = None
-    styles = [cli_inputs.load_sized(p, max(1, round((args.style_scale or 1.0)
-                                                   * max(clip.frames.shape[1:3]))))
-              for p in args.style.split(",") if p]
+    styles = [
+        cli_inputs.load_sized(
+            p, max(1, round((args.style_scale or 1.0) * max(clip.frames.shape[1:3])))
+        )
+        for p in args.style.split(",")
+        if p
+    ]
     if not styles:
         raise UsageError("STYLE: no style image given")
     opts = cli_inputs.options_from_args(args, clip.frames.shape[1:3])
@@ -110,8 +124,15 @@ class _Progress:
         self.bar = None
         if not quiet:
             from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=done, unit=unit, file=sys.stderr,
-                            dynamic_ncols=True, desc="stylizing")
+
+            self.bar = tqdm(
+                total=total,
+                initial=done,
+                unit=unit,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                desc="stylizing",
+            )
 
     def chunk(self, info: dict[str, Any]) -> None:
         if self.bar is not None:
@@ -131,27 +152,44 @@ def run(args: Any) -> int:
     """Run ``jaxnst video`` with parsed ``args``; returns the exit code."""
     from jaxnst import cli as still
     from jaxnst import runtime
-    runtime.setup(args)   # distributed, compile cache: before anything starts the backend
+
+    runtime.setup(args)  # distributed, compile cache: before anything starts the backend
     out, kind, clip, styles, opts, variables, digest = _inputs(args)
     import jax
 
     from jaxnst.video.api import stylize_video
+
     writer = jax.process_index() == 0
     t_n, sequential = clip.frames.shape[0], args.passes == 0
-    video = {"temporal_weight": args.temporal_weight, "passes": args.passes,
-             "pass_iterations": args.pass_iterations, "blend": args.blend}
+    video = {
+        "temporal_weight": args.temporal_weight,
+        "passes": args.passes,
+        "pass_iterations": args.pass_iterations,
+        "blend": args.blend,
+    }
     fp = fingerprint(clip.frames, styles, opts, video, digest)
     work = work_dir(out, kind)
     state_path = work / STATE
-    resume = load_state(state_path, fp, clip.frames.shape, work, sequential) if args.resume \
-        else None
+    resume = (
+        load_state(state_path, fp, clip.frames.shape, work, sequential) if args.resume else None
+    )
     h, w = clip.frames.shape[1:3]
-    _say(args.quiet or not writer, f"{t_n} frames of {w}x{h} px, "
-         + ("sequential" if sequential else f"multi-pass ({args.passes} passes)")
-         + (f", resuming after {resume.done} {'frames' if sequential else 'passes'}"
-            if resume else ""))
-    bar = _Progress(t_n if sequential else args.passes + 1, resume.done if resume else 0,
-                    "frame" if sequential else "pass", args.quiet or not writer)
+    _say(
+        args.quiet or not writer,
+        f"{t_n} frames of {w}x{h} px, "
+        + ("sequential" if sequential else f"multi-pass ({args.passes} passes)")
+        + (
+            f", resuming after {resume.done} {'frames' if sequential else 'passes'}"
+            if resume
+            else ""
+        ),
+    )
+    bar = _Progress(
+        t_n if sequential else args.passes + 1,
+        resume.done if resume else 0,
+        "frame" if sequential else "pass",
+        args.quiet or not writer,
+    )
 
     def on_state(state: VideoState) -> None:
         if writer:
@@ -163,14 +201,23 @@ def run(args: Any) -> int:
 
     t0 = time.perf_counter()
     try:
-        result = stylize_video(clip.frames, styles if len(styles) > 1 else styles[0],
-                               variables=variables, callback=bar.chunk, on_state=on_state,
-                               resume=resume, **video,
-                               **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)})
+        result = stylize_video(
+            clip.frames,
+            styles if len(styles) > 1 else styles[0],
+            variables=variables,
+            callback=bar.chunk,
+            on_state=on_state,
+            resume=resume,
+            **video,
+            **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)},
+        )
     except KeyboardInterrupt:
         bar.close()
-        print(f"jaxnst: interrupted; finished frames and state are in {work}; continue with: "
-              "--resume", file=sys.stderr)
+        print(
+            f"jaxnst: interrupted; finished frames and state are in {work}; continue with: "
+            "--resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except Exception as e:
         bar.close()
@@ -185,8 +232,9 @@ def run(args: Any) -> int:
     return 0
 
 
-def _finish(args: Any, out: Path, kind: str, work: Path, clip: vio.Clip, result: Any,
-            wall: float) -> None:
+def _finish(
+    args: Any, out: Path, kind: str, work: Path, clip: vio.Clip, result: Any, wall: float
+) -> None:
     fps = args.fps or clip.fps
     if kind != "folder":
         vio.write(out, list(result.frames), fps, audio=clip)
@@ -194,12 +242,22 @@ def _finish(args: Any, out: Path, kind: str, work: Path, clip: vio.Clip, result:
     else:
         (work / STATE).unlink(missing_ok=True)
     if args.json:
-        report = {"input": str(args.input), "output": str(out), "frames": len(result.frames),
-                  "mode": result.mode, "wall_seconds": wall, "flow_seconds": result.flow_seconds,
-                  "seconds_per_frame": [float(s) for s in result.seconds],
-                  "losses": {k: [float(x) for x in v] for k, v in result.losses.items()},
-                  "devices": result.devices, "fps": fps}
+        report = {
+            "input": str(args.input),
+            "output": str(out),
+            "frames": len(result.frames),
+            "mode": result.mode,
+            "wall_seconds": wall,
+            "flow_seconds": result.flow_seconds,
+            "seconds_per_frame": [float(s) for s in result.seconds],
+            "losses": {k: [float(x) for x in v] for k, v in result.losses.items()},
+            "devices": result.devices,
+            "fps": fps,
+        }
         with atomic_path(Path(args.json)) as tmp, open(tmp, "w") as f:
             json.dump(report, f, indent=2)
-    _say(args.quiet, f"wrote {out} ({len(result.frames)} frames, {wall:.1f} s, "
-         f"{np.mean(result.seconds):.2f} s per frame)")
+    _say(
+        args.quiet,
+        f"wrote {out} ({len(result.frames)} frames, {wall:.1f} s, "
+        f"{np.mean(result.seconds):.2f} s per frame)",
+    )

@@ -7,6 +7,7 @@ Frames are rendered by sampling a source image with an independent NumPy bilinea
 analytically known coordinates: each layer maps frame pixel x to source point ``s_t * x + b_t``
 (per-frame scale s_t, offset b_t), so the true flow between any two frames is exact.
 """
+
 from __future__ import annotations
 
 from importlib import resources
@@ -27,6 +28,7 @@ class Synthetic(NamedTuple):
     (inside the frame there and not occluded). hidden: (T-1, H, W) bool, pixel x of frame t was
     certainly not seen in frame t-1 (outside it, or occluded there; an object's 1.5 px edge band is
     neither visible nor hidden)."""
+
     frames: np.ndarray
     backward: np.ndarray
     forward: np.ndarray
@@ -47,17 +49,21 @@ def _bilinear(src: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     y0 = np.minimum(np.floor(ys).astype(int), h - 2)
     x0 = np.minimum(np.floor(xs).astype(int), w - 2)
     fy, fx = (ys - y0)[..., None], (xs - x0)[..., None]
-    return ((src[y0, x0] * (1 - fx) + src[y0, x0 + 1] * fx) * (1 - fy)
-            + (src[y0 + 1, x0] * (1 - fx) + src[y0 + 1, x0 + 1] * fx) * fy).astype(np.float32)
+    return (
+        (src[y0, x0] * (1 - fx) + src[y0, x0 + 1] * fx) * (1 - fy)
+        + (src[y0 + 1, x0] * (1 - fx) + src[y0 + 1, x0 + 1] * fx) * fy
+    ).astype(np.float32)
 
 
-def _affine_clip(src: np.ndarray, scales: np.ndarray, offsets: np.ndarray, h: int,
-                 w: int) -> Synthetic:
+def _affine_clip(
+    src: np.ndarray, scales: np.ndarray, offsets: np.ndarray, h: int, w: int
+) -> Synthetic:
     """Frame t samples ``src`` at (y, x) -> scales[t] * (y, x) + offsets[t]; scales (T,),
     offsets (T, 2) as (y, x)."""
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    frames = np.stack([_bilinear(src, s * ys + o[0], s * xs + o[1])
-                       for s, o in zip(scales, offsets)])
+    frames = np.stack(
+        [_bilinear(src, s * ys + o[0], s * xs + o[1]) for s, o in zip(scales, offsets)]
+    )
     bwd: list[np.ndarray] = []
     fwd: list[np.ndarray] = []
     vis: list[np.ndarray] = []
@@ -74,8 +80,12 @@ def _affine_clip(src: np.ndarray, scales: np.ndarray, offsets: np.ndarray, h: in
     return Synthetic(frames, np.asarray(bwd, np.float32), np.asarray(fwd, np.float32), seen, ~seen)
 
 
-def pan(frames: int = 6, size: tuple[int, int] = (48, 64), speed: tuple[float, float] = (0.5, 2.0),
-        image: str = "chelsea.jpg") -> Synthetic:
+def pan(
+    frames: int = 6,
+    size: tuple[int, int] = (48, 64),
+    speed: tuple[float, float] = (0.5, 2.0),
+    image: str = "chelsea.jpg",
+) -> Synthetic:
     """A camera pan over a bundled image: the view moves ``speed`` = (dy, dx) px per frame, so
     the content moves by -speed (the true backward flow is +speed everywhere)."""
     h, w = size
@@ -87,8 +97,12 @@ def pan(frames: int = 6, size: tuple[int, int] = (48, 64), speed: tuple[float, f
     return _affine_clip(src, np.ones(frames), offsets, h, w)
 
 
-def zoom(frames: int = 6, size: tuple[int, int] = (48, 64), rate: float = 0.97,
-         image: str = "chelsea.jpg") -> Synthetic:
+def zoom(
+    frames: int = 6,
+    size: tuple[int, int] = (48, 64),
+    rate: float = 0.97,
+    image: str = "chelsea.jpg",
+) -> Synthetic:
     """A zoom into the centre of a bundled image: each frame shows ``rate`` times the previous
     frame's field of view (rate < 1 zooms in)."""
     h, w = size
@@ -100,10 +114,13 @@ def zoom(frames: int = 6, size: tuple[int, int] = (48, 64), rate: float = 0.97,
     return _affine_clip(src, scales, offsets, h, w)
 
 
-def moving_object(frames: int = 6, size: tuple[int, int] = (48, 64),
-                  speed: tuple[float, float] = (0.5, 3.0),
-                  pan_speed: tuple[float, float] = (0.0, 1.0),
-                  radius: float | None = None) -> Synthetic:
+def moving_object(
+    frames: int = 6,
+    size: tuple[int, int] = (48, 64),
+    speed: tuple[float, float] = (0.5, 3.0),
+    pan_speed: tuple[float, float] = (0.0, 1.0),
+    radius: float | None = None,
+) -> Synthetic:
     """A disc textured with swirls.png moving by ``speed`` (dy, dx) px per frame over chelsea.jpg
     panning by ``pan_speed``. The disc covers and uncovers background (occlusion and
     disocclusion); pixels within 1.5 px of its edge in either frame count as not visible."""

@@ -7,6 +7,7 @@ starts from. For frames a and b, the flow f from a to b satisfies ``a(x) ≈ b(x
 ``warp(b, f)`` (sample b at x + f(x)) brings b into a's frame: the previous stylized frame is
 brought into frame t with ``warp(O[t-1], backward[t])`` where backward[t] is the flow from t to t-1.
 """
+
 from __future__ import annotations
 
 import jax
@@ -34,8 +35,9 @@ def sample(image: Array, ys: Array, xs: Array) -> Array:
 
 def grid(h: int, w: int) -> tuple[Array, Array]:
     """(H, W) pixel-centre coordinates (ys, xs), float32."""
-    ys, xs = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                          indexing="ij")
+    ys, xs = jnp.meshgrid(
+        jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij"
+    )
     return ys, xs
 
 
@@ -67,11 +69,11 @@ def reliability(forward: Array, backward: Array) -> Array:
     """
     wt = warp(forward, backward)
     lhs = jnp.sum((wt + backward) ** 2, -1)
-    rhs = 0.01 * (jnp.sum(wt ** 2, -1) + jnp.sum(backward ** 2, -1)) + 0.5
+    rhs = 0.01 * (jnp.sum(wt**2, -1) + jnp.sum(backward**2, -1)) + 0.5
     occluded = lhs > rhs
     # Central differences (np.gradient's), one-sided at the border.
     du_y, du_x = jnp.gradient(backward[..., 0])
     dv_y, dv_x = jnp.gradient(backward[..., 1])
-    grad2 = du_x ** 2 + du_y ** 2 + dv_x ** 2 + dv_y ** 2
-    boundary = grad2 > 0.01 * jnp.sum(backward ** 2, -1) + 0.002
+    grad2 = du_x**2 + du_y**2 + dv_x**2 + dv_y**2
+    boundary = grad2 > 0.01 * jnp.sum(backward**2, -1) + 0.002
     return (~occluded & ~boundary & inside(backward)).astype(jnp.float32)
