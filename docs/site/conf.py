@@ -163,6 +163,9 @@ def tidy_docstring(app, what, name, obj, options, lines: list[str]) -> None:
     between a directive and its options), and bars outside inline literals are escaped. Runs after
     napoleon, which has already turned Google-style sections into fields.
     """
+    if len(lines) == 1 and lines[0].startswith("Alias for field number"):
+        lines[:] = []  # a NamedTuple field: the class docstring describes it
+        return
     out: list[str] = []
     literal = None  # indentation of the line that opened a literal block
     for line in lines:
