@@ -167,6 +167,8 @@ def parts_fn(
     With ``config.extra_loss``, ``extra_loss(image, feats)`` (``feats``: ``{layer: (H', W', C)}``
     for ``config.layers``) is added to ``total``; it has no part of its own. It needs the
     activations, which ``remat`` does not keep, so the two are refused together."""
+    if config.tile and config.extra_loss is not None:
+        raise ValueError("extra_loss cannot be combined with tile=; use one or the other")
     if config.tile:  # the same objective and gradient, tile by tile: images larger than memory
         from jaxnst import tiled
 

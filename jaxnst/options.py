@@ -320,6 +320,11 @@ def _check_api_only(o: Options) -> None:
         raise ValueError(
             "extra_loss needs the activations, which remat=True does not keep; use one or the other"
         )
+    if o.extra_loss is not None and o.tile is not None:
+        raise ValueError(
+            "extra_loss needs the whole image's activations, which tile= evaluates piece by "
+            "piece; use one or the other"
+        )
 
 
 def key_data(key: Any) -> np.ndarray:

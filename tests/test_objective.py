@@ -131,6 +131,8 @@ def test_extra_loss_sees_the_features_and_only_adds_to_total(small_vars, pair, o
 def test_extra_loss_errors(small_vars, pair):
     with pytest.raises(ValueError, match="remat=True"):
         jaxnst.stylize(*pair, variables=small_vars, remat=True, extra_loss=lambda x, f: 0.0)
+    with pytest.raises(ValueError, match="which tile= evaluates piece by piece"):
+        jaxnst.stylize(*pair, variables=small_vars, tile=32, extra_loss=lambda x, f: 0.0)
     with pytest.raises(ValueError, match="extra_loss must be a function"):
         jaxnst.stylize(*pair, variables=small_vars, extra_loss=3.0)
     o = jaxnst.objective(*pair, variables=small_vars, extra_loss=lambda x, f: x.mean(0))
