@@ -35,6 +35,8 @@ import optax
 from jax import lax
 
 from jaxnst import losses, vgg
+from jaxnst.linesearch import ArmijoInfo, ArmijoState, armijo_backtracking  # noqa: F401 (re-exported)
+from jaxnst.programs import CPU_COMPILER_OPTIONS, _program  # noqa: F401 (re-exported)
 
 Array = jax.Array
 
@@ -83,60 +85,6 @@ class LoopState(NamedTuple):
     diverged_at: Array  # int32, step at which a non-finite loss/image appeared, or -1
     good_image: Array  # the latest image whose loss was finite (what a diverged run returns)
     ema: Array  # Adam: d * ema + (1 - d) * image after each step (bias: 1 - d^step)
-
-
-class ArmijoInfo(NamedTuple):
-    num_linesearch_steps: Array
-
-
-class ArmijoState(NamedTuple):
-    value: Array
-    grad: Any
-    info: ArmijoInfo
-
-
-def armijo_backtracking(
-    max_steps: int = 20, shrink: float = 0.5, c1: float = 1e-4
-) -> optax.GradientTransformationExtraArgs:
-    """A line search for batches: try step 1, halve until ``f(x + t d) <= f(x) + c1 t <g, d>``.
-
-    Every trial is exactly one value-and-gradient evaluation with no ``lax.cond`` around it, so
-    under ``jax.vmap`` a trial costs one evaluation per member (optax's backtracking search takes
-    the gradient inside a cond, which vmap turns into a select that ran ~2.5x slower here). The
-    state keeps the value and gradient at the accepted point, like optax's searches, so L-BFGS
-    reuses them. Fields match optax's (``value``, ``grad``, ``num_linesearch_steps``).
-    """
-
-    def init(params):
-        return ArmijoState(
-            jnp.asarray(jnp.inf, jnp.float32),
-            optax.tree.zeros_like(params),
-            ArmijoInfo(jnp.asarray(0, jnp.int32)),
-        )
-
-    def update(updates, state, params, *, value, grad, value_fn, **extra):
-        slope = optax.tree.vdot(updates, grad)
-        vg = jax.value_and_grad(value_fn)
-
-        def trial(t):
-            v, g = vg(optax.tree.add_scale(params, t, updates), **extra)
-            return v, g, (v <= value + c1 * t * slope) & jnp.isfinite(v)
-
-        def body(c):
-            t, _, _, _, n = c
-            t = t * shrink
-            v, g, ok = trial(t)
-            return t, v, g, ok, n + 1
-
-        v0, g0, ok0 = trial(jnp.float32(1.0))
-        t, v, g, _, n = lax.while_loop(
-            lambda c: ~c[3] & (c[4] < max_steps),
-            body,
-            (jnp.float32(1.0), v0, g0, ok0, jnp.int32(1)),
-        )
-        return (optax.tree.scale(t, updates), ArmijoState(v.astype(jnp.float32), g, ArmijoInfo(n)))
-
-    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def _optimizer(config: Config, lr: Array) -> optax.GradientTransformation:
@@ -349,38 +297,6 @@ def _batched(fn, config: Config):
             return jax.tree.map(lambda a: a[None], out)
         return jax.vmap(one, in_axes=(0, t_axes, 0))(x, targets, hyper.weights)
 
-    return call
-
-
-# XLA:CPU compiler options for the descent programs. XLA:CPU hands convolutions and dots to
-# YNNPACK "library fusions" by default; with those off, convolutions run on XLA's own (Eigen) path,
-# which measured ~20 % faster per evaluation than YNNPACK on our CPU machine, alternating with
-# PyTorch in the same runs (issue 5; ``scripts/bench.py --xla-cpu-ynn`` times both in one process).
-# Other backends are compiled without options.
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-
-def _program(fun):
-    """``jax.jit`` with ``config`` static; on the CPU backend, compiled with
-    :data:`CPU_COMPILER_OPTIONS` unless ``config.xla_cpu_ynn``. Exposes ``.lower`` like a jitted
-    function."""
-    plain = jax.jit(fun, static_argnames="config")
-    tuned = jax.jit(fun, static_argnames="config", compiler_options=CPU_COMPILER_OPTIONS)
-
-    def pick(args, kw):
-        config = kw["config"] if "config" in kw else args[4]
-        nested = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw)))
-        # (Inside a caller's jit or eval_shape, compiler options are the caller's to set.)
-        if nested or config.xla_cpu_ynn or jax.default_backend() != "cpu":
-            return plain
-        return tuned
-
-    @functools.wraps(fun)
-    def call(*args, **kw):
-        return pick(args, kw)(*args, **kw)
-
-    call.lower = lambda *args, **kw: pick(args, kw).lower(*args, **kw)
-    call._cache_size = lambda: plain._cache_size() + tuned._cache_size()
     return call
 
 

@@ -157,28 +157,7 @@ def write(
         files: dict[str, Any] = {"image": "result.png", "members": []}
         store.save_thumb(job.id, result.image)
     else:
-        labels = job.record["members"]
-        members: list[dict[str, Any]] = []
-        names: list[str] = []
-        diverged = list(result.diverged_at) if isinstance(result.diverged_at, list) else []
-        for i in range(result.image.shape[0]):
-            name = f"result_{i:03d}.png"
-            store.save_image(job.id, name, result.image[i])
-            names.append(name)
-            members.append(
-                {
-                    "image": name,
-                    "label": labels[i],
-                    **{k: float(v[i]) for k, v in result.sweep.items()},
-                    "iterations": int(np.asarray(result.iterations)[i]),
-                    "evaluations": int(np.asarray(result.evaluations)[i]),
-                    "final_loss": {
-                        k: _finite(v[i, -1]) for k, v in result.history.items() if k != "step"
-                    },
-                    "diverged_at": diverged[i],
-                    "history": _history(result.history, i),
-                }
-            )
+        members, names = _write_members(store, job, result)
         tiles = [job.content, job.style, *result.image]
         captions = ["content", "style"] + [
             f"{m['label']}\nstyle {m['final_loss']['style'] or 0:.3g}" for m in members
@@ -202,3 +181,32 @@ def write(
     store.write_json(job.id, "report.json", report)
     files["report"] = "report.json"
     return files, final
+
+
+def _write_members(
+    store: Store, job: Job, result: Result
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each sweep member's image, and its record for the report."""
+    labels = job.record["members"]
+    members: list[dict[str, Any]] = []
+    names: list[str] = []
+    diverged = list(result.diverged_at) if isinstance(result.diverged_at, list) else []
+    for i in range(result.image.shape[0]):
+        name = f"result_{i:03d}.png"
+        store.save_image(job.id, name, result.image[i])
+        names.append(name)
+        members.append(
+            {
+                "image": name,
+                "label": labels[i],
+                **{k: float(v[i]) for k, v in (result.sweep or {}).items()},
+                "iterations": int(np.asarray(result.iterations)[i]),
+                "evaluations": int(np.asarray(result.evaluations)[i]),
+                "final_loss": {
+                    k: _finite(v[i, -1]) for k, v in result.history.items() if k != "step"
+                },
+                "diverged_at": diverged[i],
+                "history": _history(result.history, i),
+            }
+        )
+    return members, names

@@ -62,24 +62,13 @@ def stylize_video(
     Returns a :class:`~jaxnst.video.core.VideoResult` (frames, per-frame losses and timings).
     """
     a, o = core._check(frames, options)
-    for name, v, lo in (("temporal_weight", temporal_weight, 0.0), ("blend", blend, 0.0)):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < lo:
-            raise ValueError(f"{name} must be a finite number >= {lo}, got {v!r}")
-    if blend > 1:
-        raise ValueError(f"blend must be in [0, 1], got {blend!r}")
-    for name, v, lo in (("passes", passes, 0), ("pass_iterations", pass_iterations, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    _check_video_args(temporal_weight, blend, passes, pass_iterations)
     c0 = compile_stats()["seconds"]
     t0 = time.perf_counter()
     if flow is None:
         flow = core.compute_flow(a, flow_preset)
     flow_s = time.perf_counter() - t0
-    if flow.backward.shape[0] != a.shape[0] - 1 or flow.backward.shape[1:3] != a.shape[1:3]:
-        raise ValueError(
-            f"flow is for {flow.backward.shape[0] + 1} frames of "
-            f"{tuple(flow.backward.shape[1:3])}, frames are {a.shape[:3]}"
-        )
+    _check_flow(flow, a.shape)
     problem = prepare.prepare(a, style, o, variables=variables)
     marks = [time.perf_counter()]
 
@@ -88,6 +77,57 @@ def stylize_video(
         if on_state is not None:
             on_state(state)
 
+    state, mode, devices = _descend(
+        problem,
+        flow,
+        a.shape[0],
+        temporal_weight,
+        passes,
+        pass_iterations,
+        blend,
+        callback,
+        timed,
+        resume,
+    )
+    pass_s = [float(x) for x in np.diff(marks)] if passes else []
+    return VideoResult(
+        frames=state.frames,
+        losses=state.losses,
+        seconds=state.seconds,
+        pass_seconds=pass_s,
+        flow_seconds=flow_s,
+        mode=mode,
+        devices=devices,
+        compile_seconds=compile_stats()["seconds"] - c0,
+        options=o,
+    )
+
+
+def _check_video_args(temporal_weight: Any, blend: Any, passes: Any, pass_iterations: Any) -> None:
+    """ValueError (one line, naming the argument) for a bad video setting."""
+    for name, v, lo in (("temporal_weight", temporal_weight, 0.0), ("blend", blend, 0.0)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < lo:
+            raise ValueError(f"{name} must be a finite number >= {lo}, got {v!r}")
+    if blend > 1:
+        raise ValueError(f"blend must be in [0, 1], got {blend!r}")
+    for name, v, lo in (("passes", passes, 0), ("pass_iterations", pass_iterations, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def _descend(
+    problem: Any,
+    flow: Any,
+    n_frames: int,
+    temporal_weight: float,
+    passes: int,
+    pass_iterations: int,
+    blend: float,
+    callback: Any,
+    timed: Any,
+    resume: Any,
+) -> tuple[Any, str, int]:
+    """The sequential or multi-pass descent: (final state, mode, devices used)."""
     if passes == 0:
         state = core.sequential(problem, flow, float(temporal_weight), callback, timed, resume)
         mode, devices = "sequential", 1
@@ -104,16 +144,13 @@ def stylize_video(
             resume,
         )
         mode = "multipass"
-        devices = min(jax.local_device_count(), a.shape[0]) * jax.process_count()
-    pass_s = [float(x) for x in np.diff(marks)] if passes else []
-    return VideoResult(
-        frames=state.frames,
-        losses=state.losses,
-        seconds=state.seconds,
-        pass_seconds=pass_s,
-        flow_seconds=flow_s,
-        mode=mode,
-        devices=devices,
-        compile_seconds=compile_stats()["seconds"] - c0,
-        options=o,
-    )
+        devices = min(jax.local_device_count(), n_frames) * jax.process_count()
+    return state, mode, devices
+
+
+def _check_flow(flow: Flow, shape: tuple[int, ...]) -> None:
+    b = flow.backward.shape
+    if b[0] != shape[0] - 1 or b[1:3] != shape[1:3]:
+        raise ValueError(
+            f"flow is for {b[0] + 1} frames of {tuple(b[1:3])}, frames are {shape[:3]}"
+        )

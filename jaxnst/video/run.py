@@ -174,16 +174,7 @@ def run(args: Any) -> int:
         load_state(state_path, fp, clip.frames.shape, work, sequential) if args.resume else None
     )
     h, w = clip.frames.shape[1:3]
-    _say(
-        args.quiet or not writer,
-        f"{t_n} frames of {w}x{h} px, "
-        + ("sequential" if sequential else f"multi-pass ({args.passes} passes)")
-        + (
-            f", resuming after {resume.done} {'frames' if sequential else 'passes'}"
-            if resume
-            else ""
-        ),
-    )
+    _announce(args.quiet or not writer, t_n, w, h, sequential, args.passes, resume)
     bar = _Progress(
         t_n if sequential else args.passes + 1,
         resume.done if resume else 0,
@@ -261,3 +252,12 @@ def _finish(
         f"wrote {out} ({len(result.frames)} frames, {wall:.1f} s, "
         f"{np.mean(result.seconds):.2f} s per frame)",
     )
+
+
+def _announce(
+    quiet: bool, t_n: int, w: int, h: int, sequential: bool, passes: int, resume: Any
+) -> None:
+    mode = "sequential" if sequential else f"multi-pass ({passes} passes)"
+    unit = "frames" if sequential else "passes"
+    again = f", resuming after {resume.done} {unit}" if resume else ""
+    _say(quiet, f"{t_n} frames of {w}x{h} px, {mode}{again}")
