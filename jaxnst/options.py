@@ -146,8 +146,7 @@ class Options:
     tile: int | None = _field(
         None,
         "evaluate the objective tile by tile, N px tiles (a multiple of 16) plus a halo: the same "
-        "loss and gradient in a fraction of the memory, for print sizes (image sides must be "
-        "multiples of 16)",
+        "loss and gradient in a fraction of the memory, for print sizes",
     )
 
 

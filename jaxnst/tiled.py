@@ -14,9 +14,10 @@ Peak memory is one tile's activations plus image-sized buffers, whatever the ima
 
 Exactness: a crop's own border (zero padding where the image continues) corrupts activations
 within one receptive-field radius of it, which the halo keeps away from the interior. Where the
-crop extends past the image, every layer's activations are multiplied by a 0/1 mask of the image,
-which is what SAME zero padding does at the image border. Tiles, halo and image are aligned to 16
-px (four 2x2 poolings) so every tile pools on the global grid; image sides must be multiples of 16.
+crop extends past the image, every layer's activations are multiplied by a 0/1 map of the image's
+extent at that layer (H >> b rows after b poolings), which is what SAME zero padding does at the
+image border and VALID pooling does to an odd last row. Tiles and halo are multiples of 16 px (four
+2x2 poolings) so every tile pools on the global grid; any image size works.
 Supported: the Gram style loss (no masks), content and TV terms, fp32, one image; ``tileable``
 and ``wasserstein`` are not (they raise).
 """
@@ -57,14 +58,16 @@ def halo(layers: tuple[str, ...]) -> int:
     return -(-radius(deepest) // ALIGN) * ALIGN
 
 
-def _masked_features(crop, mask, variables, layers, pooling):
-    """VGG19 activations of a (S, S, 3) crop, each layer multiplied by the image mask (S, S) at
-    its resolution: zero outside the image at every layer, as SAME padding at the image border."""
+def _masked_features(crop, masks, variables, layers, pooling):
+    """VGG19 activations of a (S, S, 3) crop, each layer multiplied by the image's extent at its
+    resolution (``masks[b]``: (S / 2**b,) * 2, 0/1): zero outside the image at every layer, as SAME
+    padding at the image border, and past the rows and columns a VALID pool drops."""
     last = max(vgg.LAYERS.index(n) for n in layers)
     p = variables["params"]
-    x = (crop * 255.0 - jnp.asarray(vgg.MEAN_RGB, crop.dtype))[None] * mask[None, ..., None]
-    m, out, k = mask, {}, 0
+    x = (crop * 255.0 - jnp.asarray(vgg.MEAN_RGB, crop.dtype))[None] * masks[0][None, ..., None]
+    out, k = {}, 0
     for b, n in enumerate(vgg.BLOCKS):
+        m = masks[b]
         for _ in range(n):
             if k > last:
                 return out
@@ -78,8 +81,9 @@ def _masked_features(crop, mask, variables, layers, pooling):
             k += 1
         if k > last:
             return out
-        x = vgg._pool(x, pooling, b)
-        m = m[::2, ::2]
+        # A window astride the image's odd last row is past the pooled extent: zero it, as the
+        # global VALID pool drops it and the next SAME convolution pads with zeros there.
+        x = vgg._pool(x, pooling, b) * masks[b + 1][None, ..., None]
     return out
 
 
@@ -110,10 +114,8 @@ def _check(image, targets, config, tile):
     h, w = image.shape[:2]
     if tile % ALIGN or tile <= 0:
         raise ValueError(f"tile must be a positive multiple of {ALIGN} px, got {tile}")
-    if h % ALIGN or w % ALIGN:
-        raise ValueError(
-            f"tiled evaluation needs image sides that are multiples of {ALIGN} px, got {w}x{h}"
-        )
+    if min(h, w) < ALIGN:
+        raise ValueError(f"tiled evaluation needs sides of {ALIGN} px at least, got {w}x{h}")
     if getattr(config, "extra_loss", None) is not None or targets.warped is not None:
         raise ValueError("tiled evaluation does not support extra_loss or the temporal term")
     if targets.masks or targets.moments or config.tileable or config.precision != "fp32":
@@ -122,18 +124,24 @@ def _check(image, targets, config, tile):
         )
 
 
-def _tile_fn(grid, variables, config, region):
-    """f(origin) -> (crop's activations, interior masks per layer) for one tile."""
-    layers = config.layers
+def _regions(grid, hw):
+    """Per pooling level b, the image's extent (H >> b, W >> b) as a padded 0/1 map."""
+    return [grid.pad(jnp.ones((hw[0] >> b, hw[1] >> b), jnp.float32), 2**b) for b in range(5)]
 
-    def feats_at(img_pad, origin):
-        crop = lax.dynamic_slice(img_pad, (origin[0], origin[1], 0), (grid.crop, grid.crop, 3))
-        mask = lax.dynamic_slice(region, (origin[0], origin[1]), (grid.crop, grid.crop))
-        return _masked_features(crop, mask, variables, layers, config.pooling)
+
+def _tile_fn(grid, variables, config, regions):
+    """(masks_at, interior) for tiles at ``origin`` (y, x): the crop's extent maps per level and
+    the 0/1 map of a layer's interior positions that lie in the image."""
+
+    def masks_at(origin):
+        return [
+            lax.dynamic_slice(r, (origin[0] >> b, origin[1] >> b), (grid.crop >> b,) * 2)
+            for b, r in enumerate(regions)
+        ]
 
     def interior(name, origin):
         s = _stride(name)
-        m = lax.dynamic_slice(region, (origin[0], origin[1]), (grid.crop, grid.crop))[::s, ::s]
+        m = masks_at(origin)[s.bit_length() - 1]
         keep = (
             jnp.zeros_like(m)
             .at[grid.h // s : (grid.h + grid.t) // s, grid.h // s : (grid.h + grid.t) // s]
@@ -141,7 +149,7 @@ def _tile_fn(grid, variables, config, region):
         )
         return m * keep
 
-    return feats_at, interior
+    return masks_at, interior
 
 
 def _stride(name: str) -> int:
@@ -151,13 +159,13 @@ def _stride(name: str) -> int:
 def _pass1(image, variables, targets, config, tile):
     """Gram sums and content sums over the interiors: (grams, content loss per layer)."""
     grid = _Grid(image.shape[:2], tile, halo(config.layers))
-    region = grid.pad(jnp.ones(image.shape[:2], jnp.float32))
     img_pad = grid.pad(image)
-    feats_at, interior = _tile_fn(grid, variables, config, region)
+    masks_at, interior = _tile_fn(grid, variables, config, _regions(grid, image.shape[:2]))
     cpad = {n: grid.pad(p, _stride(n)) for n, p in targets.content.items()}
 
     def one(origin):
-        f = feats_at(img_pad, origin)
+        crop = lax.dynamic_slice(img_pad, (origin[0], origin[1], 0), (grid.crop, grid.crop, 3))
+        f = _masked_features(crop, masks_at(origin), variables, config.layers, config.pooling)
         out = {}
         for n in targets.grams:
             x = f[n] * interior(n, origin)[..., None]
@@ -172,7 +180,7 @@ def _pass1(image, variables, targets, config, tile):
     sums = lax.map(one, grid.origins())
     sums = {k: jnp.sum(v, 0) for k, v in sums.items()}
     h, w = image.shape[:2]
-    grams = {n: sums["g" + n] / (h * w // _stride(n) ** 2) for n in targets.grams}
+    grams = {n: sums["g" + n] / ((h // _stride(n)) * (w // _stride(n))) for n in targets.grams}
     content = {n: 0.5 * sums["c" + n] / targets.content[n].size for n in targets.content}
     return grams, content, grid
 
@@ -230,7 +238,7 @@ def _bwd(config, tile, res, ct):
         * (grams[n] - a)
         / (4.0 * a.shape[0] ** 2)
         * 2.0
-        / (h * w // _stride(n) ** 2)
+        / ((h // _stride(n)) * (w // _stride(n)))
         for n, a in targets.grams.items()
     }
     grad_pad = _pass2(image, variables, targets, config, tile, dg, a_c)
@@ -249,15 +257,14 @@ def _bwd(config, tile, res, ct):
 def _pass2(image, variables, targets, config, tile, dg, a_c):
     """Sum over tiles of each crop's input gradient (padded image coordinates)."""
     grid = _Grid(image.shape[:2], tile, halo(config.layers))
-    region = grid.pad(jnp.ones(image.shape[:2], jnp.float32))
     img_pad = grid.pad(image)
-    _, interior = _tile_fn(grid, variables, config, region)
+    masks_at, interior = _tile_fn(grid, variables, config, _regions(grid, image.shape[:2]))
     cpad = {n: grid.pad(p, _stride(n)) for n, p in targets.content.items()}
     size = (grid.crop, grid.crop)
 
     def one(g, origin):
         crop = lax.dynamic_slice(img_pad, (origin[0], origin[1], 0), (*size, 3))
-        mask = lax.dynamic_slice(region, (origin[0], origin[1]), size)
+        mask = masks_at(origin)
         f, vjp = jax.vjp(
             lambda c: _masked_features(c, mask, variables, config.layers, config.pooling), crop
         )
