@@ -106,3 +106,66 @@ def test_cli_refuses_before_compiling(tmp_path, capsys, monkeypatch, real_vars):
     lines = [x for x in err.splitlines() if "error" in x]
     assert len(lines) == 1 and "not enough memory for 1024x768 px" in lines[0]
     assert "available (JAXNST_MEMORY_LIMIT=64M)" in lines[0] and "--size" in lines[0]
+
+
+def test_check_switches_to_tiles_when_only_they_fit(monkeypatch):
+    monkeypatch.setattr(memory, "resident_bytes", lambda: 0)
+    o = make_options()
+    layers = o.content_layers + o.style_layers
+    monkeypatch.setenv(memory.LIMIT_ENV, "3G")
+    est = memory.check(1536, 2048, 1, o)
+    assert est is not None and est.tile in memory.TILES and est.untiled > 3 * 2**30
+    want = memory.tiled_step_bytes(1536, 2048, 1, layers, est.tile) + memory.OVERHEAD
+    assert est.step == pytest.approx(want, abs=1)
+    assert est.step <= 3 * 2**30
+    bigger = [t for t in memory.TILES if t > est.tile]  # the largest tile that fits is chosen
+    assert all(
+        memory.tiled_step_bytes(1536, 2048, 1, layers, t) + memory.OVERHEAD > 3 * 2**30
+        for t in bigger
+    )
+    # Options the tiled objective does not support are refused instead.
+    with pytest.raises(memory.MemoryRefused):
+        memory.check(1536, 2048, 1, make_options(style_loss="wasserstein"))
+    monkeypatch.setenv(memory.LIMIT_ENV, "1G")  # not even the smallest tiles fit
+    with pytest.raises(memory.MemoryRefused):
+        memory.check(1536, 2048, 1, o)
+
+
+class _Started(Exception):
+    pass
+
+
+def test_cli_goes_tiled_and_says_so(tmp_path, capsys, monkeypatch, real_vars):
+    import importlib
+
+    module = importlib.import_module("jaxnst.stylize")  # the module (the package re-exports
+    seen = {}  # a function of the same name)
+
+    def fake_stylize(*a, **kw):
+        seen.update(kw)
+        raise _Started
+
+    monkeypatch.setattr(module, "stylize", fake_stylize)
+    monkeypatch.setattr(memory, "resident_bytes", lambda: 0)
+    h, w = 768, 1024
+    untiled = memory.step_bytes(h, w, 1, make_options().content_layers + ("conv5_1",))
+    monkeypatch.setenv(memory.LIMIT_ENV, str(int(memory.OVERHEAD + 0.85 * untiled)))
+    rng = np.random.default_rng(0)
+    for name in ("c.png", "s.png"):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8)).save(tmp_path / name)
+    with pytest.raises(_Started):
+        cli.main(
+            [
+                str(tmp_path / "c.png"),
+                str(tmp_path / "s.png"),
+                "-o",
+                str(tmp_path / "o.png"),
+                "--size",
+                str(w),
+                "--iterations",
+                "1",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert seen["tile"] in memory.TILES
+    assert f"evaluating in {seen['tile']} px tiles" in err
