@@ -280,6 +280,11 @@ def _check_choices(o: Options) -> None:
         raise ValueError(f"tileable must be True or False, got {o.tileable!r}")
     if o.tile is not None and (not _is_int(o.tile) or o.tile < 16 or o.tile % 16):
         raise ValueError(f"tile must be a positive multiple of 16 (px), got {o.tile!r}")
+    if o.tile is not None and (o.tileable or o.style_loss != "gram" or o.precision != "fp32"):
+        raise ValueError(
+            "tile supports the gram style loss in fp32 without tileable (got "
+            f"style_loss={o.style_loss!r}, precision={o.precision!r}, tileable={o.tileable!r})"
+        )
     for k in ("linesearch", "pooling", "style_loss", "preserve_color", "precision"):
         if not isinstance(getattr(o, k), str):
             raise ValueError(f"{k} must be a string, got {getattr(o, k)!r}")
