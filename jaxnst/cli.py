@@ -131,12 +131,13 @@ def add_option_flags(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {
             "default": None,
-            "help": f"{f.metadata['help']} (default: {_show(f.default)})",
+            "help": f"{f.metadata['help']} (default: "
+            f"{f.metadata.get('cli_default', _show(f.default))})",
         }
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
-        if f.name in ("scales", "scale_iterations"):
-            kw.update(nargs="+", type=int)
+        if f.name in ("scales", "scale_iterations"):  # scales: sizes, or auto or none
+            kw.update(nargs="+", type=int if f.name == "scale_iterations" else str)
         elif f.name == "style_blend_weights":
             kw.update(nargs="+", type=_finite_float, help=kw["help"] + "; one per STYLE file")
         elif f.name == "style_scale":
@@ -253,8 +254,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     writer = jax.process_index() == 0  # outputs are written once, by process 0
     args.quiet = args.quiet or not writer
     batched = _announce(args, inputs)
-    from jaxnst import memory
+    from jaxnst import memory, multiscale
 
+    schedule = multiscale.describe(inputs.options, inputs.contents[0].shape)
+    if schedule:
+        _say(args.quiet, schedule)
     try:  # before anything is compiled: a run that will not fit stops here, not in the kernel
         _say(args.quiet, memory.preflight_line(inputs) or "memory: not checked")
     except memory.MemoryRefused as e:

@@ -141,7 +141,12 @@ def load_inputs(args: argparse.Namespace, out: Path) -> Inputs:
             ]
         )
     h, w = contents[0].shape[:2]
-    opts = options_from_args(args, (h, w))
+    opts = default_scales(args, options_from_args(args, (h, w)))
+    if masks is not None and opts.tile is not None:
+        raise UsageError(
+            "--content-masks need guided Gram matrices, which --tile does not compute; use one "
+            "or the other"
+        )
     try:
         variables, digest = weights.load_variables(args.weights)
     except weights.WeightsError as e:
@@ -228,3 +233,19 @@ def options_from_args(args: argparse.Namespace, shape: tuple[int, int]) -> Optio
         return make_options(**options)
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+AUTO_SCALES_ABOVE = 512  # px: the CLI's --scales defaults to auto above this --size
+
+
+def default_scales(args: argparse.Namespace, options: Options) -> Options:
+    """``--scales`` left out: coarse-to-fine (``auto``) when --size is above 512 px and the run is
+    one image (no --content-dir, no sweep) without --resume or --checkpoint-every, which
+    coarse-to-fine does not support; else the options as they are (single-scale)."""
+    one = not getattr(args, "content_dir", None) and not any(
+        isinstance(getattr(options, k), tuple) for k in SWEEPABLE
+    )
+    plain = not getattr(args, "resume", None) and not getattr(args, "checkpoint_every", None)
+    if getattr(args, "scales", None) is None and args.size > AUTO_SCALES_ABOVE and one and plain:
+        return dataclasses.replace(options, scales="auto")
+    return options

@@ -49,13 +49,16 @@ class Session:
             Path(args.checkpoint) if args.checkpoint else self.out.with_suffix(".ckpt.npz")
         )
         self.written: list[int] = []
-        self.last = 0
+        self.last = self.done = 0  # done: iterations of finished coarse-to-fine stages
         self.bar: Any = None
         if not args.quiet:
             from tqdm import tqdm
 
+            from jaxnst import multiscale
+
+            stages = multiscale.stages(inputs.options, max(inputs.contents[0].shape[:2]))
             self.bar = tqdm(
-                total=self.iterations,
+                total=sum(n for _, n in stages) if inputs.options.scales else self.iterations,
                 unit="it",
                 file=sys.stderr,
                 dynamic_ncols=True,
@@ -63,9 +66,11 @@ class Session:
             )
 
     def callback(self, step: int, loss: float, image: Any) -> None:
+        if step < self.last:  # coarse-to-fine: the next stage counts from 0 again
+            self.done += self.last
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-            self.bar.update(step - self.last)
+            self.bar.update(self.done + step - self.bar.n)
         self.last = step
         every = self.args.save_every
         if every and step % every == 0 and step < self.iterations:

@@ -181,10 +181,13 @@ def check(
     options: Any,
     channels: tuple[int, ...] = vgg.CHANNELS,
     device: Any = None,
+    masks: bool = False,
 ) -> Estimate | None:
     """Raise :class:`MemoryRefused` when a descent over ``members`` (H, W) images with
     ``options`` (an :class:`~jaxnst.options.Options`) will not fit; else return the estimate
-    (None when the available memory is unknown or the check is off)."""
+    (None when the available memory is unknown or the check is off). ``masks``: the run has
+    content masks, which tiles do not support. With coarse-to-fine (``scales``) (H, W) is the
+    final, largest stage: the earlier ones are smaller and free their memory when they end."""
     available, source = available_bytes(device)
     if available is None:
         return None
@@ -198,7 +201,7 @@ def check(
     est = Estimate(step, resident_bytes(), available, source)
     if step <= available:
         return est
-    if not options.tile and _can_tile(options):  # the same objective, tile by tile
+    if not options.tile and not masks and _can_tile(options):  # the same objective, tile by tile
         for t in TILES:
             s = tiled_step_bytes(h, w, members, layers, t, channels, options.lbfgs_memory) + fixed
             if s <= available:
@@ -232,7 +235,8 @@ def preflight_line(inputs: Any) -> str | None:
 
     h, w = inputs.contents[0].shape[:2]
     n = len(inputs.contents) * sweep_grid(inputs.options)[1].shape[0]
-    est = check(h, w, n, inputs.options, vgg.channels_of(inputs.variables))
+    channels = vgg.channels_of(inputs.variables)
+    est = check(h, w, n, inputs.options, channels, masks=getattr(inputs, "masks", None) is not None)
     if est is None:
         return None
     line = (

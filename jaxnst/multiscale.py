@@ -1,5 +1,6 @@
 """Coarse-to-fine (Gatys et al. 2017), a front end over the pipeline: the same stages run at each
-size, each stage starting from the previous result upsampled."""
+size, each stage starting from the previous result upsampled. ``scales="auto"`` picks the sizes and
+iterations from the full size and ``iterations`` (:func:`auto_schedule`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,70 @@ from jaxnst.collect import Result
 from jaxnst.layout import sweep_grid
 from jaxnst.options import Options
 from jaxnst.prepare import rescale
+
+AUTO_MIN_SIDE = 256  # px: the coarsest stage ``scales="auto"`` goes down to (longer side)
+
+
+def auto_schedule(
+    full: int, iterations: int, min_side: int | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ``scales="auto"`` rule: (coarse sizes, iterations per stage, the full size's last).
+
+    Sizes: ``full`` halved (floor) while the half is at least ``min_side`` (default
+    :data:`AUTO_MIN_SIDE`, 256 px): 1024 -> 256, 512; 2048 -> 256, 512, 1024; 600 -> 300; below
+    512 px none (single-scale). Iterations: every halving doubles them, n_k = c * 2**k at k
+    halvings below the full size. An evaluation at half the side costs a quarter, so stage k
+    costs c * 2**-k full-size iterations, half of the stage above it, and the whole schedule
+    c * (2 - 2**-K) for K coarse stages; c = iterations / (2 - 2**-K) makes that equal to
+    ``iterations`` single-scale (up to rounding, each stage at least 1). The final size gets just
+    over half of the compute and the fewest iterations (1024 px, 500: 1143, 571, 286)."""
+    floor = AUTO_MIN_SIDE if min_side is None else min_side
+    sizes: list[int] = []
+    while full // 2 ** (len(sizes) + 1) >= floor:
+        sizes.insert(0, full // 2 ** (len(sizes) + 1))
+    k = len(sizes)
+    c = iterations / (2 - 2.0**-k)
+    return tuple(sizes), tuple(max(1, round(c * 2**j)) for j in range(k, -1, -1))
+
+
+def resolve(o: Options, shape: tuple[int, ...]) -> Options:
+    """``scales="auto"`` made explicit for a content of ``shape`` (..., H, W, 3): the schedule's
+    sizes and iterations, or single-scale (``scales=None``) where it has one stage. Other
+    options are returned as they are."""
+    if o.scales != "auto":
+        return o
+    sizes, its = auto_schedule(max(shape[-3:-1]), o.iterations)
+    if not sizes:
+        return dataclasses.replace(o, scales=None, scale_iterations=None)
+    return dataclasses.replace(o, scales=sizes, scale_iterations=its)
+
+
+def stages(o: Options, full: int) -> list[tuple[int, int]]:
+    """(longer side, iterations) of each stage for a content whose longer side is ``full``:
+    scales at or above it are skipped."""
+    o = resolve(o, (full, full, 3))
+    scales: tuple[int, ...] = o.scales if isinstance(o.scales, tuple) else ()
+    sizes = [s for s in scales if s < full] + [full]
+    its = list(o.scale_iterations) if o.scale_iterations else [o.iterations] * (len(scales) + 1)
+    return list(zip(sizes, its[-len(sizes) :]))
+
+
+def describe(o: Options, shape: tuple[int, ...]) -> str | None:
+    """One line naming the coarse-to-fine schedule (None for a single-scale run)."""
+    if not o.scales:
+        return None
+    full = max(shape[-3:-1])
+    st = stages(o, full)
+    if len(st) == 1:
+        return None
+    cost = sum(n * (s / full) ** 2 for s, n in st)
+    return (
+        "coarse-to-fine"
+        + (" (--scales auto)" if o.scales == "auto" else "")
+        + ": "
+        + ", ".join(f"{n} iterations at {s} px" for s, n in st)
+        + f" (~{cost:.0f} full-size iterations of compute; --scales none for single-scale)"
+    )
 
 
 def coarse_to_fine(
@@ -39,20 +104,12 @@ def coarse_to_fine(
             "scales do not combine with sweeps (several weights or seeds) yet; "
             "run one value at a time"
         )
-    h, w = content.shape[:2]
-    full = max(h, w)
-    sizes = [s for s in (o.scales or ()) if s < full] + [full]
-    its = (
-        list(o.scale_iterations)
-        if o.scale_iterations
-        else [o.iterations] * (len(o.scales or ()) + 1)
-    )
-    its = its[-len(sizes) :]
+    full = max(content.shape[:2])
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     scale = o.style_scale if o.style_scale is not None else 1.0
     base = dataclasses.asdict(o) | {"scales": None, "scale_iterations": None}
     image, results = None, []
-    for size, n in zip(sizes, its):
+    for size, n in stages(o, full):
         c = content if size == full else rescale(content, size)
         st = [rescale(jnp.asarray(x, jnp.float32), scale * size) for x in styles]
         m = (
@@ -68,6 +125,8 @@ def coarse_to_fine(
             "iterations": n,
             "init": _start(image, base["init"], c.shape),
             "style_scale": None,
+            # a stage within one tile needs no tiles (less memory than one tile and its halo)
+            "tile": o.tile if o.tile and size > o.tile else None,
         }
         r = run(c, st if len(st) > 1 else st[0], content_masks=m, **kw, **opts)
         if r.diverged_at is not None:

@@ -103,10 +103,15 @@ class Options:
         "Adam only: return an exponential moving average of "
         "the iterates with this decay (e.g. 0.95)",
     )
-    scales: tuple[int, ...] | None = _field(
+    scales: tuple[int, ...] | str | None = _field(
         None,
-        "coarse-to-fine: longer sides to optimise at first (e.g. 256,512), each stage "
-        "starting from the previous result upsampled; the content's own size comes last",
+        "coarse-to-fine: longer sides to optimise at first (e.g. 256 512), each stage "
+        "starting from the previous result upsampled; the content's own size comes last. "
+        "auto: the full size halved down to 256 px (1024: 256 512; none below 512 px), the "
+        "iterations doubling at each halving so the whole costs about --iterations full-size "
+        "iterations, just over half of it at the full size (jaxnst.multiscale.auto_schedule); "
+        "none: single-scale",
+        cli_default="auto above 512 px (one image, no sweep, no checkpoints), else none",
     )
     scale_iterations: tuple[int, ...] | None = _field(
         None, "iterations at each of --scales (default: --iterations at every scale)"
@@ -184,8 +189,11 @@ def _normalise(options: dict[str, Any]) -> dict[str, Any]:
             options[k] = vgg.check_layers(options[k], what=k[:-1].replace("_", " "))
     if options.get("key") is not None:
         options["key"] = key_data(options["key"])
+    if "scales" in options:
+        options["scales"] = _scales_word(options["scales"])
     for k in ("scales", "scale_iterations"):
-        if options.get(k) is not None and not isinstance(options[k], tuple):
+        v = options.get(k)
+        if v is not None and not isinstance(v, (tuple, str)):
             try:
                 options[k] = tuple(int(x) for x in options[k])
             except (TypeError, ValueError):
@@ -215,6 +223,20 @@ def _normalise(options: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{k} must be a number or a non-empty 1-D sequence, got {v!r}")
         options[k] = tuple(a.tolist())
     return options
+
+
+def _scales_word(v: Any) -> Any:
+    """'auto' and 'none' (any case; also as the CLI's one-item list) -> "auto" and None."""
+    if isinstance(v, (list, tuple)) and len(v) == 1 and isinstance(v[0], str):
+        v = v[0] if v[0].strip().lower() in ("auto", "none") else v
+    if not isinstance(v, str):
+        return v
+    word = v.strip().lower()
+    if word not in ("auto", "none"):
+        raise ValueError(
+            f"scales must be 'auto', 'none' or a sequence of positive integers, got {v!r}"
+        )
+    return None if word == "none" else "auto"
 
 
 def _check_numbers(o: Options) -> None:
@@ -248,10 +270,12 @@ def _check_sequences(o: Options) -> None:
     """Coarse-to-fine sizes and iterations."""
     for k in ("scales", "scale_iterations"):
         v = getattr(o, k)
-        if v is None:
+        if v is None or (k == "scales" and v == "auto"):
             continue
         if not isinstance(v, tuple) or not v or any(not _is_int(x) or x < 1 for x in v):
             raise ValueError(f"{k} must be a sequence of positive integers, got {v!r}")
+    if o.scale_iterations is not None and o.scales == "auto":
+        raise ValueError("scale_iterations goes with a list of scales; 'auto' picks its own")
     if o.scale_iterations is not None and (
         o.scales is None or len(o.scale_iterations) != len(o.scales) + 1
     ):
@@ -328,6 +352,16 @@ def _check_api_only(o: Options) -> None:
         raise ValueError(
             "extra_loss needs the whole image's activations, which tile= evaluates piece by "
             "piece; use one or the other"
+        )
+
+
+def check_masks(o: Options) -> None:
+    """``content_masks`` (an argument of stylize, not an option) with options that cannot take
+    them: ValueError, one line, before anything is computed."""
+    if o.tile is not None:
+        raise ValueError(
+            "content_masks need guided Gram matrices, which the tiled objective (tile=) does not "
+            "compute; use one or the other"
         )
 
 

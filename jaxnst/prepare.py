@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnst import color, losses, vgg
-from jaxnst.options import MIN_SIDE, Options
+from jaxnst.options import MIN_SIDE, Options, check_masks
 
 
 class Problem(NamedTuple):
@@ -105,6 +105,7 @@ def _colour(
 def _check_masks(masks: Any, contents: jax.Array, styles: list, o: Options) -> jax.Array | None:
     if masks is None:
         return None
+    check_masks(o)
     masks = jnp.asarray(masks, jnp.float32)
     if masks.ndim == 2:
         masks = masks[None]

@@ -22,7 +22,15 @@ from jaxnst import collect, descent, layout, multiscale, prepare
 from jaxnst.collect import Result
 from jaxnst.compilation import compile_stats
 from jaxnst.layout import gather_members, initial_images, process_share, sweep_grid
-from jaxnst.options import CONTENT_LAYERS, MIN_SIDE, STYLE_LAYERS, SWEEPABLE, Options, make_options
+from jaxnst.options import (
+    CONTENT_LAYERS,
+    MIN_SIDE,
+    STYLE_LAYERS,
+    SWEEPABLE,
+    Options,
+    check_masks,
+    make_options,
+)
 from jaxnst.prepare import features, layer_masks, prepare_targets
 
 __all__ = [
@@ -79,13 +87,19 @@ def stylize(
     Spatial control: ``content_masks`` (R, H, W) in [0, 1], one mask per style image, assigns
     region r of the content to style r through guided Gram matrices (Gatys et al. 2017).
 
+    Coarse-to-fine: ``scales=(256, 512)`` optimises at those sizes first; ``scales="auto"`` picks
+    the sizes and iterations from the content's size and ``iterations``
+    (:func:`jaxnst.multiscale.auto_schedule`; single-scale below 512 px).
+
     Checkpoints (:mod:`jaxnst.checkpoint`): ``on_checkpoint(ckpt)`` receives a
     :class:`~jaxnst.checkpoint.Checkpoint` at chunk ends where the step is a multiple of
     ``checkpoint_every``, and on Ctrl-C (then KeyboardInterrupt is re-raised). ``resume`` (a
     Checkpoint or a file path) continues such a run; the result equals the uninterrupted run's.
     It is refused (CheckpointError) when the inputs or options differ, except ``iterations``.
     """
-    o = make_options(**options)
+    o = multiscale.resolve(make_options(**options), np.shape(content))  # scales="auto"
+    if content_masks is not None:
+        check_masks(o)
     if o.scales:
         # ``stylize`` is looked up when called, so each scale runs whatever this module holds.
         return multiscale.coarse_to_fine(

@@ -174,7 +174,7 @@ def parse(form: Mapping[str, str], limits: Limits) -> tuple[int, dict[str, Any]]
         raise FormError(str(e)) from None
     if o.iterations > limits.max_iterations:
         raise FormError(f"iterations must be at most {limits.max_iterations}, got {o.iterations}")
-    if any(s > limits.max_size for s in o.scales or ()):
+    if isinstance(o.scales, tuple) and any(s > limits.max_size for s in o.scales):
         raise FormError(f"scales must be at most {limits.max_size} px")
     members = sweep_grid(o)[1].shape[0]
     if members > limits.max_members:

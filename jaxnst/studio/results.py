@@ -45,10 +45,9 @@ def planned_iterations(options: dict[str, Any], shape: tuple[int, ...]) -> int:
     o = make_options(**options)
     if not o.scales:
         return o.iterations
-    full = max(shape[:2])
-    stages = len([s for s in o.scales if s < full]) + 1
-    its = list(o.scale_iterations) if o.scale_iterations else [o.iterations] * (len(o.scales) + 1)
-    return int(sum(its[-stages:]))
+    from jaxnst.multiscale import stages
+
+    return int(sum(n for _, n in stages(o, max(shape[:2]))))
 
 
 def error_message(e: BaseException, size: list[int]) -> str:
