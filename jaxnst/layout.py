@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import losses, optimize, vgg
+from jaxnst import convs, losses, optimize, vgg
 from jaxnst.options import SWEEPABLE, Options
 from jaxnst.prepare import Problem, as_image
 
@@ -79,15 +79,21 @@ def place(problem: Problem, lay: Layout) -> Batch:
         iterations=jnp.int32(o.iterations),
         ema_decay=jnp.float32(o.ema_decay or 0.0),
     )
+    h, w = problem.contents.shape[1:3]
+    channels = vgg.channels_of(problem.variables)
+    precision, plan = convs.resolve(
+        "fp32" if o.tile else o.precision, h, w, problem.layers, channels
+    )
     config = optimize.Config(
         optimizer=o.optimizer,
         chunk=min(o.chunk, o.iterations),
         pooling=o.pooling,
         layers=problem.layers,
-        channels=vgg.channels_of(problem.variables),
+        channels=channels,
         lbfgs_memory=o.lbfgs_memory,
         batched_content=True,
-        precision=o.precision,
+        precision=precision,
+        convs=plan,
         remat=bool(o.remat),
         extra_loss=o.extra_loss,
         tileable=bool(o.tileable),

@@ -115,7 +115,7 @@ def tiled_step_bytes(
 def _can_tile(options: Any) -> bool:
     return (
         options.style_loss == "gram"
-        and options.precision == "fp32"
+        and options.precision != "bf16"
         and not options.tileable
         and getattr(options, "extra_loss", None) is None
     )

@@ -64,6 +64,7 @@ class Config(NamedTuple):
     extra_loss: Callable[[Array, dict], Array] | None = None  # user term added to the total
     tileable: bool = False  # circular convolutions and TV: the result tiles seamlessly
     tile: int | None = None  # evaluate the objective tile by tile (jaxnst.tiled)
+    convs: tuple[tuple[str, str], ...] | None = None  # per-layer formulations (jaxnst.convs)
 
 
 class Hyper(NamedTuple):
@@ -132,6 +133,7 @@ def parts_fn(
         precision=config.precision,
         remat=config.remat,
         wrap=config.tileable,
+        convs=config.convs,
     )
     if config.remat:  # loss terms computed inside each rematerialised block: no activations kept
         tap = functools.partial(losses.layer_terms, targets=targets)

@@ -124,10 +124,12 @@ class Options:
         choices=("auto", "zoom", "backtracking"),
     )
     precision: str = _field(
-        "fp32",
-        "fp32, or bf16: convolutions and activations in bfloat16, "
-        "Grams and losses in float32 (for GPUs and TPUs; see README)",
-        choices=("fp32", "bf16"),
+        "auto",
+        "auto (default): fp32, except on a CPU with bf16 matrix units (AMX, AVX512-BF16), where "
+        "each convolution runs in the fastest form measured there, XLA's fp32 or bf16x3 dots at "
+        "fp32's accuracy (see jaxnst.convs); fp32; or bf16: convolutions and activations in "
+        "bfloat16, Grams and losses in float32 (for GPUs and TPUs; see README)",
+        choices=("auto", "fp32", "bf16"),
     )
     remat: bool = _field(
         False,
@@ -296,15 +298,15 @@ def _check_choices(o: Options) -> None:
             f"unknown preserve_color {o.preserve_color!r}; expected 'none', "
             "'luminance' or 'histogram'"
         )
-    if o.precision not in ("fp32", "bf16"):
-        raise ValueError(f"unknown precision {o.precision!r}; expected 'fp32' or 'bf16'")
+    if o.precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"unknown precision {o.precision!r}; expected 'auto', 'fp32' or 'bf16'")
     if not isinstance(o.remat, (bool, np.bool_)):
         raise ValueError(f"remat must be True or False, got {o.remat!r}")
     if not isinstance(o.tileable, (bool, np.bool_)):
         raise ValueError(f"tileable must be True or False, got {o.tileable!r}")
     if o.tile is not None and (not _is_int(o.tile) or o.tile < 16 or o.tile % 16):
         raise ValueError(f"tile must be a positive multiple of 16 (px), got {o.tile!r}")
-    if o.tile is not None and (o.tileable or o.style_loss != "gram" or o.precision != "fp32"):
+    if o.tile is not None and (o.tileable or o.style_loss != "gram" or o.precision == "bf16"):
         raise ValueError(
             "tile supports the gram style loss in fp32 without tileable (got "
             f"style_loss={o.style_loss!r}, precision={o.precision!r}, tileable={o.tileable!r})"

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxnst import convs
+
 MEAN_RGB = (123.68, 116.779, 103.939)
 
 BLOCKS = (2, 2, 4, 4, 4)
@@ -102,8 +104,10 @@ def _conv3x3_wrap_bwd(res, g):
 conv3x3_wrap.defvjp(_conv3x3_wrap_fwd, _conv3x3_wrap_bwd)
 
 
-def _conv_relu(x, kernel, bias, kernel_t, custom_grad, wrap=False):
+def _conv_relu(x, kernel, bias, kernel_t, custom_grad, wrap=False, plan=None):
     kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)
+    if plan is not None and plan != (convs.FP32, convs.FP32) and custom_grad and not wrap:
+        return nn.relu(convs.conv3x3(x, kernel, kernel_t, *plan) + bias)
     if wrap:
         return nn.relu(conv3x3_wrap(x, kernel, kernel_t.astype(x.dtype)) + bias)
     if not custom_grad:  # plain autodiff; kept for benchmarks (scripts/bench_loop.py)
@@ -218,14 +222,26 @@ PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
 def _block(
-    x, weights, names, keep, pooling, index, custom_grad, pool_after, single, tap, wrap=False
+    x,
+    weights,
+    names,
+    keep,
+    pooling,
+    index,
+    custom_grad,
+    pool_after,
+    single,
+    tap,
+    wrap=False,
+    plans=None,
 ):
     """One VGG block: its convolutions, then the 2x2 pool when another block follows. Returns the
     block's output and, for each layer named in ``keep``, its activation (one image's, when
     ``single``) or ``tap(name, activation)``."""
     out = {}
-    for name, (kernel, bias, kernel_t) in zip(names, weights):
-        x = _conv_relu(x, kernel, bias, kernel_t, custom_grad, wrap)
+    for i, (name, (kernel, bias, kernel_t)) in enumerate(zip(names, weights)):
+        plan = None if plans is None else plans[i]
+        x = _conv_relu(x, kernel, bias, kernel_t, custom_grad, wrap, plan)
         if name in keep:
             act = x[0] if single else x
             out[name] = act if tap is None else tap(name, act)
@@ -250,6 +266,10 @@ class VGG19(nn.Module):
 
     ``wrap`` pads every convolution circularly (the image is treated as a torus), for seamless
     tiles: the output then repeats without a seam.
+
+    ``convs``, one ``(forward, input-gradient)`` pair of formulations per convolution from conv1_1
+    on (see :mod:`jaxnst.convs`), replaces XLA's float32 convolution layer by layer, e.g. with
+    bf16 dots on a CPU's matrix units (``precision="auto"``); activations stay float32.
     """
 
     pooling: str = "max"
@@ -258,6 +278,7 @@ class VGG19(nn.Module):
     precision: str = "fp32"
     remat: bool = False
     wrap: bool = False
+    convs: Sequence[tuple[str, str]] | None = None
 
     @nn.compact
     def __call__(
@@ -296,6 +317,7 @@ class VGG19(nn.Module):
                 single=single,
                 tap=taps,
                 wrap=self.wrap,
+                plans=None if self.convs is None else tuple(self.convs[k : k + len(names)]),
             )
             if self.remat:
                 block = jax.checkpoint(block)

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import image_io, losses, memory, optimize, vgg, weights
+from jaxnst import convs, image_io, losses, memory, optimize, vgg, weights
 from jaxnst.stylize import CONTENT_LAYERS, STYLE_LAYERS, stylize
 
 HERE = Path(__file__).resolve().parent
@@ -232,7 +232,9 @@ def make_loop(
     default loss weights) for a ``size`` x ``size`` problem (``random_problem`` unless given)."""
     content, targets = problem if problem is not None else random_problem(size, variables, pooling)
     w = losses.Weights(*(jnp.float32(v) for v in WEIGHTS))
+    precision, plan = convs.resolve(precision, size, size, LAYERS, vgg.channels_of(variables))
     config = optimize.Config(
+        convs=plan,
         optimizer="adam",
         chunk=steps,
         pooling=pooling,
@@ -419,7 +421,19 @@ def main(argv=None) -> int:
         default=0,
         help="also time a full L-BFGS stylize() run of this many iterations",
     )
-    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="fp32",
+        help="auto: what jaxnst's default resolves to on this machine (jaxnst.convs)",
+    )
+    ap.add_argument(
+        "--layers",
+        action="store_true",
+        help="instead of timing evaluations: every VGG19 convolution shape at each --size in "
+        "every formulation of jaxnst.convs (forward and input-gradient), with the fp32 and bf16 "
+        "matmul rates measured in the same run",
+    )
     ap.add_argument("--remat", action="store_true")
     ap.add_argument("--pooling", choices=("max", "avg"), default="max")
     ap.add_argument(
@@ -493,6 +507,17 @@ def main(argv=None) -> int:
 
             with atomic_path(a.json) as tmp, open(tmp, "w") as f:
                 json.dump({"machine": info, "memory": rows}, f, indent=2)
+        return 0
+    if a.layers:
+        sys.path.insert(0, str(HERE))
+        import bench_layers
+
+        out = bench_layers.run(a.size, matmul_gflops)
+        if a.json:
+            from jaxnst._atomic import atomic_path
+
+            with atomic_path(a.json) as tmp, open(tmp, "w") as f:
+                json.dump({"machine": info, **out}, f, indent=2)
         return 0
     a.matmul_gflops = matmul_gflops(2048 if info["platform"] == "cpu" else 8192)
     print(
