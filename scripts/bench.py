@@ -318,6 +318,19 @@ def bench_size(size: int, variables, run_vars, a, torch_mod) -> dict:
             return (time.perf_counter() - t) / a.steps
 
         runners["torch"] = torch_sample
+        torch_b16 = TorchObjective(
+            variables, targets, WEIGHTS, a.pooling, a.torch_device, autocast=True
+        )
+        bimg = torch_b16.image(content)
+        bopt = torch.optim.Adam([bimg], lr=0.01)
+        samples["torch_bf16"] = []
+
+        def torch_bf16_sample():
+            t = time.perf_counter()
+            torch_b16.adam_steps(bimg, bopt, a.steps)
+            return (time.perf_counter() - t) / a.steps
+
+        runners["torch_bf16"] = torch_bf16_sample
     for fn in runners.values():
         for _ in range(a.warmup):
             fn()
@@ -352,6 +365,8 @@ def bench_size(size: int, variables, run_vars, a, torch_mod) -> dict:
     if torch_obj is not None:
         tspe = statistics.median(samples["torch"])
         r.update(torch_seconds_per_eval=tspe, torch_gflops=gflop / tspe, ratio_vs_torch=spe / tspe)
+        bspe = statistics.median(samples["torch_bf16"])
+        r.update(torch_bf16_seconds_per_eval=bspe, ratio_vs_torch_bf16=spe / bspe)
     if a.run_iterations:
         pair = [
             image_io.resize(image_io.load(SAMPLES / n), size) for n in ("chelsea.jpg", "swirls.png")
@@ -542,7 +557,9 @@ def main(argv=None) -> int:
         if "torch_seconds_per_eval" in r:
             line += (
                 f"  | torch {r['torch_seconds_per_eval']:.4f} s/eval  "
-                f"jaxnst/torch = {r['ratio_vs_torch']:.3f}"
+                f"jaxnst/torch = {r['ratio_vs_torch']:.3f}  | torch bf16 autocast "
+                f"{r['torch_bf16_seconds_per_eval']:.4f} s/eval  "
+                f"jaxnst/torch_bf16 = {r['ratio_vs_torch_bf16']:.3f}"
             )
         print(line, flush=True)
         if "end_to_end_seconds" in r:

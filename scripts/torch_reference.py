@@ -25,7 +25,13 @@ class TorchObjective:
     (content activations and Grams), ``weights`` (content, style, tv) floats."""
 
     def __init__(
-        self, variables: dict, targets, weights, pooling: str = "max", device: str = "cpu"
+        self,
+        variables: dict,
+        targets,
+        weights,
+        pooling: str = "max",
+        device: str = "cpu",
+        autocast: bool = False,
     ):
         if targets.masks or targets.moments:
             raise ValueError("the PyTorch reference covers the Gram objective only")
@@ -52,6 +58,7 @@ class TorchObjective:
         self.weights = [float(w) for w in weights]
         self.pooling = pooling
         self.device = device
+        self.autocast = autocast  # the VGG under torch.autocast(bfloat16); losses in float32
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         x = image * 255.0 - self.mean
@@ -70,7 +77,10 @@ class TorchObjective:
         return out
 
     def loss(self, image: torch.Tensor) -> torch.Tensor:
-        f = self.features(image)
+        kind = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=self.autocast):
+            f = self.features(image)
+        f = {n: a.float() for n, a in f.items()}
         zero = image.new_zeros(())
         lc = sum((0.5 * ((f[n] - p) ** 2).mean() for n, p in self.content.items()), zero)
         lc = lc / max(len(self.content), 1)

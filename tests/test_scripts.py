@@ -73,6 +73,31 @@ def test_bench_runs_and_reports(tmp_path):
         assert x["seconds_per_eval_ynn"] > 0
         if "--vs-torch" in args:
             assert x["torch_seconds_per_eval"] > 0 and x["ratio_vs_torch"] > 0
+            assert x["torch_bf16_seconds_per_eval"] > 0 and x["ratio_vs_torch_bf16"] > 0
+
+
+def test_bench_layers_table(tmp_path):
+    """--layers: every conv shape of VGG19 up to conv5_1, forward and input-gradient, each form
+    timed, and the plan's total no slower than XLA fp32 everywhere (it may pick XLA fp32)."""
+    out = tmp_path / "layers.json"
+    args = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--layers", "--size", "32"]
+    p = subprocess.run(
+        [*args, "--random-weights", "--json", str(out)], capture_output=True, text=True, timeout=900
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["matmul_gflops"]["fp32"] > 0 and r["matmul_gflops"]["bf16"] > 0
+    (t,) = r["tables"]
+    assert [(x["layer"], x["direction"]) for x in t["layers"]][:3] == [
+        ("conv1_1", "forward"),
+        ("conv1_1", "input-grad"),
+        ("conv1_2", "forward"),
+    ]
+    assert len(t["layers"]) == 2 * 13
+    assert t["layers"][1]["shape"] == [32, 32, 64, 3]
+    for x in t["layers"]:
+        assert x["fastest"] == min(x["seconds"], key=x["seconds"].get)
+    assert t["conv_seconds_fastest_per_layer"] <= t["conv_seconds_xla_fp32"]
 
 
 def test_flop_count_agrees_with_xla(small_vars):
