@@ -170,8 +170,18 @@ def _frame_losses(
     return out
 
 
-def _empty_losses(t: int) -> dict[str, np.ndarray]:
-    return {k: np.zeros(t, np.float32) for k in ("total", "content", "style", "tv", "temporal")}
+def initial_state(problem: prepare.Problem, state: VideoState | None) -> VideoState:
+    """``state`` when resuming, else a state with nothing done (frames and losses zero)."""
+    if state is not None:
+        return state
+    t_n = problem.contents.shape[0]
+    parts = ("total", "content", "style", "tv", "temporal")
+    return VideoState(
+        0,
+        np.zeros(problem.contents.shape, np.float32),
+        {k: np.zeros(t_n, np.float32) for k in parts},
+        np.zeros(t_n, np.float32),
+    )
 
 
 Callback = Callable[[dict[str, Any]], bool | None]
@@ -215,13 +225,7 @@ def sequential(
     o = problem.options
     lay_all = layout.make_layout(problem)
     t_n = problem.contents.shape[0]
-    if state is None:
-        state = VideoState(
-            0,
-            np.zeros(problem.contents.shape, np.float32),
-            _empty_losses(t_n),
-            np.zeros(t_n, np.float32),
-        )
+    state = initial_state(problem, state)
     frames, parts, secs = state.frames.copy(), dict(state.losses), state.seconds.copy()
     for t in range(state.done, t_n):
         start = time.perf_counter()

@@ -14,8 +14,9 @@ is serial. Updating all frames of a pass at once (Jacobi) is parallel but fails:
 pulled towards neighbours that move in the same pass, and on the synthetic moving-object clip the
 warping error stayed at 0.77x that of independent frames after 4 passes. Red-black keeps half the
 clip in each batch and every update sees fixed, current neighbours (Gauss-Seidel). Both neighbours
-enter the temporal term: sum_k c_k (x - w_k)^2 equals (c_p + c_n)(x - w)^2 up to a constant, with
-w the c-weighted mean of the warped neighbours, so one warped target per frame carries both.
+enter the temporal term, as the mean of their two terms: sum_k c_k (x - w_k)^2 / 2 equals
+(c_p + c_n) / 2 (x - w)^2 up to a constant, with w the c-weighted mean of the warped neighbours,
+so one warped target per frame carries both.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from jaxnst.video.core import (
     Flow,
     StateHook,
     VideoState,
-    _empty_losses,
     _frame_losses,
     _run,
+    initial_state,
     problem_space,
     video_batch,
 )
@@ -46,16 +47,21 @@ _warp_all = jax.jit(jax.vmap(warp_mod.warp))
 
 def neighbours(x: jax.Array, flow: Flow) -> tuple[jax.Array, jax.Array]:
     """Both warped neighbours of every frame of ``x`` (T, H, W, 3) combined: the c-weighted mean
-    w (T, H, W, 3) of frame i-1 and i+1 warped into frame i, and c_p + c_n (T, H, W) in [0, 2]
-    (0 where neither is reliable; the first and last frame have one neighbour)."""
+    w (T, H, W, 3) of frame i-1 and i+1 warped into frame i, and c = (c_p + c_n) / k (T, H, W) in
+    [0, 1], k the frame's number of neighbours (2; 1 for the first and last frame): the temporal
+    term is the mean of the two neighbours' terms, each as strong as the sequential mode's (0
+    where neither is reliable). Their sum (c up to 2, the temporal weight doubled) measured a
+    style loss 1.61x that of independent frames at 128x96 px (1.42x with the mean, the same E)."""
     zero_img, zero_c = jnp.zeros_like(x[:1]), jnp.zeros_like(x[:1, ..., 0])
     w_p = jnp.concatenate([zero_img, _warp_all(x[:-1], flow.backward)])
     c_p = jnp.concatenate([zero_c, flow.reliable_prev])
     w_n = jnp.concatenate([_warp_all(x[1:], flow.forward), zero_img])
     c_n = jnp.concatenate([flow.reliable_next, zero_c])
-    c = c_p + c_n
-    w = (c_p[..., None] * w_p + c_n[..., None] * w_n) / jnp.maximum(c, 1e-6)[..., None]
-    return jnp.where(c[..., None] > 0, w, x), c
+    t_n = x.shape[0]
+    k = np.maximum((np.arange(t_n) > 0).astype(np.float32) + (np.arange(t_n) < t_n - 1), 1.0)
+    both = c_p + c_n
+    w = (c_p[..., None] * w_p + c_n[..., None] * w_n) / jnp.maximum(both, 1e-6)[..., None]
+    return jnp.where(both[..., None] > 0, w, x), both / jnp.asarray(k)[:, None, None]
 
 
 def subset_layout(lay: layout.Layout, members: np.ndarray) -> layout.Layout:
@@ -124,13 +130,7 @@ def multipass(
     o = problem.options
     lay = layout.make_layout(problem)
     t_n = problem.contents.shape[0]
-    if state is None:
-        state = VideoState(
-            0,
-            np.zeros(problem.contents.shape, np.float32),
-            _empty_losses(t_n),
-            np.zeros(t_n, np.float32),
-        )
+    state = initial_state(problem, state)
     for p in range(state.done, passes + 1):
         start = time.perf_counter()
         info = {"mode": "multipass", "pass": p, "passes": passes}
