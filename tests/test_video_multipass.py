@@ -1,5 +1,5 @@
 """Multi-pass: the clip is one batch; sharded over 4 forced host CPU devices it gives the same
-frames as on one device; both modes reduce flicker against independent frames."""
+frames as on one device; both warped neighbours enter each frame's target; resume."""
 
 import os
 import pickle
