@@ -111,7 +111,6 @@ class Options:
         "iterations doubling at each halving so the whole costs about --iterations full-size "
         "iterations, just over half of it at the full size (jaxnst.multiscale.auto_schedule); "
         "none: single-scale",
-        cli_default="auto above 512 px (one image, no sweep, no checkpoints), else none",
     )
     scale_iterations: tuple[int, ...] | None = _field(
         None, "iterations at each of --scales (default: --iterations at every scale)"

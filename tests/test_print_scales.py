@@ -1,5 +1,6 @@
 """Automatic coarse-to-fine (issue 13): the ``scales="auto"`` rule, its parsing, the CLI's default
-above 512 px, a tiny end-to-end run, the memory preflight with it, and content masks with tiles."""
+(single-scale; auto above 512 px when enabled), a tiny end-to-end run, the memory preflight with
+it, and content masks with tiles."""
 
 import dataclasses
 import importlib
@@ -85,7 +86,14 @@ def test_cli_parses_auto_none_and_lists():
         _options(["--scales", "256", "auto"])
 
 
-def test_cli_default_is_auto_above_512_px():
+def test_cli_default_stays_single_scale():
+    """Measured at 1024 px, auto lost on tubingen x starry_night: not the default (README)."""
+    assert _options(["--size", "1024"]).scales is None
+    assert _options(["--size", "1024", "--scales", "auto"]).scales == "auto"
+
+
+def test_cli_default_switch_when_enabled(monkeypatch):
+    monkeypatch.setattr(cli_inputs, "AUTO_SCALES_ABOVE", 512)
     assert _options(["--size", "1024"]).scales == "auto"
     assert _options(["--size", "513"]).scales == "auto"
     assert _options(["--size", "512"]).scales is None
@@ -167,7 +175,7 @@ def _run_cli(tmp_path, monkeypatch, argv, size=(768, 1024)):
 
 def test_cli_says_the_schedule(tmp_path, capsys, monkeypatch, real_vars):
     monkeypatch.setenv(memory.LIMIT_ENV, "off")
-    seen = _run_cli(tmp_path, monkeypatch, ["--size", "1024"])
+    seen = _run_cli(tmp_path, monkeypatch, ["--size", "1024", "--scales", "auto"])
     err = capsys.readouterr().err
     assert seen["scales"] == "auto"
     line = [x for x in err.splitlines() if "coarse-to-fine" in x]
