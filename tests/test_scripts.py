@@ -60,7 +60,7 @@ def test_bench_runs_and_reports(tmp_path):
     try:
         import torch  # noqa: F401
 
-        args.append("--vs-torch")
+        args += ["--vs-torch", "--torch-bf16"]
     except ImportError:
         pass
     p = subprocess.run(args, capture_output=True, text=True, timeout=900, env=dict(os.environ))
