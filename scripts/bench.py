@@ -265,6 +265,19 @@ def make_loop(
     )
 
 
+def _torch_runner(torch, obj, content, steps: int):
+    """A sampler: seconds per evaluation of ``steps`` Adam steps of PyTorch objective ``obj``."""
+    img = obj.image(content)
+    opt = torch.optim.Adam([img], lr=0.01)
+
+    def sample():
+        t = time.perf_counter()
+        obj.adam_steps(img, opt, steps)
+        return (time.perf_counter() - t) / steps
+
+    return sample
+
+
 def bench_size(size: int, variables, run_vars, a, torch_mod) -> dict:
     problem = random_problem(size, variables, a.pooling)
     content, targets = problem
@@ -308,30 +321,14 @@ def bench_size(size: int, variables, run_vars, a, torch_mod) -> dict:
         from torch_reference import TorchObjective
 
         torch_obj = TorchObjective(variables, targets, WEIGHTS, a.pooling, a.torch_device)
-        timg = torch_obj.image(content)
-        topt = torch.optim.Adam([timg], lr=0.01)
         samples["torch"] = []
-
-        def torch_sample():
-            t = time.perf_counter()
-            torch_obj.adam_steps(timg, topt, a.steps)
-            return (time.perf_counter() - t) / a.steps
-
-        runners["torch"] = torch_sample
+        runners["torch"] = _torch_runner(torch, torch_obj, content, a.steps)
     if torch_mod is not None and a.torch_bf16:
         torch_b16 = TorchObjective(
             variables, targets, WEIGHTS, a.pooling, a.torch_device, autocast=True
         )
-        bimg = torch_b16.image(content)
-        bopt = torch.optim.Adam([bimg], lr=0.01)
         samples["torch_bf16"] = []
-
-        def torch_bf16_sample():
-            t = time.perf_counter()
-            torch_b16.adam_steps(bimg, bopt, a.steps)
-            return (time.perf_counter() - t) / a.steps
-
-        runners["torch_bf16"] = torch_bf16_sample
+        runners["torch_bf16"] = _torch_runner(torch, torch_b16, content, a.steps)
     for fn in runners.values():
         for _ in range(a.warmup):
             fn()
