@@ -147,7 +147,7 @@ def _per_member(
         "totals": np.concatenate([np.asarray(t) for t in progress.totals], 0)[:iterations, :m].T,
         "diverged": diverged,
         "image": np.where(
-            (diverged >= 0)[:, None, None, None], np.asarray(state.good_image)[:m], last
+            (diverged >= 0)[:, None, None, None], np.asarray(state.image)[:m], last
         ),
         "evals": np.asarray(state.evals)[:m],
         **{

@@ -1,25 +1,29 @@
-"""The descent loop: L-BFGS (optax, zoom line search) or Adam on the pixels, compiled in chunks.
+"""The descent loop: L-BFGS (strong-Wolfe zoom line search) or Adam on the pixels, compiled once.
 
-One call of :func:`run_chunk` is one jitted program that takes ``config.chunk`` steps with
-``lax.scan``; the host wakes up only between chunks (progress, intermediate images). Everything that
-may change between runs without changing shapes (loss weights, learning rate, iteration count,
-targets, VGG weights) is a traced argument, so it never triggers a recompilation. Steps past
-``iterations`` are no-ops, so the last chunk has the same shape as the others.
+One call of :func:`run_chunk` is one jitted program: a ``lax.while_loop`` whose body evaluates the
+objective and its gradient exactly once (:func:`jaxnst.loop.iterate`) and then decides what to do
+with the result. For L-BFGS a body is one line-search trial: accept the step (update the L-BFGS
+memory, compute the next direction, start the next search) or propose the next trial step. For
+Adam and other optax transformations a body is one step. So the compiled program holds ONE VGG19
+forward and backward, whatever the optimizer, the line search or the batch (optax's own zoom search
+evaluates in both branches of a ``lax.cond``, and XLA compiled all of them: 2.5x the convolutions).
 
-Evaluations: Adam uses one loss+gradient evaluation per step. L-BFGS uses one at the start, then one
-per line-search trial (``ZoomLinesearchInfo.num_linesearch_steps``); the value and gradient at the
-accepted point are reused by the next step, as ``optax.value_and_grad_from_state`` would.
+Everything that may change without changing shapes is a traced argument (loss weights, learning
+rate, iteration count, the number of steps in this call, targets, VGG weights), so the host calls
+the same program for the first evaluation (``steps=0``), every chunk and the last, shorter one.
+``config.chunk`` only sizes the per-step history the program returns.
 
-Batches: :func:`init_state` and :func:`run_chunk` take a leading batch axis and ``jax.vmap`` the
-single-image step over it (VGG weights and style Grams shared). Under vmap every ``lax.cond`` runs
-both branches, and optax's zoom line search evaluates the loss in both branches of its cond, so a
-batched zoom search pays two evaluations per trial; :func:`armijo_backtracking` pays one. A
-batched line search also runs until its slowest member. Hence sweeps use backtracking (first trial
-step 1, accepted in nearly every iteration here), while single runs keep the zoom search.
+Evaluations: every loop iteration is one loss+gradient evaluation per member: the first evaluates
+the starting image, later ones a line-search trial (L-BFGS) or the image after a step (Adam). So
+Adam pays ``iterations + 1`` and L-BFGS ``1 +`` its trials; a step's recorded loss is the loss at
+the image after that step.
 
-Divergence: a step whose loss or image is not finite is rejected and its step recorded in
-``diverged_at`` (-1 while all is well); later steps do nothing, and ``good_image`` holds the last
-image whose loss was finite.
+Batches: the body is ``jax.vmap``-ed over members, each with its own line search; the loop runs
+until every member has taken its steps, and a member that is done waits (its evaluations are
+masked, but a batch pays for the loop's iterations: ``cost``).
+
+Divergence: a step whose loss or image is not finite is not taken; its step is recorded in
+``diverged_at`` (-1 while all is well) and the member stops, keeping its last finite image.
 """
 
 from __future__ import annotations
@@ -35,7 +39,12 @@ import optax
 from jax import lax
 
 from jaxnst import losses, vgg
-from jaxnst.linesearch import ArmijoInfo, ArmijoState, armijo_backtracking  # noqa: F401 (re-exported)
+from jaxnst.linesearch import (  # noqa: F401 (re-exported)
+    ArmijoInfo,
+    ArmijoState,
+    SearchState,
+    armijo_backtracking,
+)
 from jaxnst.programs import CPU_COMPILER_OPTIONS, _program  # noqa: F401 (re-exported)
 
 Array = jax.Array
@@ -47,12 +56,12 @@ class Config(NamedTuple):
     it and ``extra_loss`` (see :func:`parts_fn`) hash by identity: reuse one object."""
 
     optimizer: str | optax.GradientTransformation = "lbfgs"  # "lbfgs" | "adam" | a transformation
-    chunk: int = 50  # steps per compiled program call
+    chunk: int = 50  # the most steps one program call takes (sizes its history output)
     pooling: str = "max"
     layers: tuple[str, ...] = ()  # every layer the targets need
     channels: tuple[int, ...] = vgg.CHANNELS
     lbfgs_memory: int = 10
-    linesearch: str = "zoom"  # "zoom" (strong Wolfe) | "backtracking" (Armijo; batches)
+    linesearch: str = "zoom"  # "zoom" (strong Wolfe) | "backtracking" (Armijo)
     max_linesearch_steps: int = 20
     adam_b1: float = 0.9
     adam_b2: float = 0.999
@@ -77,34 +86,35 @@ class Hyper(NamedTuple):
 
 
 class LoopState(NamedTuple):
-    image: Array  # (H, W, 3) float32, unconstrained (clipped only on output)
-    opt_state: Any
+    """One member's descent between two loop iterations (batched: a leading N axis)."""
+
+    image: Array  # (H, W, 3) float32, unconstrained (clipped only on output); loss finite there
+    opt_state: Any  # L-BFGS: optax's scale_by_lbfgs memory; else the transformation's state
     value: Array  # total loss at ``image``
-    grad: Any  # gradient at ``image`` (L-BFGS only; None for Adam)
+    grad: Array  # gradient at ``image``
+    parts: losses.Parts  # loss parts at ``image``
     step: Array  # int32, steps taken
     evals: Array  # int32, loss+gradient evaluations so far
     diverged_at: Array  # int32, step at which a non-finite loss/image appeared, or -1
-    good_image: Array  # the latest image whose loss was finite (what a diverged run returns)
     ema: Array  # Adam: d * ema + (1 - d) * image after each step (bias: 1 - d^step)
+    fresh: Array  # bool: ``image`` is not evaluated yet (the next iteration evaluates it)
+    direction: Array | None  # L-BFGS: the search direction at ``image``
+    search: SearchState | None  # L-BFGS: the line search along ``direction`` in progress
 
 
 def _optimizer(config: Config, lr: Array) -> optax.GradientTransformation:
+    """Adam, the caller's transformation, or for L-BFGS optax's direction alone (memory and
+    two-loop recursion; the line search is :mod:`jaxnst.linesearch`'s, driven by the loop)."""
     if not isinstance(config.optimizer, str):
         return config.optimizer
     if config.optimizer == "adam":
         return optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2)
     if config.optimizer == "lbfgs":
-        if config.linesearch == "zoom":
-            ls = optax.scale_by_zoom_linesearch(
-                max_linesearch_steps=config.max_linesearch_steps, initial_guess_strategy="one"
-            )
-        elif config.linesearch == "backtracking":
-            ls = armijo_backtracking(config.max_linesearch_steps)
-        else:
+        if config.linesearch not in ("zoom", "backtracking"):
             raise ValueError(
                 f"unknown linesearch {config.linesearch!r}; expected 'zoom' or 'backtracking'"
             )
-        return optax.lbfgs(memory_size=config.lbfgs_memory, linesearch=ls)
+        return optax.chain(optax.scale_by_lbfgs(config.lbfgs_memory), optax.scale(-1.0))
     raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'lbfgs' or 'adam'")
 
 
@@ -158,114 +168,11 @@ def _total(image, variables, targets, weights, config):
     return parts_fn(image, variables, targets, weights, config).total
 
 
-def _init_one(
-    image: Array, variables: dict, targets: losses.Targets, hyper: Hyper, config: Config
-) -> tuple[LoopState, losses.Parts]:
-    image = image.astype(jnp.float32)
-    opt = _optimizer(config, hyper.learning_rate)
-    parts = parts_fn(image, variables, targets, hyper.weights, config)
-    if config.optimizer == "lbfgs":
-        grad = jax.grad(_total)(image, variables, targets, hyper.weights, config)
-        evals = jnp.int32(1)
-    else:
-        grad, evals = None, jnp.int32(0)
-    state = LoopState(
-        image,
-        opt.init(image),
-        parts.total,
-        grad,
-        jnp.int32(0),
-        evals,
-        jnp.int32(-1),
-        image,
-        jnp.zeros_like(image),
-    )
-    return state, parts
-
-
-def _step(state: LoopState, variables, targets, hyper: Hyper, config: Config) -> LoopState:
-    opt = _optimizer(config, hyper.learning_rate)
-    value_fn = functools.partial(
-        _total, variables=variables, targets=targets, weights=hyper.weights, config=config
-    )
-    if config.optimizer != "lbfgs":  # Adam, or the caller's optax transformation
-        return _first_order_step(state, opt, value_fn, hyper, config)
-    updates, opt_state = opt.update(
-        state.grad,
-        state.opt_state,
-        state.image,
-        value=state.value,
-        grad=state.grad,
-        value_fn=value_fn,
-    )
-    image = optax.apply_updates(state.image, updates)
-    value = optax.tree.get(opt_state, "value")
-    grad = optax.tree.get(opt_state, "grad")
-    n = optax.tree.get(opt_state, "num_linesearch_steps")
-    return LoopState(
-        image,
-        opt_state,
-        value,
-        grad,
-        state.step + 1,
-        state.evals + n,
-        state.diverged_at,
-        image,
-        state.ema,
-    )
-
-
-def _first_order_step(
-    state: LoopState, opt: optax.GradientTransformation, value_fn, hyper: Hyper, config: Config
-) -> LoopState:
-    value, grad = jax.value_and_grad(value_fn)(state.image)
-    evals = state.evals + 1
-    if config.optimizer == "adam":
-        updates, opt_state = opt.update(grad, state.opt_state, state.image)
-    elif isinstance(opt, optax.GradientTransformationExtraArgs):
-        updates, opt_state = opt.update(
-            grad, state.opt_state, state.image, value=value, grad=grad, value_fn=value_fn
-        )
-        # A line search inside the caller's transformation pays its own trials.
-        evals = evals + optax.tree.get(opt_state, "num_linesearch_steps", 0)
-    else:
-        updates, opt_state = opt.update(grad, state.opt_state, state.image)
-    image = optax.apply_updates(state.image, updates)
-    # The value is the loss *before* the update; the history records it as such.
-    d = jnp.asarray(hyper.ema_decay, jnp.float32)
-    return LoopState(
-        image,
-        opt_state,
-        value,
-        None,
-        state.step + 1,
-        evals,
-        state.diverged_at,
-        state.image,
-        d * state.ema + (1.0 - d) * image,
-    )
-
-
 def ema_image(state: LoopState, decay) -> Array:
     """The bias-corrected moving average of the Adam iterates (the image itself when off)."""
     d = jnp.asarray(decay, jnp.float32)
     corr = 1.0 - d ** state.step.astype(jnp.float32)
     return jnp.where((d > 0) & (state.step > 0), state.ema / jnp.maximum(corr, 1e-12), state.image)
-
-
-def _guarded_step(state: LoopState, variables, targets, hyper: Hyper, config: Config) -> LoopState:
-    # ``new.value`` is the loss at ``new.good_image`` (for Adam the image the step started from,
-    # for L-BFGS the accepted point), so a finite value vouches for that image.
-    new = _step(state, variables, targets, hyper, config)
-    finite = jnp.isfinite(new.value) & jnp.all(jnp.isfinite(new.image))
-    kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
-    return kept._replace(
-        evals=new.evals, diverged_at=jnp.where(finite, state.diverged_at, state.step)
-    )
-
-
-def _expand(mask: Array, like: Array) -> Array:
-    return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
 
 
 def _batched(fn, config: Config):
@@ -285,9 +192,7 @@ def _batched(fn, config: Config):
         def one(x, t, w):
             return fn(x, variables, t, hyper._replace(weights=w), config)
 
-        if jax.tree.leaves(x)[0].shape[0] == 1:
-            # A batch of one runs unbatched: under vmap every lax.cond becomes a select that runs
-            # both branches, and optax's zoom line search has an evaluation in each.
+        if jax.tree.leaves(x)[0].shape[0] == 1:  # a batch of one runs unbatched (exact numerics)
             squeeze = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
             t = (
                 targets._replace(content=squeeze(targets.content))
@@ -302,44 +207,83 @@ def _batched(fn, config: Config):
     return call
 
 
-@_program
+def _template(image: Array, variables, targets, hyper: Hyper, config: Config) -> LoopState:
+    """A LoopState of the right structure for one image (traced for its shapes only)."""
+    from jaxnst import loop
+
+    return loop.start_state(image, variables, targets, hyper, config)
+
+
 def init_state(
     images: Array, variables: dict, targets: losses.Targets, hyper: Hyper, config: Config
 ) -> tuple[LoopState, losses.Parts]:
-    """Batched: optimizer states at ``images`` (N, H, W, 3) and the loss parts there.
-    ``hyper.weights`` holds (N,) arrays; one evaluation per member for L-BFGS."""
-    return _batched(_init_one, config)(images, variables, targets, hyper)
+    """Batched: the loop's starting state at ``images`` (N, H, W, 3), built without compiling
+    anything (the first loop iteration evaluates the images and initialises the optimizer), and
+    NaN loss parts (the parts there come from :func:`run_chunk` with ``steps=0``)."""
+    shapes = jax.eval_shape(_batched(_template, config), images, variables, targets, hyper)
+    zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+    state = zeros._replace(
+        image=images,
+        fresh=np.ones(shapes.fresh.shape, bool),
+        diverged_at=np.full(shapes.diverged_at.shape, -1, np.int32),
+    )
+    state = jax.tree.map(functools.partial(_place, like=images), state)
+    nan = jnp.full(shapes.value.shape, jnp.nan, jnp.float32)
+    return state, losses.Parts(nan, nan, nan, nan)
+
+
+def _place(leaf: Any, like: Any) -> Any:
+    """``leaf`` committed to the devices of ``like`` and split along its leading axis the same
+    way, so the first program call sees the shardings its outputs will have: an uncommitted
+    argument there compiled the program a second time for the next call."""
+    if isinstance(like, jax.core.Tracer) or isinstance(leaf, jax.core.Tracer):
+        return leaf
+    sh = like.sharding if isinstance(like, jax.Array) else None
+    if isinstance(sh, jax.sharding.NamedSharding):
+        spec = sh.spec[0] if len(sh.spec) else None
+        sh = jax.sharding.NamedSharding(sh.mesh, jax.sharding.PartitionSpec(spec))
+    elif sh is None or not like.committed:
+        sh = jax.devices()[0]
+    return jax.device_put(leaf, sh)
 
 
 @_program
 def run_chunk(
-    state: LoopState, variables: dict, targets: losses.Targets, hyper: Hyper, config: Config
+    state: LoopState,
+    variables: dict,
+    targets: losses.Targets,
+    hyper: Hyper,
+    config: Config,
+    steps: Any = None,
 ) -> tuple[LoopState, Array, Array, losses.Parts]:
-    """Take up to ``config.chunk`` steps for every member of the batch.
+    """Take up to ``steps`` (a traced int, at most ``config.chunk``; default ``config.chunk``)
+    steps for every member of the batch, evaluating the starting images first when fresh.
 
     Returns the new state, the total loss of each member after each step ((chunk, N), NaN for
-    steps not taken), the evaluations the batch paid for (the sum over steps of the largest
-    per-member count: a batched line search runs until its slowest member), and the loss parts at
-    the final images (one forward pass)."""
-    step = _batched(_guarded_step, config)
+    steps not taken), the evaluations the batch paid for (loop iterations: members evaluate in
+    lockstep), and the loss parts at the final images (from the last evaluation, no extra pass)."""
+    from jaxnst import loop
 
-    def body(carry, _):
-        s, cost = carry
-        active = (s.step < hyper.iterations) & (s.diverged_at < 0)  # (N,)
-        # The predicate of this cond is one scalar for the whole batch: a cond on a batched
-        # predicate turns into a select that ran 4.5x slower here (XLA:CPU, batch of 3, 96 px).
-        new = lax.cond(
-            jnp.any(active), lambda s: step(s, variables, targets, hyper), lambda s: s, s
-        )
-        new = jax.tree.map(lambda a, b: jnp.where(_expand(active, a), a, b), new, s)
-        cost = cost + jnp.max(new.evals - s.evals)
-        return (new, cost), jnp.where(active & (new.diverged_at < 0), new.value, jnp.nan)
+    n = state.step.shape[0]
+    steps = jnp.asarray(config.chunk if steps is None else steps, jnp.int32)
+    steps = jnp.clip(steps, 0, config.chunk)
+    stop = jnp.minimum(state.step + steps, jnp.asarray(hyper.iterations, jnp.int32))
+    first = state.step
+    iterate = _batched(loop.iterate_member, config)
 
-    (state, cost), totals = lax.scan(body, (state, jnp.int32(0)), None, length=config.chunk)
-    parts = _batched(lambda x, v, t, h, c: parts_fn(x.image, v, t, h.weights, c), config)(
-        state, variables, targets, hyper
-    )
-    return state, totals, cost, parts
+    def body(carry):
+        s, totals, paid = carry
+        new, (value, recorded) = iterate((s, stop), variables, targets, hyper)
+        row = jnp.where(recorded, s.step - first, config.chunk)  # out of range: dropped
+        totals = totals.at[row, jnp.arange(n)].set(value, mode="drop")
+        return new, totals, paid + 1
+
+    def cond(carry):
+        return jnp.any(loop.active(carry[0], stop))
+
+    totals0 = jnp.full((config.chunk, n), jnp.nan, jnp.float32)
+    state, totals, paid = lax.while_loop(cond, body, (state, totals0, jnp.int32(0)))
+    return state, totals, paid, state.parts
 
 
 class Progress(NamedTuple):
@@ -376,8 +320,10 @@ def descend(
     never donated to the compiled chunk, so it survives a chunk cut short.
     """
     if start is None:
-        state, parts0 = init_state(images, variables, targets, hyper, config)
-        progress = Progress(state, [], [parts0], int(jnp.max(state.evals)))
+        state, _ = init_state(images, variables, targets, hyper, config)
+        # The same program with no steps: it only evaluates the starting images.
+        state, _, cost, parts0 = run_chunk(state, variables, targets, hyper, config, np.int32(0))
+        progress = Progress(state, [], [parts0], int(cost))
     else:
         progress = start
     n = int(hyper.iterations)
@@ -388,7 +334,9 @@ def descend(
             )
             if bool(done.all()):
                 return progress
-            state, t, cost, p = run_chunk(progress.state, variables, targets, hyper, config)
+            state, t, cost, p = run_chunk(
+                progress.state, variables, targets, hyper, config, np.int32(config.chunk)
+            )
             cost = int(cost)  # waits for the chunk
             progress = Progress(
                 state, progress.totals + [t], progress.parts + [p], progress.paid + cost

@@ -37,7 +37,7 @@ def test_descent_lowers_the_loss(small_vars, pair, optimizer):
     assert r.image.shape == (32, 32, 3) and r.image.min() >= 0 and r.image.max() <= 1
     assert list(r.history["step"]) == [0, 10, 20, 30]
     if optimizer == "adam":
-        assert r.evaluations == 30
+        assert r.evaluations == 31  # the start, then the image after each step
     else:
         assert r.evaluations >= 31  # one at the start, at least one per iteration
 
@@ -46,13 +46,13 @@ def test_evaluation_count_matches_a_counter_inside_the_program(small_vars, pair,
     """Every call of the loss+gradient is counted by a host callback compiled into the program;
     the reported evaluation count must equal it (line-search trials included)."""
     calls = []
-    real_total = optimize._total
+    real_parts = optimize.parts_fn
 
     def counted(image, variables, targets, weights, config):
         jax.debug.callback(lambda: calls.append(1))
-        return real_total(image, variables, targets, weights, config)
+        return real_parts(image, variables, targets, weights, config)
 
-    monkeypatch.setattr(optimize, "_total", counted)
+    monkeypatch.setattr(optimize, "parts_fn", counted)
     # A distinct static config (lbfgs_memory=7) forces a fresh trace that sees the counter.
     r = stylize(
         *pair, variables=small_vars, iterations=12, chunk=5, lbfgs_memory=7, init="noise", **TINY
@@ -186,3 +186,69 @@ def test_tiny_image_is_refused(small_vars):
             np.zeros((32, 32, 3), np.float32),
             variables=small_vars,
         )
+
+
+def test_lbfgs_matches_optax_lbfgs_with_its_zoom_line_search(small_vars, pair):
+    """Second code path: optax.lbfgs (its own zoom line search, which evaluates inside a cond)
+    stepped from Python. Our loop evaluates once per trial and decides afterwards; the trials,
+    the accepted steps and the evaluation count must be the same."""
+    import optax
+
+    content, style = pair
+    o = st.make_options(iterations=8, init="noise", **TINY)
+    r = stylize(content, style, variables=small_vars, iterations=8, init="noise", **TINY)
+    targets = st.prepare_targets(jnp.asarray(content), jnp.asarray(style), small_vars, o)
+    model = vgg.VGG19(channels=vgg.channels_of(small_vars))
+    w = losses.Weights(*(jnp.float32(x) for x in (o.content_weight, o.style_weight, o.tv_weight)))
+
+    def loss(img):
+        feats = model.apply(small_vars, img, vgg.LAYERS[:13])
+        return losses.objective(img, feats, targets, w).total
+
+    img = jax.random.uniform(jax.random.PRNGKey(o.seed), content.shape, jnp.float32)
+    opt = optax.lbfgs()
+    s = opt.init(img)
+    vg = optax.value_and_grad_from_state(loss)
+    update = jax.jit(lambda g, s, x, v: opt.update(g, s, x, value=v, grad=g, value_fn=loss))
+    evals, values = 1, []
+    for _ in range(8):
+        v, g = vg(img, state=s)
+        u, s = update(g, s, img, v)
+        img = img + u
+        evals += int(optax.tree.get(s, "num_linesearch_steps"))
+        values.append(float(optax.tree.get(s, "value")))
+    np.testing.assert_allclose(r.losses, values, rtol=2e-3)
+    np.testing.assert_allclose(r.image, np.clip(img, 0, 1), atol=2e-3)
+    assert r.evaluations == evals
+
+
+def _count(text: str, op: str) -> int:
+    return sum(line.count(f" {op}(") for line in text.splitlines())
+
+
+@pytest.mark.parametrize(
+    "optimizer, linesearch, n",
+    [("lbfgs", "zoom", 1), ("lbfgs", "backtracking", 1), ("adam", "zoom", 1), ("lbfgs", "zoom", 3)],
+)
+def test_the_compiled_loop_holds_one_evaluation(small_vars, pair, optimizer, linesearch, n):
+    """Compile time follows the size of the program: the chunk program must contain the VGG19
+    forward and backward exactly once, as many convolutions as one value_and_grad (optax's zoom
+    search compiled it three times: in both branches of its cond and at the start)."""
+    content, style = pair
+    o = st.make_options(**TINY)
+    targets = st.prepare_targets(jnp.asarray(content), jnp.asarray(style), small_vars, o)
+    config = optimize.Config(
+        optimizer=optimizer, linesearch=linesearch, chunk=4, layers=vgg.LAYERS[:13],
+        channels=vgg.channels_of(small_vars), batched_content=False,
+    )  # fmt: skip
+    w = losses.Weights(*(jnp.full((n,), x, jnp.float32) for x in (1.0, 1e-2, 1.0)))
+    hyper = optimize.Hyper(w, jnp.float32(0.05), jnp.int32(4))
+    images = jnp.broadcast_to(jnp.asarray(content), (n,) + content.shape)
+    state, _ = optimize.init_state(images, small_vars, targets, hyper, config)
+    chunk = optimize.run_chunk.lower(state, small_vars, targets, hyper, config, np.int32(4))
+    one = jax.jit(jax.value_and_grad(optimize._total), static_argnums=4).lower(
+        jnp.asarray(content), small_vars, targets, jax.tree.map(lambda a: a[0], w), config
+    )
+    n_chunk = _count(chunk.compile().as_text(), "convolution")
+    n_one = _count(one.compile().as_text(), "convolution")
+    assert n_one >= 26 and n_chunk == n_one, (n_chunk, n_one)

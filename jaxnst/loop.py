@@ -1,0 +1,176 @@
+"""One iteration of the descent loop for one image: evaluate once, then decide.
+
+:func:`iterate_member` is the body of :func:`jaxnst.optimize.run_chunk`'s ``while_loop`` (vmapped
+over a batch). It holds the program's only evaluation of the objective and its gradient: at the
+starting image when the state is fresh, else at the next L-BFGS line-search trial or at the image
+after the next first-order (Adam, optax) step. What follows the evaluation is cheap arithmetic on
+scalars and image-sized arrays: the line search absorbing the trial, and on acceptance the L-BFGS
+memory update and next direction (optax's ``scale_by_lbfgs``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from jaxnst import linesearch, losses
+
+if TYPE_CHECKING:
+    from jaxnst.optimize import Config, Hyper, LoopState
+
+Array = jax.Array
+
+
+def active(s: LoopState, stop: Array) -> Array:
+    """Whether a member still has work in this call: its first evaluation or steps below
+    ``stop``, and no divergence."""
+    return (s.fresh | (s.step < stop)) & (s.diverged_at < 0)
+
+
+def _search(config: Config) -> Any:
+    if config.linesearch == "backtracking":
+        return linesearch.Backtrack(config.max_linesearch_steps)
+    return linesearch.Zoom(config.max_linesearch_steps)
+
+
+def _evaluate(image: Array, variables, targets, weights, config: Config):
+    from jaxnst import optimize  # (looked up at call time: tests count evaluations through it)
+
+    def total(x):
+        p = optimize.parts_fn(x, variables, targets, weights, config)
+        return p.total, p
+
+    (value, parts), grad = jax.value_and_grad(total, has_aux=True)(image)
+    return value.astype(jnp.float32), grad, parts
+
+
+def start_state(image: Array, variables, targets, hyper: Hyper, config: Config) -> LoopState:
+    """The structure of a member's state (the values are placeholders: see ``fresh``)."""
+    from jaxnst.optimize import LoopState, _optimizer
+
+    image = image.astype(jnp.float32)
+    z, i = jnp.float32(0.0), jnp.int32(0)
+    parts = losses.Parts(z, z, z, z)
+    lbfgs = config.optimizer == "lbfgs"
+    search = linesearch.search_start(z, z, jnp.zeros_like(image), parts) if lbfgs else None
+    return LoopState(
+        image=image,
+        opt_state=_optimizer(config, hyper.learning_rate).init(image),
+        value=z,
+        grad=jnp.zeros_like(image),
+        parts=parts,
+        step=i,
+        evals=i,
+        diverged_at=i - 1,
+        ema=jnp.zeros_like(image),
+        fresh=jnp.asarray(True),
+        direction=jnp.zeros_like(image) if lbfgs else None,
+        search=search,
+    )
+
+
+def iterate_member(x: tuple, variables, targets, hyper: Hyper, config: Config) -> tuple:
+    """``x = (state, stop)``: one loop iteration for one member. Returns the new state and
+    ``(value, recorded)``: the loss after a step, and whether a step ended in this iteration
+    (the caller writes it into the history at row ``state.step - first``)."""
+    from jaxnst.optimize import _optimizer
+
+    s, stop = x
+    go = active(s, stop)
+    opt = _optimizer(config, hyper.learning_rate)
+    if config.optimizer == "lbfgs":
+        new, value, recorded = _lbfgs(s, opt, variables, targets, hyper, config)
+    else:
+        new, value, recorded = _first_order(s, opt, variables, targets, hyper, config)
+    new = jax.tree.map(lambda a, b: jnp.where(go, a, b), new, s)
+    return new, (value, recorded & go)
+
+
+def _lbfgs(s: LoopState, opt, variables, targets, hyper: Hyper, config: Config) -> tuple:
+    search = _search(config)
+    assert s.direction is not None and s.search is not None
+    t = jnp.where(s.fresh, jnp.float32(0.0), search.propose(s.search))
+    value, grad, parts = _evaluate(
+        s.image + t * s.direction, variables, targets, hyper.weights, config
+    )
+    srch = search.absorb(s.search, t, value, optax.tree.vdot(grad, s.direction), grad, parts)
+    chosen = linesearch.chosen(srch, value, grad, parts)
+    # A fresh state has just evaluated its starting image: that is the accepted "step".
+    t_acc, v_acc, g_acc, p_acc = linesearch._pick(
+        s.fresh, (jnp.float32(0.0), value, grad, parts), chosen
+    )
+    ends = s.fresh | srch.done | srch.failed
+    image = s.image + t_acc * s.direction
+    finite = jnp.isfinite(v_acc) & jnp.all(jnp.isfinite(image))
+    memory = jax.tree.map(lambda a, b: jnp.where(s.fresh, a, b), opt.init(s.image), s.opt_state)
+
+    def accept(_):
+        d, o = opt.update(g_acc, memory, image)
+        start = linesearch.search_start(v_acc, optax.tree.vdot(g_acc, d), g_acc, p_acc)
+        return image, o, v_acc, g_acc, p_acc, d, start
+
+    def keep(_):
+        return s.image, s.opt_state, s.value, s.grad, s.parts, s.direction, srch
+
+    image, o, v, g, p, d, srch = lax.cond(ends & finite, accept, keep, None)
+    stepped = ends & ~s.fresh
+    new = s._replace(
+        image=image,
+        opt_state=o,
+        value=v,
+        grad=g,
+        parts=p,
+        step=s.step + (stepped & finite),
+        evals=s.evals + 1,
+        diverged_at=jnp.where(ends & ~finite, s.step, s.diverged_at),
+        fresh=jnp.asarray(False),
+        direction=d,
+        search=srch,
+    )
+    return new, jnp.where(finite, v_acc, jnp.nan), stepped
+
+
+def _first_order(s: LoopState, opt, variables, targets, hyper: Hyper, config: Config) -> tuple:
+    from jaxnst import optimize
+
+    def value_fn(x):  # for transformations with a line search of their own (their evaluations)
+        return optimize._total(x, variables, targets, hyper.weights, config)
+
+    updates, opt_state = _update(opt, s, value_fn, config)
+    trial = jnp.where(s.fresh, s.image, optax.apply_updates(s.image, updates))
+    value, grad, parts = _evaluate(trial, variables, targets, hyper.weights, config)
+    finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(trial))
+    opt_state = jax.tree.map(lambda a, b: jnp.where(s.fresh, a, b), opt.init(s.image), opt_state)
+    d = jnp.asarray(hyper.ema_decay, jnp.float32)
+    taken = s._replace(
+        image=trial,
+        opt_state=opt_state,
+        value=value,
+        grad=grad,
+        parts=parts,
+        step=s.step + jnp.where(s.fresh, 0, 1),
+        ema=jnp.where(s.fresh, s.ema, d * s.ema + (1.0 - d) * trial),
+    )
+    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), taken, s)
+    # A transformation's own line search pays its trials (optax's searches count them).
+    extra = optax.tree.get(opt_state, "num_linesearch_steps", 0) if _extra_args(opt, config) else 0
+    new = new._replace(
+        evals=s.evals + 1 + jnp.where(s.fresh, 0, extra),
+        diverged_at=jnp.where(finite, s.diverged_at, s.step),
+        fresh=jnp.asarray(False),
+    )
+    return new, jnp.where(finite, value, jnp.nan), ~s.fresh
+
+
+def _extra_args(opt, config: Config) -> bool:
+    return config.optimizer != "adam" and isinstance(opt, optax.GradientTransformationExtraArgs)
+
+
+def _update(opt, s: LoopState, value_fn, config: Config) -> tuple:
+    if not _extra_args(opt, config):
+        return opt.update(s.grad, s.opt_state, s.image)
+    return opt.update(s.grad, s.opt_state, s.image, value=s.value, grad=s.grad, value_fn=value_fn)
