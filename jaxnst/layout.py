@@ -8,6 +8,7 @@ loss weights and static settings, placed (sharded along the batch axis) on its l
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any, NamedTuple
 
@@ -67,17 +68,20 @@ def place(problem: Problem, lay: Layout) -> Batch:
     """Build this process's batch and put it on the devices (rows sharded, the rest replicated)."""
     o, idx = problem.options, lay.rows
     t = problem.targets
-    targets = t._replace(content={k: v[lay.content_index[idx]] for k, v in t.content.items()})
+    members = lay.content_index[idx]
+    targets = t._replace(content={k: take_rows(v, members) for k, v in t.content.items()})
+    # Host values go to the device with device_put: jnp.asarray and jnp.float32 on host values
+    # are each a small XLA program, compiled (or looked up in the cache) before the descent.
     hyper = optimize.Hyper(
         weights=losses.Weights(
             *(
-                jnp.asarray(lay.values[k][idx], jnp.float32)
+                jax.device_put(np.asarray(lay.values[k][idx], np.float32))
                 for k in ("content_weight", "style_weight", "tv_weight")
             )
         ),
-        learning_rate=jnp.float32(o.learning_rate),
-        iterations=jnp.int32(o.iterations),
-        ema_decay=jnp.float32(o.ema_decay or 0.0),
+        learning_rate=jax.device_put(np.float32(o.learning_rate)),
+        iterations=jax.device_put(np.int32(o.iterations)),
+        ema_decay=jax.device_put(np.float32(o.ema_decay or 0.0)),
     )
     h, w = problem.contents.shape[1:3]
     channels = vgg.channels_of(problem.variables)
@@ -86,7 +90,7 @@ def place(problem: Problem, lay: Layout) -> Batch:
     )
     config = optimize.Config(
         optimizer=o.optimizer,
-        chunk=min(o.chunk, o.iterations),
+        chunk=o.chunk,  # (the history's size: the step count per call is a runtime value)
         pooling=o.pooling,
         layers=problem.layers,
         channels=channels,
@@ -98,13 +102,10 @@ def place(problem: Problem, lay: Layout) -> Batch:
         extra_loss=o.extra_loss,
         tileable=bool(o.tileable),
         tile=o.tile,
-        linesearch=o.linesearch
-        if o.linesearch != "auto"
-        else ("zoom" if lay.n == 1 else "backtracking"),
+        linesearch="zoom" if o.linesearch == "auto" else o.linesearch,
     )
-    # (lay.n == 1, not lay.m: every process of a multi-process run must trace the same program.)
     images0 = initial_images(
-        problem.contents[lay.content_index[idx]],
+        take_rows(problem.contents, members),
         lay.values["seed"][idx].astype(np.int64),
         o,
         keys=None if o.key is None else member_keys(o, lay.values)[idx],
@@ -145,12 +146,9 @@ def initial_images(
     if isinstance(options.init, str):
         if options.init == "content":
             return content
-        raw = (
-            jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
-            if keys is None
-            else jnp.asarray(keys, jnp.uint32)
-        )
-        return jax.vmap(lambda k: jax.random.uniform(k, content.shape[1:], jnp.float32))(raw)
+        if keys is None:
+            return _noise_from_seeds(np.asarray(seeds, np.uint32), tuple(content.shape[1:]))
+        return _noise(np.asarray(keys, np.uint32), tuple(content.shape[1:]))
     init = as_image(options.init, "init")
     if init.shape != content.shape[1:]:
         raise ValueError(
@@ -158,6 +156,30 @@ def initial_images(
             f"{tuple(content.shape[1:])}"
         )
     return jnp.broadcast_to(init, content.shape)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _noise(raw_keys: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """(N, *shape) uniform noise in [0, 1), one image per (N, 2) raw key, in one program."""
+    return jax.vmap(lambda k: jax.random.uniform(k, shape, jnp.float32))(raw_keys)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _noise_from_seeds(seeds: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    return _noise(jax.vmap(jax.random.PRNGKey)(seeds), shape)
+
+
+def take_rows(a: jax.Array, rows: np.ndarray) -> jax.Array:
+    """``a[rows]`` for host indices ``rows``; ``a`` itself when they are 0..len(a)-1 in order
+    (one image, no sweep: no gather program to compile)."""
+    if len(rows) == a.shape[0] and np.array_equal(rows, np.arange(len(rows))):
+        return a
+    return _take(a, jax.device_put(np.asarray(rows, np.int32)))
+
+
+@jax.jit
+def _take(a: jax.Array, rows: jax.Array) -> jax.Array:
+    return a[rows]
 
 
 def sweep_grid(o: Options) -> tuple[tuple[str, ...], np.ndarray]:

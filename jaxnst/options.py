@@ -118,8 +118,8 @@ class Options:
     linesearch: str = _field(
         "auto",
         "L-BFGS line search: zoom (strong Wolfe), backtracking "
-        "(Armijo), or auto: zoom for one image, backtracking for "
-        "batches (see jaxnst.optimize)",
+        "(Armijo), or auto: zoom (each member of a batch runs its own search; one evaluation "
+        "per trial, see jaxnst.optimize)",
         choices=("auto", "zoom", "backtracking"),
     )
     precision: str = _field(

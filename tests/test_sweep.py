@@ -43,14 +43,16 @@ def test_adam_sweep_slices_equal_single_runs(small_vars, pair):
         np.testing.assert_allclose(r.losses[i], one.losses, rtol=1e-4)
 
 
-def test_lbfgs_sweep_slices_equal_single_backtracking_runs(small_vars, pair):
-    """What holds for L-BFGS: each slice equals the single run with the same (backtracking) line
-    search; the batched search only waits for its slowest member, which changes no member's
+@pytest.mark.parametrize("linesearch", ["zoom", "backtracking"])
+def test_lbfgs_sweep_slices_equal_single_runs(small_vars, pair, linesearch):
+    """What holds for L-BFGS: each slice equals the single run with the same line search; each
+    member runs its own search (a member done with its steps waits), which changes no member's
     trajectory. Batched convolutions may sum in another order, hence a float tolerance."""
-    kw = dict(variables=small_vars, iterations=10, chunk=5, init="noise", **TINY)
+    kw = dict(variables=small_vars, iterations=10, chunk=5, init="noise", linesearch=linesearch)
+    kw |= TINY
     r = stylize(*pair, style_weight=SW, **kw)
     for i, sw in enumerate(SW):
-        one = stylize(*pair, style_weight=sw, linesearch="backtracking", **kw)
+        one = stylize(*pair, style_weight=sw, **kw)
         assert np.abs(r.image[i] - one.image).max() <= 1e-3
         np.testing.assert_allclose(r.losses[i], one.losses, rtol=1e-3)
         assert r.evaluations[i] == one.evaluations
