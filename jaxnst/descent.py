@@ -68,6 +68,21 @@ def run(
         raise KeyboardInterrupt from None
 
 
+def precompile(lay: Layout, batch: Batch) -> None:
+    """Start compiling the descent program for ``batch`` in the background (see
+    :func:`jaxnst.programs._program`), so that a later :func:`run` with the same shapes finds it
+    ready: a coarse-to-fine run compiles its next stage while the current one descends. Sharded
+    batches are left to compile when they run."""
+    if lay.mesh is not None or jax.process_count() > 1:
+        return
+    state, _ = optimize.init_state(
+        batch.images0, batch.variables, batch.targets, batch.hyper, batch.config
+    )
+    optimize.run_chunk.precompile(
+        state, batch.variables, batch.targets, batch.hyper, batch.config, np.int32(0)
+    )
+
+
 def _fingerprint(problem: Problem, hooks: Hooks) -> str | None:
     if not (hooks.checkpoint_every or hooks.on_checkpoint or hooks.resume is not None):
         return None

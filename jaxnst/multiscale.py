@@ -106,34 +106,57 @@ def coarse_to_fine(
         )
     full = max(content.shape[:2])
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    scale = o.style_scale if o.style_scale is not None else 1.0
     base = dataclasses.asdict(o) | {"scales": None, "scale_iterations": None}
     image, results = None, []
-    for size, n in stages(o, full):
-        c = content if size == full else rescale(content, size)
-        st = [rescale(jnp.asarray(x, jnp.float32), scale * size) for x in styles]
-        m = (
-            None
-            if content_masks is None
-            else jax.image.resize(
-                jnp.asarray(content_masks, jnp.float32),
-                (len(content_masks),) + c.shape[:2],
-                "linear",
-            )
-        )
-        opts = base | {
-            "iterations": n,
-            "init": _start(image, base["init"], c.shape),
-            "style_scale": None,
-            # a stage within one tile needs no tiles (less memory than one tile and its halo)
-            "tile": o.tile if o.tile and size > o.tile else None,
-        }
+    plan = [_stage(content, styles, content_masks, base, o, size, n) for size, n in stages(o, full)]
+    for i, (c, st, m, opts) in enumerate(plan):
+        opts = opts | {"init": _start(image, base["init"], c.shape)}
+        if i + 1 < len(plan):  # the next stage's program compiles while this one descends
+            _compile_ahead(plan[i + 1], kw.get("variables"))
         r = run(c, st if len(st) > 1 else st[0], content_masks=m, **kw, **opts)
         if r.diverged_at is not None:
             return r
         image = jnp.asarray(r.image)
         results.append(r)
     return _combine(results, o)
+
+
+def _stage(content, styles, masks, base: dict, o: Options, size: int, n: int) -> tuple:
+    """(content, styles, masks, options) of the stage at ``size`` px with ``n`` iterations."""
+    full = max(content.shape[:2])
+    scale = o.style_scale if o.style_scale is not None else 1.0
+    c = content if size == full else rescale(content, size)
+    st = [rescale(jnp.asarray(x, jnp.float32), scale * size) for x in styles]
+    m = (
+        None
+        if masks is None
+        else jax.image.resize(
+            jnp.asarray(masks, jnp.float32), (len(masks),) + c.shape[:2], "linear"
+        )
+    )
+    opts = base | {
+        "iterations": n,
+        "style_scale": None,
+        # a stage within one tile needs no tiles (less memory than one tile and its halo)
+        "tile": o.tile if o.tile and size > o.tile else None,
+    }
+    return c, st, m, opts
+
+
+def _compile_ahead(stage: tuple, variables: Any) -> None:
+    """Prepare a stage (targets, layout: cheap next to a stage's descent) and start compiling
+    its descent program in the background (:func:`jaxnst.descent.precompile`)."""
+    from jaxnst import descent, layout, prepare
+
+    c, st, m, opts = stage
+    from jaxnst.options import make_options
+
+    o = make_options(**(opts | {"init": "content"}))  # (the start image does not shape it)
+    problem = prepare.prepare(
+        c, st if len(st) > 1 else st[0], o, variables=variables, content_masks=m
+    )
+    lay = layout.make_layout(problem)
+    descent.precompile(lay, layout.place(problem, lay))
 
 
 def _start(previous: jax.Array | None, init: Any, shape: tuple[int, ...]) -> Any:
