@@ -84,6 +84,7 @@ class Plan:
     """Sizes and counts of every measurement (``SMOKE`` shrinks them all)."""
 
     eval_sizes: tuple[int, ...] = (512, 1024, 2048)
+    matrix_sizes: tuple[int, ...] = (512, 1024)  # scripts/compile_matrix.py
     steps: int = 10  # evaluations per timed call of the compiled loop
     samples: int = 7  # timed calls (median), after one warm-up call
     matmul_n: int = 8192
@@ -122,6 +123,7 @@ SMOKE = Plan(
     sweep_iterations=10,
     tile_size=64,
     tile_iterations=2,
+    matrix_sizes=(),  # (tests/test_compile_matrix.py runs scripts/compile_matrix.py --smoke)
     torch_iterations=10,
     video_frames=0,  # the video front end compiles for a minute on a CPU; a test drives the path
     video_iterations=2,
@@ -932,6 +934,36 @@ def measure_video(c: Check) -> None:
     c.attempt("video", p.e2e_size, "fp32", need, one)
 
 
+def measure_compile(c: Check) -> None:
+    """scripts/compile_matrix.py in a process of its own (its caches start empty): the CLI end
+    to end at 512 px cold and warm, then compile seconds against seconds per evaluation for
+    XLA:GPU's autotuning and Triton options at the matrix sizes."""
+    p = c.plan
+    if not p.matrix_sizes:
+        c.add({"name": "compile_matrix", "size": None, "precision": None, "skipped": "smoke"})
+        return
+    sizes = [str(s) for s in p.matrix_sizes]
+    need = 2 * p.child_start + 2 * p.e2e_iterations * 1.3 * c.eval_guess(p.e2e_size)
+    need += sum((8 + 2) * c.compile_guess(s) for s in p.matrix_sizes)
+
+    def one() -> dict:
+        with tempfile.TemporaryDirectory() as d:
+            cmd = [sys.executable, str(ROOT / "scripts" / "compile_matrix.py"), "--sizes", *sizes]
+            cmd += ["--json", f"{d}/m.json", "--e2e", str(p.e2e_size), str(p.e2e_iterations)]
+            if c.weights_arg in ("random", "small"):
+                cmd += ["--smoke"]
+            else:
+                cmd += ["--weights", c.weights_arg]
+            timeout = max(min(c.left() + 30, 3 * need + 30), 10)
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+            if r.returncode != 0:
+                tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
+                raise RuntimeError(f"compile_matrix exited {r.returncode}: {tail[:300]}")
+            return {"rows": json.loads(Path(f"{d}/m.json").read_text())["rows"]}
+
+    c.attempt("compile_matrix", None, "fp32", need, one)
+
+
 def measure_torch(c: Check) -> None:
     p = c.plan
     if importlib.util.find_spec("torch") is None:
@@ -1162,6 +1194,7 @@ def main(argv=None) -> int:
     try:
         c = setup(a, plan, cache)
         measure_matmul(c)
+        measure_compile(c)  # (issue 20: the first image's cost; before the caches fill)
         for size in plan.eval_sizes:
             for prec in ("fp32", "bf16"):
                 measure_eval(c, size, prec, do_audit=(size, prec) == (plan.eval_sizes[0], "fp32"))
