@@ -78,3 +78,20 @@ def enable_compile_cache(path: Path | None, quiet: bool) -> None:
     # (resizing, targets, ...) that together took as long again; cached, a 32 px run's
     # compilation went from 10.1 s to 2.0 s (the rest is tracing and lowering).
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    try:
+        jax.config.update("jax_persistent_cache_enable_xla_caches", XLA_CACHES)
+    except (AttributeError, KeyError, ValueError):  # a jax without the option
+        pass
+
+
+# XLA's own caches, kept in JAX's cache directory (jax matches the value by substring):
+# "xla_gpu_per_fusion_autotune_cache_dir" keeps the GPU autotuner's per-fusion results
+# (convolution algorithms, GEMM tilings), so a program that misses the executable cache but holds
+# fusions tuned before (the same convolutions in an edited loop, a sweep, a video batch) skips
+# their autotuning; "all" adds "xla_gpu_kernel_cache_file", which also switches on XLA's parallel
+# LLVM module compilation, a change to the compiled program not measured here; "" keeps neither.
+# Set explicitly: jax 0.10's default is the autotune cache, marked in its source to become "all".
+# Neither applies on the CPU. (Nor does the CPU's instruction set need a key of ours: JAX hashes
+# the device topology, and XLA:CPU's fingerprint of it includes the target machine's features;
+# checked: XLA_FLAGS=--xla_cpu_max_isa=AVX2 changes it.)
+XLA_CACHES = "xla_gpu_per_fusion_autotune_cache_dir"
