@@ -47,11 +47,9 @@ def prepare(
 ) -> Problem:
     """Validate the arrays, apply style scale and colour preservation, load the weights and compute
     the targets. Raises ValueError with a one-line message for bad shapes, sizes or dtypes."""
-    content = jnp.asarray(content)
+    content = _host_or_device(content)
     many_contents = content.ndim == 4
-    contents = (
-        as_images(content, "content") if many_contents else as_image(content, "content")[None]
-    )
+    contents = as_images(content if many_contents else content[None], "content")
     styles = (
         [as_image(x, f"style {i + 1}") for i, x in enumerate(style)]
         if isinstance(style, (list, tuple))
@@ -129,40 +127,63 @@ def _check_masks(masks: Any, contents: jax.Array, styles: list, o: Options) -> j
 
 def as_images(x: Any, name: str) -> jax.Array:
     """(N, H, W, 3) float images, checked like :func:`as_image`; returned as float32."""
-    a = jnp.asarray(x)
+    a = _host_or_device(x)
     if a.ndim != 4 or a.shape[0] < 1:
         raise ValueError(f"{name} must be (H, W, 3) or (N, H, W, 3), got shape {tuple(a.shape)}")
-    as_image(a[0], name)
+    _check_image(a.shape[1:], a.dtype, name)
     check_range(a, name)
-    return a.astype(jnp.float32)
+    return _float32(a)
 
 
 def as_image(x: Any, name: str) -> jax.Array:
     """An (H, W, 3) float RGB image of at least MIN_SIDE px per side, as float32; ValueError
     naming ``name`` otherwise."""
-    a = jnp.asarray(x)
-    if a.ndim != 3 or a.shape[-1] != 3:
-        raise ValueError(f"{name} must be an (H, W, 3) RGB array, got shape {tuple(a.shape)}")
-    if min(a.shape[:2]) < MIN_SIDE:
-        raise ValueError(
-            f"{name} is {a.shape[1]}x{a.shape[0]} px; VGG19 needs at least {MIN_SIDE} px per side"
-        )
-    if not jnp.issubdtype(a.dtype, jnp.floating):
-        raise ValueError(f"{name} must be float RGB in [0, 1], got dtype {a.dtype}")
+    a = _host_or_device(x)
+    _check_image(a.shape, a.dtype, name)
     check_range(a, name)
-    return a.astype(jnp.float32)
+    return _float32(a)
+
+
+# Host arrays are checked with NumPy and sent to the device once, as float32: every eager jnp
+# operation on the way (asarray, min, max, [None], astype) is an XLA program of its own, each
+# traced, lowered and compiled (or looked up in the persistent cache) before the descent starts.
+
+
+def _host_or_device(x: Any) -> Any:
+    """A jax.Array (or tracer) as it is; anything else as a NumPy array."""
+    return x if isinstance(x, jax.Array) else np.asarray(x)
+
+
+def _float32(a: Any) -> jax.Array:
+    if isinstance(a, jax.Array):
+        return a.astype(jnp.float32)
+    return jax.device_put(np.array(a, np.float32))  # a copy: the caller may reuse its array
+
+
+def _check_image(shape: tuple[int, ...], dtype: Any, name: str) -> None:
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(f"{name} must be an (H, W, 3) RGB array, got shape {tuple(shape)}")
+    if min(shape[:2]) < MIN_SIDE:
+        raise ValueError(
+            f"{name} is {shape[1]}x{shape[0]} px; VGG19 needs at least {MIN_SIDE} px per side"
+        )
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{name} must be float RGB in [0, 1], got dtype {dtype}")
 
 
 RANGE_TOLERANCE = 1e-3  # resampling (Lanczos) and colour conversions overshoot [0, 1] a little
 
 
-def check_range(a: jax.Array, name: str) -> None:
+def check_range(a: Any, name: str) -> None:
     """Refuse non-finite values and values outside [0, 1] (give or take
     :data:`RANGE_TOLERANCE`) with a one-line ValueError naming ``name``. Traced arrays (inside a
     caller's ``jit``) are not checked: their values are unknown."""
     if isinstance(a, jax.core.Tracer) or a.size == 0:
         return
-    lo, hi = (float(v) for v in jax.device_get((jnp.min(a), jnp.max(a))))
+    if isinstance(a, jax.Array):
+        lo, hi = (float(v) for v in jax.device_get(_min_max(a)))
+    else:
+        lo, hi = float(np.min(a)), float(np.max(a))
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError(f"{name} has non-finite values (NaN or inf); expected floats in [0, 1]")
     if hi > 1.0 + RANGE_TOLERANCE:
@@ -172,6 +193,11 @@ def check_range(a: jax.Array, name: str) -> None:
         )
     if lo < -RANGE_TOLERANCE:
         raise ValueError(f"{name} has values down to {round(lo, 4)}; expected floats in [0, 1]")
+
+
+@jax.jit
+def _min_max(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return jnp.min(a), jnp.max(a)
 
 
 def rescale(image: jax.Array, long_side: float) -> jax.Array:
@@ -229,6 +255,31 @@ def _features(image, variables, layers, pooling, channels):
     return vgg.VGG19(pooling=pooling, channels=channels).apply(variables, image, layers)
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _style_grams(image, variables, layers, pooling, channels):
+    """One style image's ``{layer: (C, C) Gram}``, features and Grams in one program (eagerly,
+    the Grams took six small programs per layer)."""
+    feats = vgg.VGG19(pooling=pooling, channels=channels).apply(variables, image, layers)
+    return {n: _target_gram(feats[n]) for n in layers}
+
+
+def _target_gram(f: jax.Array) -> jax.Array:
+    """:func:`jaxnst.losses.gram` bit for bit as its eager form computes it. Inside a jit XLA
+    folds the transpose into the product, which changes the last bit of some entries, and L-BFGS
+    carries that far (mean 4/255 on the image after 50 iterations at 128 px); the barrier keeps
+    the transpose, so the targets, and the images, stay what they were."""
+    h, w, c = f.shape
+    x = f.reshape(h * w, c).astype(jnp.float32)
+    return (jax.lax.optimization_barrier(x.T) @ x) / (h * w)
+
+
+def _blend(w: np.ndarray, xs: list[Any]) -> Any:
+    """sum_i w_i xs_i; one style (w = [1]) is its own target, with no program to compute it."""
+    if len(xs) == 1:
+        return xs[0]
+    return functools.reduce(lambda a, b: a + b, (float(wi) * x for wi, x in zip(w, xs)))
+
+
 def layer_masks(masks: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
     """(R, H, W) guidance masks -> {layer: (R, H_l, W_l)}, average-pooled 2x2 like VGG19."""
     out, m, block = {}, jnp.asarray(masks, jnp.float32), 1
@@ -260,39 +311,36 @@ def prepare_targets(
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     w = np.ones(len(styles)) if blend is None else np.asarray(blend, np.float64)
     w = w / w.sum()
+    layers = tuple(options.style_layers)
     cf = (
         _features(content, variables, options.content_layers, options.pooling, channels)
         if options.content_layers
         else {}
     )
     grams: dict[str, Any] = {}
-    means: dict[str, Any] = {}
-    covs: dict[str, Any] = {}
-    for wi, st in zip(w, styles):
-        if not options.style_layers:
-            break
-        sf = _features(st, variables, options.style_layers, options.pooling, channels)
-        for n in options.style_layers:
-            if options.style_loss == "gram":
-                grams[n] = grams.get(n, 0.0) + float(wi) * losses.gram(sf[n])
-            else:
-                mu, cov = losses.mean_cov(sf[n])
-                means[n] = means.get(n, 0.0) + float(wi) * mu
-                covs[n] = covs.get(n, 0.0) + float(wi) * cov
-    moments = {n: (means[n], covs[n], losses._psd_sqrt(covs[n])) for n in means}
+    moments: dict[str, Any] = {}
     lmasks = {}
-    if masks is not None and options.style_layers:
-        # Spatial control: region r takes style r's Gram; blending does not apply.
+    if layers and options.style_loss == "gram" and masks is None:
+        per_style = [
+            _style_grams(st, variables, layers, options.pooling, channels) for st in styles
+        ]
+        grams = {n: _blend(w, [g[n] for g in per_style]) for n in layers}
+    if layers and options.style_loss != "gram":
+        stats = [_features(st, variables, layers, options.pooling, channels) for st in styles]
+        for n in layers:
+            mc = [losses.mean_cov(f[n]) for f in stats]
+            mu, cov = _blend(w, [m[0] for m in mc]), _blend(w, [m[1] for m in mc])
+            moments[n] = (mu, cov, losses._psd_sqrt(cov))
+    if masks is not None and layers:
+        # Spatial control: region r takes style r's Gram; blending does not apply. (Each layer
+        # from a program that stops there, as before: features to conv5_1 differ in the last bit.)
         grams = {
             n: jnp.stack(
-                [
-                    losses.gram(_features(st, variables, (n,), options.pooling, channels)[n])
-                    for st in styles
-                ]
+                [_style_grams(st, variables, (n,), options.pooling, channels)[n] for st in styles]
             )
-            for n in options.style_layers
+            for n in layers
         }
-        lmasks = layer_masks(masks, options.style_layers)
+        lmasks = layer_masks(masks, layers)
     return losses.Targets(
         content={n: cf[n] for n in options.content_layers},
         grams=grams,
