@@ -206,6 +206,12 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         help="converted VGG19 weights (default: "
         "$JAXNST_WEIGHTS, weights/vgg19.h5 in a checkout, or ~/.cache/jaxnst/vgg19.h5)",
     )
+    add_cache_flags(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+
+
+def add_cache_flags(p: argparse.ArgumentParser) -> None:
+    """--compile-cache DIR and --no-compile-cache (read by :func:`jaxnst.runtime.setup`)."""
     p.add_argument(
         "--compile-cache",
         metavar="DIR",
@@ -216,7 +222,6 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-compile-cache", action="store_true", help="compile from scratch and write no cache"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
 
 def _add_host_flags(p: argparse.ArgumentParser) -> None:

@@ -78,6 +78,8 @@ def test_serve_starts_answers_and_stops_on_ctrl_c(tmp_path):
             "0",
             "--results",
             str(tmp_path / "res"),
+            "--compile-cache",
+            str(tmp_path / "xla"),
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -98,6 +100,7 @@ def test_serve_starts_answers_and_stops_on_ctrl_c(tmp_path):
                 time.sleep(0.2)
         assert r.status_code == 200 and r.json()["ok"]
         assert (tmp_path / "res").is_dir()
+        assert (tmp_path / "xla").is_dir()  # jobs load programs from it (`jaxnst warmup` fills it)
         p.send_signal(signal.SIGINT)
         assert p.wait(30) == 0
         assert p.stderr.read() == "jaxnst: studio stopped\n"

@@ -1,6 +1,7 @@
 """``jaxnst serve``: start the studio (a local web page that runs and shows style transfer).
 
     jaxnst serve [--host 127.0.0.1] [--port 8000] [--results DIR] [--token TOKEN]
+                 [--compile-cache DIR | --no-compile-cache]
 
 It listens on 127.0.0.1 unless told otherwise; on any other address every request must carry a
 token (``--token``, or one generated and printed once). From another machine, tunnel the port:
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PX",
         help="largest output size a page may ask for (default: 2048)",
     )
+    from jaxnst.cli import add_cache_flags
+
+    add_cache_flags(p)  # jobs load their programs from it (fill it with `jaxnst warmup`)
     return p
 
 
@@ -135,7 +139,10 @@ def main(argv: list[str]) -> int:
         return EXIT_BAD_INPUT
     import uvicorn
 
+    from jaxnst import runtime
     from jaxnst.studio.app import create_app
+
+    runtime.enable_compile_cache(runtime.compile_cache_dir(args), quiet=False)
     from jaxnst.studio.forms import Limits
 
     limits = Limits() if args.max_size is None else Limits(max_size=args.max_size)
