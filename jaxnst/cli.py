@@ -60,7 +60,7 @@ EXIT_BAD_INPUT = 2
 EXIT_RUNTIME = 4
 EXIT_INTERRUPTED = 130
 # Front ends with a command of their own: ``jaxnst NAME ...`` runs ``module.main(argv)``.
-SUBCOMMANDS = {"serve": "jaxnst.studio.cli", "video": "jaxnst.video.cli"}
+SUBCOMMANDS = {"serve": "jaxnst.studio.cli", "video": "jaxnst.video.cli", "warmup": "jaxnst.warmup"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -371,8 +371,8 @@ def _say(quiet: bool, *msg: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``jaxnst`` command: ``jaxnst serve|video ...`` run those front ends; anything else is a
-    still-image run. Bad input prints one line and returns 2; Ctrl-C returns 130."""
+    """The ``jaxnst`` command: ``jaxnst serve|video|warmup ...`` run those commands; anything
+    else is a still-image run. Bad input prints one line and returns 2; Ctrl-C returns 130."""
     from jaxnst.image_io import ImageError
     from jaxnst.weights import WeightsError
 

@@ -3,13 +3,16 @@ programs, and how many programs came from JAX's persistent compilation cache.
 
 Listeners on :mod:`jax.monitoring` events add to process-wide totals; a stage reads
 :func:`compile_stats` before and after its work and reports the difference (``Result``'s
-``compile_seconds`` and ``compile_cache_hits``).
+``compile_seconds`` and ``compile_cache_hits``). :func:`program_log` lists the programs compiled
+while a block runs, one by one (``jaxnst warmup`` prints them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import jax
 
@@ -22,18 +25,49 @@ _compile_lock = threading.Lock()
 _compile_totals = {"seconds": 0.0, "compiles": 0, "cache_hits": 0}
 
 
-def _on_event(event: str, duration_secs: float, **_: Any) -> None:
+_logs: list[list[Program]] = []  # the open program_log blocks
+_hit = threading.local()  # a cache hit is counted on the compiling thread just before its end
+
+
+class Program(NamedTuple):
+    """One XLA compilation: the jitted function's name (``jit(run_chunk)``), the seconds XLA took
+    to compile it or to load it, and whether it came from the persistent cache."""
+
+    name: str
+    seconds: float
+    cached: bool
+
+
+def _on_event(event: str, duration_secs: float, **kw: Any) -> None:
     if event in _COMPILE_EVENTS:
         with _compile_lock:
             _compile_totals["seconds"] += duration_secs
             if event == _COMPILE_EVENTS[-1]:
                 _compile_totals["compiles"] += 1
+                cached, _hit.flag = getattr(_hit, "flag", False), False
+                for log in _logs:
+                    log.append(Program(str(kw.get("fun_name", "?")), duration_secs, cached))
 
 
 def _on_count(event: str, **_: Any) -> None:
     if event == "/jax/compilation_cache/cache_hits":  # a program loaded from the persistent cache
+        _hit.flag = True
         with _compile_lock:
             _compile_totals["cache_hits"] += 1
+
+
+@contextlib.contextmanager
+def program_log() -> Iterator[list[Program]]:
+    """``with program_log() as programs:`` collects a :class:`Program` for every XLA compilation
+    (or persistent-cache load) in this process, any thread, while the block runs."""
+    log: list[Program] = []
+    with _compile_lock:
+        _logs.append(log)
+    try:
+        yield log
+    finally:
+        with _compile_lock:
+            _logs.remove(log)
 
 
 jax.monitoring.register_event_duration_secs_listener(_on_event)
