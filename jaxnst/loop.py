@@ -83,14 +83,23 @@ def iterate_member(x: tuple, variables, targets, hyper: Hyper, config: Config) -
     go = active(s, stop)
     opt = _optimizer(config, hyper.learning_rate)
     if config.optimizer == "lbfgs":
-        new, value, recorded = _lbfgs(s, opt, variables, targets, hyper, config)
+        new, value, recorded = _lbfgs(s, go, opt, variables, targets, hyper, config)
     else:
         new, value, recorded = _first_order(s, opt, variables, targets, hyper, config)
-    new = jax.tree.map(lambda a, b: jnp.where(go, a, b), new, s)
-    return new, (value, recorded & go)
+    # (The L-BFGS memory, 2 * lbfgs_memory images, changes only under ``go`` already: a select
+    # over it here would copy it every iteration.)
+    kept = _select(go, new._replace(opt_state=None), s._replace(opt_state=None))
+    opt_state = (
+        new.opt_state if config.optimizer == "lbfgs" else _select(go, new.opt_state, s.opt_state)
+    )
+    return kept._replace(opt_state=opt_state), (value, recorded & go)
 
 
-def _lbfgs(s: LoopState, opt, variables, targets, hyper: Hyper, config: Config) -> tuple:
+def _select(c, a, b):
+    return jax.tree.map(lambda u, v: jnp.where(c, u, v), a, b)
+
+
+def _lbfgs(s: LoopState, go, opt, variables, targets, hyper: Hyper, config: Config) -> tuple:
     search = _search(config)
     assert s.direction is not None and s.search is not None
     t = jnp.where(s.fresh, jnp.float32(0.0), search.propose(s.search))
@@ -106,17 +115,18 @@ def _lbfgs(s: LoopState, opt, variables, targets, hyper: Hyper, config: Config) 
     ends = s.fresh | srch.done | srch.failed
     image = s.image + t_acc * s.direction
     finite = jnp.isfinite(v_acc) & jnp.all(jnp.isfinite(image))
-    memory = jax.tree.map(lambda a, b: jnp.where(s.fresh, a, b), opt.init(s.image), s.opt_state)
 
     def accept(_):
-        d, o = opt.update(g_acc, memory, image)
+        # (A fresh state's memory is optax's init already: all zeros, as init_state builds it;
+        # selecting an init here would copy 2 * lbfgs_memory images every iteration.)
+        d, o = opt.update(g_acc, s.opt_state, image)
         start = linesearch.search_start(v_acc, optax.tree.vdot(g_acc, d), g_acc, p_acc)
         return image, o, v_acc, g_acc, p_acc, d, start
 
     def keep(_):
         return s.image, s.opt_state, s.value, s.grad, s.parts, s.direction, srch
 
-    image, o, v, g, p, d, srch = lax.cond(ends & finite, accept, keep, None)
+    image, o, v, g, p, d, srch = lax.cond(go & ends & finite, accept, keep, None)
     stepped = ends & ~s.fresh
     new = s._replace(
         image=image,

@@ -243,7 +243,7 @@ def _place(leaf: Any, like: Any) -> Any:
         spec = sh.spec[0] if len(sh.spec) else None
         sh = jax.sharding.NamedSharding(sh.mesh, jax.sharding.PartitionSpec(spec))
     elif sh is None or not like.committed:
-        sh = jax.devices()[0]
+        sh = jax.local_devices()[0]  # (jax.devices()[0] is process 0's in a multi-process run)
     return jax.device_put(leaf, sh)
 
 
@@ -272,18 +272,21 @@ def run_chunk(
     iterate = _batched(loop.iterate_member, config)
 
     def body(carry):
-        s, totals, paid = carry
+        s, totals = carry
         new, (value, recorded) = iterate((s, stop), variables, targets, hyper)
         row = jnp.where(recorded, s.step - first, config.chunk)  # out of range: dropped
         totals = totals.at[row, jnp.arange(n)].set(value, mode="drop")
-        return new, totals, paid + 1
+        return new, totals
 
     def cond(carry):
         return jnp.any(loop.active(carry[0], stop))
 
     totals0 = jnp.full((config.chunk, n), jnp.nan, jnp.float32)
-    state, totals, paid = lax.while_loop(cond, body, (state, totals0, jnp.int32(0)))
-    return state, totals, paid, state.parts
+    evals = state.evals
+    state, totals = lax.while_loop(cond, body, (state, totals0))
+    # The loop ran as long as its longest-active member: that member's evaluations are what the
+    # batch paid (a reduction, replicated on every process of a multi-process run).
+    return state, totals, jnp.max(state.evals - evals), state.parts
 
 
 class Progress(NamedTuple):
