@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import layout, prepare
+from jaxnst import descent, layout, prepare
 from jaxnst.video import warp as warp_mod
 from jaxnst.video.core import (
     BLEND,
@@ -113,6 +113,20 @@ def _half_pass(
     return images, parts, x.at[members].set(problem_space(jnp.asarray(images), problem.options))
 
 
+def _compile_half_passes(problem: prepare.Problem, lay: layout.Layout) -> None:
+    """Start compiling the red-black half-passes' programs (batches of the odd and of the even
+    frames: other batch sizes than pass 0's) in the background while pass 0 descends."""
+    t_n, shape = problem.contents.shape[0], problem.contents.shape[1:]
+    for n in sorted({len(np.arange(1, t_n, 2)), len(np.arange(0, t_n, 2))} - {0}):
+        sub = subset_layout(lay, np.arange(n))
+        rows = len(sub.rows)
+        zeros = np.zeros((rows,) + shape, np.float32)
+        batch = video_batch(
+            layout.place(problem, sub), sub, zeros, zeros, zeros[..., 0], np.zeros(rows)
+        )
+        descent.precompile(sub, batch)
+
+
 def multipass(
     problem: prepare.Problem,
     flow: Flow,
@@ -135,6 +149,8 @@ def multipass(
         start = time.perf_counter()
         info = {"mode": "multipass", "pass": p, "passes": passes}
         if p == 0:
+            if passes > 0:
+                _compile_half_passes(problem, lay)
             no = jnp.zeros(problem.contents.shape[:3], jnp.float32)
             batch = layout.place(problem, lay)
             batch = video_batch(
