@@ -141,7 +141,7 @@ def _per_member(
     the evaluations the batch paid for (the largest over processes)."""
     state, m, paid = progress.state, lay.m, progress.paid
     diverged = np.asarray(state.diverged_at)[:m]
-    last = np.asarray(jax.vmap(optimize.ema_image, (0, None))(state, batch.hyper.ema_decay))[:m]
+    last = _ema_images(state, float(batch.hyper.ema_decay), m)
     per_member = {
         "steps": np.asarray(state.step)[:m],
         "totals": np.concatenate([np.asarray(t) for t in progress.totals], 0)[:iterations, :m].T,
@@ -161,6 +161,18 @@ def _per_member(
         per_member = gather_members(per_member, lay.n)
         paid = int(np.max(gather_members({"paid": np.full(m, paid)}, lay.n)["paid"]))
     return per_member, paid
+
+
+def _ema_images(state: optimize.LoopState, decay: float, m: int) -> np.ndarray:
+    """The first ``m`` members' final images: :func:`jaxnst.optimize.ema_image` on the host (in
+    NumPy: on the device it was nine small programs to compile for one use)."""
+    image = np.asarray(state.image)[:m]
+    if decay <= 0:
+        return image
+    step = np.asarray(state.step)[:m].astype(np.float32)
+    corr = np.maximum(1.0 - np.float32(decay) ** step, 1e-12)[:, None, None, None]
+    ema = np.asarray(state.ema)[:m] / corr
+    return np.where((step > 0)[:, None, None, None], ema, image)
 
 
 def _timings(clock: Clock) -> dict[str, Any]:

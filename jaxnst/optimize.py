@@ -228,7 +228,7 @@ def init_state(
         diverged_at=np.full(shapes.diverged_at.shape, -1, np.int32),
     )
     state = jax.tree.map(functools.partial(_place, like=images), state)
-    nan = jnp.full(shapes.value.shape, jnp.nan, jnp.float32)
+    nan: Any = np.full(shapes.value.shape, np.nan, np.float32)
     return state, losses.Parts(nan, nan, nan, nan)
 
 
