@@ -73,14 +73,18 @@ def start_state(image: Array, variables, targets, hyper: Hyper, config: Config) 
     )
 
 
-def iterate_member(x: tuple, variables, targets, hyper: Hyper, config: Config) -> tuple:
+def iterate_member(
+    x: tuple, variables, targets, hyper: Hyper, config: Config, alone: bool = False
+) -> tuple:
     """``x = (state, stop)``: one loop iteration for one member. Returns the new state and
     ``(value, recorded)``: the loss after a step, and whether a step ended in this iteration
-    (the caller writes it into the history at row ``state.step - first``)."""
+    (the caller writes it into the history at row ``state.step - first``). ``alone``: the
+    batch has one member, so the loop only runs this body while the member is active (no
+    select of the state on it: a smaller program)."""
     from jaxnst.optimize import _optimizer
 
     s, stop = x
-    go = active(s, stop)
+    go = jnp.asarray(True) if alone else active(s, stop)
     opt = _optimizer(config, hyper.learning_rate)
     if config.optimizer == "lbfgs":
         new, value, recorded = _lbfgs(s, go, opt, variables, targets, hyper, config)
@@ -88,6 +92,8 @@ def iterate_member(x: tuple, variables, targets, hyper: Hyper, config: Config) -
         new, value, recorded = _first_order(s, opt, variables, targets, hyper, config)
     # (The L-BFGS memory, 2 * lbfgs_memory images, changes only under ``go`` already: a select
     # over it here would copy it every iteration.)
+    if alone:
+        return new, (value, recorded)
     kept = _select(go, new._replace(opt_state=None), s._replace(opt_state=None))
     opt_state = (
         new.opt_state if config.optimizer == "lbfgs" else _select(go, new.opt_state, s.opt_state)

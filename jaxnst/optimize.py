@@ -269,7 +269,7 @@ def run_chunk(
     steps = jnp.clip(steps, 0, config.chunk)
     stop = jnp.minimum(state.step + steps, jnp.asarray(hyper.iterations, jnp.int32))
     first = state.step
-    iterate = _batched(loop.iterate_member, config)
+    iterate = _batched(functools.partial(loop.iterate_member, alone=n == 1), config)
 
     def body(carry):
         s, totals = carry
