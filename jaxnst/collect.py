@@ -146,9 +146,7 @@ def _per_member(
         "steps": np.asarray(state.step)[:m],
         "totals": np.concatenate([np.asarray(t) for t in progress.totals], 0)[:iterations, :m].T,
         "diverged": diverged,
-        "image": np.where(
-            (diverged >= 0)[:, None, None, None], np.asarray(state.image)[:m], last
-        ),
+        "image": np.where((diverged >= 0)[:, None, None, None], np.asarray(state.image)[:m], last),
         "evals": np.asarray(state.evals)[:m],
         **{
             f: np.stack([np.asarray(getattr(p, f))[:m] for p in progress.parts], 1).astype(
