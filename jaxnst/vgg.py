@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -344,13 +344,50 @@ def _backward_kernel_on_host(kernel: Any) -> jax.Array:
     return jax.device_put(np.ascontiguousarray(np.asarray(kernel)[::-1, ::-1].swapaxes(2, 3)))
 
 
+def _numpy_seed(key: jax.Array) -> np.random.SeedSequence:
+    """A NumPy seed from a JAX PRNG key, typed (``jax.random.key``) or raw uint32
+    (``jax.random.PRNGKey``): the key's bits, read on the host."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    bits = np.asarray(key)
+    if bits.dtype != np.uint32:
+        raise ValueError(f"key must be a JAX PRNG key, got an array of dtype {bits.dtype}")
+    return np.random.SeedSequence([int(b) for b in bits.ravel()])
+
+
 def random_variables(
     key: jax.Array, channels: Sequence[int] = (4, 8, 8, 16, 16), size: int = 32
 ) -> dict:
-    """Small random VGG19-shaped variables for tests and examples (He-style scale keeps activations
-    in a sensible range)."""
-    model = VGG19(channels=tuple(channels))
-    return cast(dict, model.init(key, jnp.zeros((size, size, 3)), LAYERS))
+    """Small random VGG19-shaped variables for tests and examples: ``{"params": {"conv1_1":
+    {"kernel": (3, 3, I, O), "bias": (O,)}, ...}}`` for all 16 layers, float32, O from ``channels``
+    (one width per block). Kernels are drawn as Flax's default (LeCun normal: truncated at 2
+    standard deviations, variance 1/fan_in, fan_in = 9 I), biases are zero. ``size`` is unused
+    (the shapes do not depend on the image) and kept for callers that pass it.
+
+    Built with NumPy from a seed derived from ``key``, not with ``VGG19.init``: tracing and
+    compiling the whole network just to draw its weights took 17-60 s of the test suite (issue 20).
+    The same key gives the same variables; they differ from what ``VGG19.init`` would draw."""
+    del size
+    channels = tuple(int(c) for c in channels)
+    if len(channels) != len(BLOCKS) or min(channels) < 1:
+        raise ValueError(f"channels must be {len(BLOCKS)} positive block widths, got {channels}")
+    rng = np.random.default_rng(_numpy_seed(key))
+    params: dict[str, dict[str, jax.Array]] = {}
+    width = 3
+    for name in LAYERS:
+        out = channels[int(name[4]) - 1]
+        shape = (3, 3, width, out)
+        z = rng.standard_normal(shape)
+        while (bad := np.abs(z) > 2.0).any():  # truncate at 2 sigma by redrawing
+            z[bad] = rng.standard_normal(int(bad.sum()))
+        # 0.8796...: the standard deviation of a standard normal truncated to [-2, 2].
+        kernel = z * (np.sqrt(1.0 / (9 * width)) / 0.87962566103423978)
+        params[name] = {
+            "kernel": jax.device_put(kernel.astype(np.float32)),
+            "bias": jax.device_put(np.zeros(out, np.float32)),
+        }
+        width = out
+    return {"params": params}
 
 
 def channels_of(variables: dict) -> tuple[int, ...]:

@@ -506,7 +506,8 @@ def main(argv=None) -> int:
         torch_mod.backends.cudnn.allow_tf32 = True
 
     if a.random_weights:
-        variables = vgg.VGG19().init(jax.random.PRNGKey(0), jnp.zeros((32, 32, 3)), vgg.LAYERS[:13])
+        # Drawn with NumPy: Flax's init traced and compiled the whole network for it.
+        variables = vgg.random_variables(jax.random.PRNGKey(0), channels=vgg.CHANNELS)
     else:
         try:
             variables, _ = weights.load_variables()

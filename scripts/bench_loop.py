@@ -40,7 +40,8 @@ def main() -> int:
     a = ap.parse_args()
 
     if a.random_weights:
-        variables = vgg.VGG19().init(jax.random.PRNGKey(0), jnp.zeros((32, 32, 3)), vgg.LAYERS[:13])
+        # Drawn with NumPy: Flax's init traced and compiled the whole network for it.
+        variables = vgg.random_variables(jax.random.PRNGKey(0), channels=vgg.CHANNELS)
     else:
         variables, _ = weights.load_variables()
     rng = np.random.default_rng(0)

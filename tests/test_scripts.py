@@ -110,7 +110,7 @@ def test_flop_count_agrees_with_xla(small_vars):
 
     from jaxnst import losses, optimize, vgg
 
-    variables = vgg.VGG19().init(jax.random.PRNGKey(0), jnp.zeros((32, 32, 3)), vgg.LAYERS[:13])
+    variables = vgg.random_variables(jax.random.PRNGKey(0), channels=vgg.CHANNELS)
     img = jnp.full((64, 64, 3), 0.5)
     model = vgg.VGG19()
     targets = losses.make_targets(

@@ -47,6 +47,37 @@ def np_vgg(params, image, pooling):
     return out
 
 
+def test_random_variables_without_compiling():
+    """The test network is drawn with NumPy at VGG19's shapes: the tree Flax's init builds, float32,
+    LeCun-normal scale, zero biases, one seed per key (typed or raw), and no XLA compilation."""
+    from jaxnst.compilation import compile_stats
+
+    raw, typed = jax.random.PRNGKey(3), jax.random.key(3)
+    before = compile_stats()["compiles"]
+    v = vgg.random_variables(raw, channels=(2, 3, 4, 5, 6))
+    same = vgg.random_variables(typed, channels=(2, 3, 4, 5, 6))
+    assert compile_stats()["compiles"] == before
+    assert vgg.channels_of(v) == (2, 3, 4, 5, 6)
+    model = vgg.VGG19(channels=(2, 3, 4, 5, 6))  # Flax's init, only traced for its shapes
+    ref = jax.eval_shape(lambda: model.init(raw, jnp.zeros((8, 8, 3)), vgg.LAYERS))
+    assert jax.tree.structure(v) == jax.tree.structure(ref)
+    for got, want in zip(jax.tree.leaves(v), jax.tree.leaves(ref)):
+        assert (got.shape, got.dtype) == (want.shape, want.dtype)
+    for p in v["params"].values():
+        k = np.asarray(p["kernel"], np.float64)
+        fan_in = 9 * k.shape[2]
+        assert np.abs(k).max() <= 2 / 0.8796 / np.sqrt(fan_in) + 1e-6  # truncated at 2 sigma
+        assert not np.any(p["bias"])
+    big = np.asarray(vgg.random_variables(jax.random.PRNGKey(3))["params"]["conv5_4"]["kernel"])
+    assert np.std(big) * np.sqrt(9 * 16) == pytest.approx(1.0, abs=0.05)  # 2304 draws
+    other = vgg.random_variables(jax.random.PRNGKey(4), channels=(2, 3, 4, 5, 6))
+    for name in vgg.LAYERS:
+        np.testing.assert_array_equal(same["params"][name]["kernel"], v["params"][name]["kernel"])
+        assert not np.array_equal(other["params"][name]["kernel"], v["params"][name]["kernel"])
+    back = vgg.with_backward_kernels(v)["backward"]["conv2_1"]["kernel_t"]
+    np.testing.assert_array_equal(back, vgg.backward_kernel(v["params"]["conv2_1"]["kernel"]))
+
+
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 def test_small_random_net_matches_numpy(small_vars, pooling, rng):
     img = smooth_image(rng, 40, 36)
