@@ -119,7 +119,8 @@ def restore(template, leaves: list[np.ndarray], where: str = "checkpoint"):
                 f"{where}: array {i} is {a.dtype}{list(a.shape)}, this run "
                 f"needs {np.dtype(w.dtype)}{list(w.shape)}"
             )
-    return jax.tree.unflatten(treedef, [jax.numpy.asarray(a) for a in leaves])
+    # device_put, not jnp.asarray: the latter compiles a small program per leaf shape.
+    return jax.tree.unflatten(treedef, [jax.device_put(a) for a in leaves])
 
 
 # --------------------------------------------------------------------------- glue for the run stage
@@ -165,7 +166,6 @@ def resume_progress(
     against this run's fingerprint ``fp``; the state takes the structure of ``template`` (a
     LoopState of shapes) and, when given, ``sharding``. CheckpointError when it does not match."""
     import jax
-    import jax.numpy as jnp
 
     from jaxnst import losses, optimize
 
@@ -177,10 +177,11 @@ def resume_progress(
             "an option other than iterations differs); start without --resume"
         )
     state = restore(template, ckpt.leaves)
-    if sharding is not None:
-        state = jax.device_put(state, sharding)
+    # Committed, as init_state places a fresh state: with uncommitted arguments the chunk program
+    # was compiled a second time for the resumed run.
+    state = jax.device_put(state, jax.local_devices()[0] if sharding is None else sharding)
     parts = [
-        losses.Parts(*(jnp.asarray(ckpt.parts[f][i]) for f in losses.Parts._fields))
+        losses.Parts(*(jax.device_put(ckpt.parts[f][i]) for f in losses.Parts._fields))
         for i in range(ckpt.parts["total"].shape[0])
     ]
-    return optimize.Progress(state, [jnp.asarray(t) for t in ckpt.totals], parts, ckpt.paid)
+    return optimize.Progress(state, [jax.device_put(t) for t in ckpt.totals], parts, ckpt.paid)

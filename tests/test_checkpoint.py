@@ -3,9 +3,12 @@ import pytest
 from conftest import smooth_image
 
 from jaxnst import checkpoint
+from jaxnst.compilation import compile_stats
 from jaxnst.stylize import stylize
 
 TINY = dict(style_weight=1e-2, tv_weight=1.0, content_weight=1.0)
+# chunk=4 in every run, as in the other modules' small runs at 32x32: one compiled program per
+# optimizer for the whole suite (the chunk sizes the program's history).
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(small_vars, pair, tmp_pat
         stylize(*pair, callback=ctrl_c, on_checkpoint=saved.append, **kw)
     assert len(saved) == 1 and saved[0].step == 8
     path = checkpoint.save(tmp_path / "run.ckpt.npz", saved[0])
+    compiles = compile_stats()["compiles"]
     resumed = stylize(*pair, resume=path, **kw)
+    # The resumed state is placed as a fresh one: the same compiled programs serve it.
+    assert compile_stats()["compiles"] == compiles
     np.testing.assert_array_equal(resumed.image, full.image)
     np.testing.assert_array_equal(resumed.losses, full.losses)
     assert resumed.evaluations == full.evaluations and resumed.iterations == 12
