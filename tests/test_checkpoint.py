@@ -51,7 +51,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(small_vars, pair, tmp_pat
 
 
 def test_periodic_checkpoints_and_resuming_further(small_vars, pair):
-    kw = dict(variables=small_vars, optimizer="adam", chunk=2, **TINY)
+    kw = dict(variables=small_vars, optimizer="adam", chunk=4, **TINY)
     saved = []
     stylize(*pair, iterations=6, checkpoint_every=4, on_checkpoint=saved.append, **kw)
     assert [c.step for c in saved] == [4]
@@ -67,9 +67,9 @@ def test_mismatched_checkpoint_is_refused(small_vars, pair, tmp_path):
         *pair,
         variables=small_vars,
         optimizer="adam",
-        iterations=4,
-        chunk=2,
-        checkpoint_every=2,
+        iterations=8,
+        chunk=4,
+        checkpoint_every=4,
         on_checkpoint=saved.append,
         **TINY,
     )
@@ -78,8 +78,8 @@ def test_mismatched_checkpoint_is_refused(small_vars, pair, tmp_path):
             *pair,
             variables=small_vars,
             optimizer="adam",
-            iterations=4,
-            chunk=2,
+            iterations=8,
+            chunk=4,
             resume=saved[0],
             **{**TINY, "style_weight": 2e-2},
         )
@@ -89,8 +89,8 @@ def test_mismatched_checkpoint_is_refused(small_vars, pair, tmp_path):
             pair[1],
             variables=small_vars,
             optimizer="adam",
-            iterations=4,
-            chunk=2,
+            iterations=8,
+            chunk=4,
             resume=saved[0],
             **TINY,
         )
