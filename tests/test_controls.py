@@ -77,6 +77,7 @@ def chroma_error(image, content):
     return float(np.abs(a - b).mean())
 
 
+@pytest.mark.slow  # real weights, 64 px, 30-40 iterations
 def test_preserve_color_keeps_the_contents_chroma(real_vars):
     variables, _ = real_vars
     content = image_io.resize(image_io.load(sample_path("chelsea.jpg")), 64)
@@ -198,6 +199,7 @@ def test_guided_gram_against_numpy(rng):
     )
 
 
+@pytest.mark.slow  # real weights, 64 px, 30-40 iterations
 def test_masks_assign_regions_to_styles(real_vars):
     """Left half -> a red style, right half -> a blue one: each half takes its style's colour."""
     variables, _ = real_vars

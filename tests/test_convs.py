@@ -75,6 +75,7 @@ def test_layer_shapes_of_vgg19_at_256():
     assert shapes["conv5_1"] == (16, 12, 512, 512)
 
 
+@pytest.mark.slow  # real weights, 64 px, 10 gradients
 def test_per_layer_gradients_of_bf16x3_plan_within_2_percent(real_vars):
     """The bf16x3 dot path's image gradient of each style layer's loss against fp32's (plain bf16
     operands miss this bar: 3-8 % at conv3_1..conv5_1, see jaxnst.convs)."""

@@ -58,6 +58,7 @@ def smoke(tmp_path_factory):
     return _run(tmp_path_factory.mktemp("smoke"), "--budget-seconds", "1500", timeout=1700)
 
 
+@pytest.mark.slow  # the whole device check in a subprocess
 def test_smoke_measures_every_item(smoke):
     report, stdout = smoke
     _check_schema(report)
@@ -98,6 +99,7 @@ def test_smoke_measures_every_item(smoke):
     assert "== device_check:" in stdout and stdout.count("eval ") >= 2  # the table
 
 
+@pytest.mark.slow  # the whole device check in a subprocess
 def test_smoke_writes_what_it_says(smoke):
     report, _ = smoke
     assert report["smoke"] is True and report["plan"]["eval_sizes"] == [64]

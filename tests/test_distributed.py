@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from jaxnst import image_io
@@ -19,6 +20,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two processes and a coordinator
 def test_two_processes_split_the_sweep_and_write_once(tmp_path, real_vars):
     rng = np.random.default_rng(0)
     Image.fromarray((rng.uniform(size=(40, 48, 3)) * 255).astype(np.uint8)).save(tmp_path / "c.png")

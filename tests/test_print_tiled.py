@@ -79,6 +79,7 @@ def test_tiled_equals_untiled_shallow_layers(small_vars):
     _compare(small_vars, img, t, layers, 32)
 
 
+@pytest.mark.slow  # real weights at 192x160
 def test_tiled_equals_untiled_real_weights(real_vars):
     variables = real_vars[0] if isinstance(real_vars, tuple) else real_vars
     img, t = _problem(variables, (192, 160))

@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # a benchmark script in a subprocess
 def test_bench_loop_runs(tmp_path):
     out = tmp_path / "b.json"
     p = subprocess.run(
@@ -38,6 +39,7 @@ def test_bench_loop_runs(tmp_path):
     assert all(v > 0 for v in r["seconds_per_eval"].values())
 
 
+@pytest.mark.slow  # a benchmark script in a subprocess
 def test_bench_runs_and_reports(tmp_path):
     out = tmp_path / "bench.json"
     args = [
@@ -76,6 +78,7 @@ def test_bench_runs_and_reports(tmp_path):
             assert x["torch_bf16_seconds_per_eval"] > 0 and x["ratio_vs_torch_bf16"] > 0
 
 
+@pytest.mark.slow  # a benchmark script in a subprocess
 def test_bench_layers_table(tmp_path):
     """--layers: every conv shape of VGG19 up to conv5_1, forward and input-gradient, each form
     timed, and the plan's total no slower than XLA fp32 everywhere (it may pick XLA fp32)."""

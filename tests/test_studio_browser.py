@@ -44,6 +44,7 @@ def _fill(driver, field_id: str, value: str) -> None:
     e.send_keys(value)
 
 
+@pytest.mark.slow  # a browser
 def test_browser_upload_run_watch_and_download(small_vars, tmp_path):
     chromium_or_skip()
     downloads = tmp_path / "downloads"

@@ -38,6 +38,7 @@ def run(argv, capsys):
 FAST = ["--size", 32, "--iterations", 3, "--quiet"]
 
 
+@pytest.mark.slow  # video end to end, real weights
 def test_folder_and_gif_outputs_and_report(files, tmp_path, capsys, real_vars):
     code, err = run(
         [
@@ -144,7 +145,8 @@ def test_without_the_extra_one_line_names_the_install(files, tmp_path, capsys, m
     assert err.strip() == "jaxnst: error: video needs: pip install 'jaxnst[video]'"
 
 
-@pytest.mark.parametrize("passes", [0, 2])
+# Multi-pass resume is also tested through the API (test_video_multipass); here it is slow.
+@pytest.mark.parametrize("passes", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_interrupt_and_resume_continue_where_it_stopped(
     files, tmp_path, capsys, monkeypatch, real_vars, passes
 ):

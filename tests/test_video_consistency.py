@@ -17,6 +17,7 @@ def clip():
     return synthetic.moving_object(4, (48, 64))
 
 
+@pytest.mark.slow  # video end to end, real weights
 def test_video_modes_remove_flicker_and_stay_stylized(clip, real_vars):
     variables, _ = real_vars
     style = synthetic.sample_image("swirls.png", 64)

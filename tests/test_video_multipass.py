@@ -59,6 +59,7 @@ def one_device(clip, small_vars):
     return r, states, style
 
 
+@pytest.mark.slow  # a 4-device subprocess
 def test_multipass_on_4_devices_equals_1_device(tmp_path, small_vars, one_device):
     env = dict(
         os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4"
