@@ -48,7 +48,10 @@ def test_twenty_concurrent_jobs_none_lost_and_health_stays_fast(small_vars, tmp_
 
         def submit(i: int):
             with httpx2.Client(base_url=srv.url, timeout=60) as c:
-                return c.post("/api/jobs", data={**SAMPLES, **SMALL, "seed": str(i)})
+                # 80 steps: the programs are compiled by then (test_studio's), so 6-step jobs all
+                # finished within the probe's first second on a quiet machine.
+                data = {**SAMPLES, **SMALL, "iterations": "80", "seed": str(i)}
+                return c.post("/api/jobs", data=data)
 
         with ThreadPoolExecutor(N_JOBS) as pool:
             responses = list(pool.map(submit, range(N_JOBS)))
