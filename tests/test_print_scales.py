@@ -139,7 +139,10 @@ class _Fake:
     options: object = None
 
 
-def test_stages_within_one_tile_run_untiled():
+def test_stages_within_one_tile_run_untiled(monkeypatch):
+    # The stand-in run descends nothing, so nothing is compiled ahead for it (otherwise the real
+    # weights' 512 and 1024 px programs compiled in the background, into the next tests' time).
+    monkeypatch.setattr(multiscale, "_compile_ahead", lambda *a, **k: None)
     seen = []
 
     def run(content, style, **kw):
