@@ -87,6 +87,20 @@ def test_chunking_does_not_change_the_result(small_vars, pair):
     np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
 
 
+def _reference(small_vars, content, style, o):
+    """The objective written from its parts (VGG19 apply, losses.objective) and the seeded noise
+    start: the second code path of the tests below."""
+    targets = st.prepare_targets(jnp.asarray(content), jnp.asarray(style), small_vars, o)
+    model = vgg.VGG19(channels=vgg.channels_of(small_vars))
+    w = losses.Weights(*(jnp.float32(x) for x in (o.content_weight, o.style_weight, o.tv_weight)))
+
+    def loss(img):
+        feats = model.apply(small_vars, img, vgg.LAYERS[:13])
+        return losses.objective(img, feats, targets, w).total
+
+    return loss, jax.random.uniform(jax.random.PRNGKey(o.seed), content.shape, jnp.float32)
+
+
 def test_adam_matches_a_plain_python_loop(small_vars, pair):
     """Second code path: optax.adam stepped from Python with jax.grad of the objective."""
     import optax
@@ -110,15 +124,7 @@ def test_adam_matches_a_plain_python_loop(small_vars, pair):
             )
         },
     )
-    targets = st.prepare_targets(jnp.asarray(content), jnp.asarray(style), small_vars, o)
-    model = vgg.VGG19(channels=vgg.channels_of(small_vars))
-    w = losses.Weights(*(jnp.float32(x) for x in (o.content_weight, o.style_weight, o.tv_weight)))
-
-    def loss(img):
-        feats = model.apply(small_vars, img, vgg.LAYERS[:13])
-        return losses.objective(img, feats, targets, w).total
-
-    img = jax.random.uniform(jax.random.PRNGKey(o.seed), content.shape, jnp.float32)
+    loss, img = _reference(small_vars, content, style, o)
     opt = optax.adam(o.learning_rate)
     s = opt.init(img)
     for _ in range(6):
@@ -197,15 +203,7 @@ def test_lbfgs_matches_optax_lbfgs_with_its_zoom_line_search(small_vars, pair):
     content, style = pair
     o = st.make_options(iterations=8, init="noise", **TINY)
     r = stylize(content, style, variables=small_vars, iterations=8, init="noise", **TINY)
-    targets = st.prepare_targets(jnp.asarray(content), jnp.asarray(style), small_vars, o)
-    model = vgg.VGG19(channels=vgg.channels_of(small_vars))
-    w = losses.Weights(*(jnp.float32(x) for x in (o.content_weight, o.style_weight, o.tv_weight)))
-
-    def loss(img):
-        feats = model.apply(small_vars, img, vgg.LAYERS[:13])
-        return losses.objective(img, feats, targets, w).total
-
-    img = jax.random.uniform(jax.random.PRNGKey(o.seed), content.shape, jnp.float32)
+    loss, img = _reference(small_vars, content, style, o)
     opt = optax.lbfgs()
     s = opt.init(img)
     vg = optax.value_and_grad_from_state(loss)
