@@ -127,10 +127,10 @@ SHARDED = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
     sys.path.insert(0, {tests!r})
-    from conftest import smooth_image
+    from conftest import SMALL_KEY, smooth_image
     from jaxnst import vgg
     from jaxnst.stylize import stylize
-    v = vgg.random_variables(jax.random.PRNGKey(0))
+    v = vgg.random_variables(jax.random.PRNGKey(SMALL_KEY))  # the small_vars fixture's
     rng = np.random.default_rng(5)
     c, s = smooth_image(rng, 32, 32), smooth_image(rng, 36, 40)
     r = stylize(c, s, variables=v, optimizer="adam", iterations=4, chunk=4, init="noise",
