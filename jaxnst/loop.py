@@ -10,7 +10,8 @@ memory update and next direction (optax's ``scale_by_lbfgs``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -18,11 +19,39 @@ import optax
 from jax import lax
 
 from jaxnst import linesearch, losses
-
-if TYPE_CHECKING:
-    from jaxnst.optimize import Config, Hyper, LoopState
+from jaxnst.linesearch import SearchState
 
 Array = jax.Array
+# (``config`` and ``hyper`` below are jaxnst.optimize's Config and Hyper; that module imports
+# this one, so they are not imported here.)
+Config: TypeAlias = Any
+Hyper: TypeAlias = Any
+
+
+class LoopState(NamedTuple):
+    """One member's descent between two loop iterations (batched: a leading N axis)."""
+
+    image: Array  # (H, W, 3) float32, unconstrained (clipped only on output); loss finite there
+    opt_state: Any  # L-BFGS: optax's scale_by_lbfgs memory; else the transformation's state
+    value: Array  # total loss at ``image``
+    grad: Array  # gradient at ``image``
+    parts: losses.Parts  # loss parts at ``image``
+    step: Array  # int32, steps taken
+    evals: Array  # int32, loss+gradient evaluations so far
+    diverged_at: Array  # int32, step at which a non-finite loss/image appeared, or -1
+    ema: Array  # Adam: d * ema + (1 - d) * image after each step (bias: 1 - d^step)
+    fresh: Array  # bool: ``image`` is not evaluated yet (the next iteration evaluates it)
+    direction: Array | None  # L-BFGS: the search direction at ``image``
+    search: SearchState | None  # L-BFGS: the line search along ``direction`` in progress
+
+
+class Ops(NamedTuple):
+    """What the loop calls back into: ``optimizer(config, learning_rate)`` gives the optax
+    transformation (for L-BFGS its direction alone), ``parts(image, variables, targets, weights,
+    config)`` the loss parts (:func:`jaxnst.optimize.parts_fn`)."""
+
+    optimizer: Callable[..., Any]
+    parts: Callable[..., losses.Parts]
 
 
 def active(s: LoopState, stop: Array) -> Array:
@@ -37,21 +66,17 @@ def _search(config: Config) -> Any:
     return linesearch.Zoom(config.max_linesearch_steps)
 
 
-def _evaluate(image: Array, variables, targets, weights, config: Config):
-    from jaxnst import optimize  # (looked up at call time: tests count evaluations through it)
-
+def _evaluate(ops: Ops, image: Array, variables, targets, weights, config: Config):
     def total(x):
-        p = optimize.parts_fn(x, variables, targets, weights, config)
+        p = ops.parts(x, variables, targets, weights, config)
         return p.total, p
 
     (value, parts), grad = jax.value_and_grad(total, has_aux=True)(image)
     return value.astype(jnp.float32), grad, parts
 
 
-def start_state(image: Array, variables, targets, hyper: Hyper, config: Config) -> LoopState:
+def start_state(ops: Ops, image: Array, hyper: Hyper, config: Config) -> LoopState:
     """The structure of a member's state (the values are placeholders: see ``fresh``)."""
-    from jaxnst.optimize import LoopState, _optimizer
-
     image = image.astype(jnp.float32)
     z, i = jnp.float32(0.0), jnp.int32(0)
     parts = losses.Parts(z, z, z, z)
@@ -59,7 +84,7 @@ def start_state(image: Array, variables, targets, hyper: Hyper, config: Config) 
     search = linesearch.search_start(z, z, jnp.zeros_like(image), parts) if lbfgs else None
     return LoopState(
         image=image,
-        opt_state=_optimizer(config, hyper.learning_rate).init(image),
+        opt_state=ops.optimizer(config, hyper.learning_rate).init(image),
         value=z,
         grad=jnp.zeros_like(image),
         parts=parts,
@@ -74,22 +99,20 @@ def start_state(image: Array, variables, targets, hyper: Hyper, config: Config) 
 
 
 def iterate_member(
-    x: tuple, variables, targets, hyper: Hyper, config: Config, alone: bool = False
+    x: tuple, variables, targets, hyper: Hyper, config: Config, ops: Ops, alone: bool = False
 ) -> tuple:
     """``x = (state, stop)``: one loop iteration for one member. Returns the new state and
     ``(value, recorded)``: the loss after a step, and whether a step ended in this iteration
     (the caller writes it into the history at row ``state.step - first``). ``alone``: the
     batch has one member, so the loop only runs this body while the member is active (no
     select of the state on it: a smaller program)."""
-    from jaxnst.optimize import _optimizer
-
     s, stop = x
     go = jnp.asarray(True) if alone else active(s, stop)
-    opt = _optimizer(config, hyper.learning_rate)
+    opt = ops.optimizer(config, hyper.learning_rate)
     if config.optimizer == "lbfgs":
-        new, value, recorded = _lbfgs(s, go, opt, variables, targets, hyper, config)
+        new, value, recorded = _lbfgs(s, go, opt, ops, variables, targets, hyper, config)
     else:
-        new, value, recorded = _first_order(s, opt, variables, targets, hyper, config)
+        new, value, recorded = _first_order(s, opt, ops, variables, targets, hyper, config)
     # (The L-BFGS memory, 2 * lbfgs_memory images, changes only under ``go`` already: a select
     # over it here would copy it every iteration.)
     if alone:
@@ -105,12 +128,12 @@ def _select(c, a, b):
     return jax.tree.map(lambda u, v: jnp.where(c, u, v), a, b)
 
 
-def _lbfgs(s: LoopState, go, opt, variables, targets, hyper: Hyper, config: Config) -> tuple:
+def _lbfgs(s: LoopState, go, opt, ops: Ops, variables, targets, hyper, config) -> tuple:
     search = _search(config)
     assert s.direction is not None and s.search is not None
     t = jnp.where(s.fresh, jnp.float32(0.0), search.propose(s.search))
     value, grad, parts = _evaluate(
-        s.image + t * s.direction, variables, targets, hyper.weights, config
+        ops, s.image + t * s.direction, variables, targets, hyper.weights, config
     )
     srch = search.absorb(s.search, t, value, optax.tree.vdot(grad, s.direction), grad, parts)
     chosen = linesearch.chosen(srch, value, grad, parts)
@@ -150,15 +173,13 @@ def _lbfgs(s: LoopState, go, opt, variables, targets, hyper: Hyper, config: Conf
     return new, jnp.where(finite, v_acc, jnp.nan), stepped
 
 
-def _first_order(s: LoopState, opt, variables, targets, hyper: Hyper, config: Config) -> tuple:
-    from jaxnst import optimize
-
+def _first_order(s: LoopState, opt, ops: Ops, variables, targets, hyper, config) -> tuple:
     def value_fn(x):  # for transformations with a line search of their own (their evaluations)
-        return optimize._total(x, variables, targets, hyper.weights, config)
+        return ops.parts(x, variables, targets, hyper.weights, config).total
 
     updates, opt_state = _update(opt, s, value_fn, config)
     trial = jnp.where(s.fresh, s.image, optax.apply_updates(s.image, updates))
-    value, grad, parts = _evaluate(trial, variables, targets, hyper.weights, config)
+    value, grad, parts = _evaluate(ops, trial, variables, targets, hyper.weights, config)
     finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(trial))
     opt_state = jax.tree.map(lambda a, b: jnp.where(s.fresh, a, b), opt.init(s.image), opt_state)
     d = jnp.asarray(hyper.ema_decay, jnp.float32)

@@ -38,13 +38,14 @@ import numpy as np
 import optax
 from jax import lax
 
-from jaxnst import losses, vgg
+from jaxnst import loop, losses, vgg
 from jaxnst.linesearch import (  # noqa: F401 (re-exported)
     ArmijoInfo,
     ArmijoState,
     SearchState,
     armijo_backtracking,
 )
+from jaxnst.loop import LoopState  # noqa: F401 (re-exported)
 from jaxnst.programs import CPU_COMPILER_OPTIONS, _program  # noqa: F401 (re-exported)
 
 Array = jax.Array
@@ -83,23 +84,6 @@ class Hyper(NamedTuple):
     learning_rate: Array
     iterations: Array
     ema_decay: Array | float = 0.0  # Adam: decay of the moving average of the iterates (0: off)
-
-
-class LoopState(NamedTuple):
-    """One member's descent between two loop iterations (batched: a leading N axis)."""
-
-    image: Array  # (H, W, 3) float32, unconstrained (clipped only on output); loss finite there
-    opt_state: Any  # L-BFGS: optax's scale_by_lbfgs memory; else the transformation's state
-    value: Array  # total loss at ``image``
-    grad: Array  # gradient at ``image``
-    parts: losses.Parts  # loss parts at ``image``
-    step: Array  # int32, steps taken
-    evals: Array  # int32, loss+gradient evaluations so far
-    diverged_at: Array  # int32, step at which a non-finite loss/image appeared, or -1
-    ema: Array  # Adam: d * ema + (1 - d) * image after each step (bias: 1 - d^step)
-    fresh: Array  # bool: ``image`` is not evaluated yet (the next iteration evaluates it)
-    direction: Array | None  # L-BFGS: the search direction at ``image``
-    search: SearchState | None  # L-BFGS: the line search along ``direction`` in progress
 
 
 def _optimizer(config: Config, lr: Array) -> optax.GradientTransformation:
@@ -207,11 +191,17 @@ def _batched(fn, config: Config):
     return call
 
 
+def _parts(image, variables, targets, weights, config):  # parts_fn, looked up at call time
+    return parts_fn(image, variables, targets, weights, config)
+
+
+# (Tests replace parts_fn to count evaluations; the loop finds it through _parts.)
+OPS = loop.Ops(optimizer=lambda config, lr: _optimizer(config, lr), parts=_parts)
+
+
 def _template(image: Array, variables, targets, hyper: Hyper, config: Config) -> LoopState:
     """A LoopState of the right structure for one image (traced for its shapes only)."""
-    from jaxnst import loop
-
-    return loop.start_state(image, variables, targets, hyper, config)
+    return loop.start_state(OPS, image, hyper, config)
 
 
 def init_state(
@@ -262,14 +252,12 @@ def run_chunk(
     Returns the new state, the total loss of each member after each step ((chunk, N), NaN for
     steps not taken), the evaluations the batch paid for (loop iterations: members evaluate in
     lockstep), and the loss parts at the final images (from the last evaluation, no extra pass)."""
-    from jaxnst import loop
-
     n = state.step.shape[0]
     steps = jnp.asarray(config.chunk if steps is None else steps, jnp.int32)
     steps = jnp.clip(steps, 0, config.chunk)
     stop = jnp.minimum(state.step + steps, jnp.asarray(hyper.iterations, jnp.int32))
     first = state.step
-    iterate = _batched(functools.partial(loop.iterate_member, alone=n == 1), config)
+    iterate = _batched(functools.partial(loop.iterate_member, ops=OPS, alone=n == 1), config)
 
     def body(carry):
         s, totals = carry
