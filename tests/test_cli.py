@@ -368,13 +368,11 @@ def test_compile_cache_makes_the_second_run_compile_less(files, tmp_path, real_v
     import stat
     import subprocess
     import sys
-    import time
 
     cache = tmp_path / "xla-cache"
-    reports, walls = [], []
+    reports = []
     for i in range(2):
         rep = tmp_path / f"r{i}.json"
-        t = time.perf_counter()
         p = subprocess.run(
             [
                 sys.executable,
@@ -399,7 +397,6 @@ def test_compile_cache_makes_the_second_run_compile_less(files, tmp_path, real_v
             # JAX logs each persistent-cache miss (at WARNING) when told to explain them
             env={**os.environ, "JAXNST_COMPILE_CACHE": "", "JAX_EXPLAIN_CACHE_MISSES": "1"},
         )
-        walls.append(time.perf_counter() - t)
         assert p.returncode == 0, p.stderr
         reports.append(json.loads(rep.read_text()))
         misses = p.stderr.count("PERSISTENT COMPILATION CACHE MISS")
@@ -407,7 +404,6 @@ def test_compile_cache_makes_the_second_run_compile_less(files, tmp_path, real_v
     assert first["compile_cache"] == str(cache) and first["compile_cache_hits"] == 0
     missed = [ln for ln in p.stderr.splitlines() if "PERSISTENT COMPILATION CACHE MISS" in ln]
     assert second["compile_cache_hits"] >= 5 and misses == 0, (second["compile_cache_hits"], missed)
-    assert walls[1] < walls[0], walls
     assert second["compile_seconds"] < 0.5 * first["compile_seconds"], (
         first["compile_seconds"],
         second["compile_seconds"],

@@ -68,9 +68,8 @@ def test_no_recompilation_between_chunks_or_weight_values(small_vars, pair):
     stylize(*pair, **kw, **TINY)  # three chunks (may compile once)
     assert optimize.run_chunk._cache_size() - before <= 1
     c0 = compile_stats()["compiles"]
-    r = stylize(*pair, **kw, style_weight=3e-2, content_weight=0.5, tv_weight=0.0)
+    stylize(*pair, **kw, style_weight=3e-2, content_weight=0.5, tv_weight=0.0)
     assert compile_stats()["compiles"] == c0, "changing only weight values recompiled"
-    assert r.compile_seconds < 0.5
     # A different count of iterations is a value too (steps past it are no-ops).
     stylize(*pair, **{**kw, "iterations": 5}, **TINY)
     assert compile_stats()["compiles"] == c0
