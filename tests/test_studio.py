@@ -301,3 +301,27 @@ def test_real_weights_job_stylizes(real_vars, tmp_path):
         out = decode_png(c.get(f"/api/jobs/{job['id']}/files/result.png").content)
         content = decode_png(c.get(f"/api/jobs/{job['id']}/files/content.jpg").content)
         assert out.shape == content.shape and np.abs(out - content).mean() > 0.02
+
+
+def test_warmup_compiles_the_default_job_before_anyone_asks(small_vars, tmp_path, monkeypatch):
+    """`jaxnst serve` compiles the page's default job (default samples, size and options) before
+    its first job: that job then compiles nothing (without the warm-up it compiles its chunk
+    program, its targets and more)."""
+    from jaxnst.stylize import compile_stats
+
+    monkeypatch.setattr(forms, "SIZE_DEFAULT", 32)  # the small network's shapes
+    app = create_app(tmp_path, variables=small_vars, warmup=True)
+    with TestClient(app, base_url=LOCAL) as c:
+        deadline = time.monotonic() + 300
+        while (warm := c.get("/api/health").json()["warmup"])["status"] in ("pending", "running"):
+            assert time.monotonic() < deadline, warm
+            time.sleep(0.05)
+        assert warm["status"] == "done" and warm["seconds"] >= 0, warm
+        before = compile_stats()["compiles"]
+        job = c.post("/api/jobs", data={**SAMPLES, "iterations": ""}).json()
+        done = events_of(c, job["id"])[-1][2]
+        assert done["status"] == "finished", done
+        assert compile_stats()["compiles"] == before
+    off = create_app(tmp_path / "off", variables=small_vars)
+    with TestClient(off, base_url=LOCAL) as c:
+        assert c.get("/api/health").json()["warmup"] == {"status": "off"}

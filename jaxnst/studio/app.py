@@ -3,7 +3,8 @@
 ``create_app(results_dir)`` returns the app; ``jaxnst serve`` runs it under uvicorn. Routes:
 
     GET  /                              the page (static, shipped in the package)
-    GET  /api/health                    {"ok": true, "queued": n, "running": id | null}
+    GET  /api/health                    {"ok": true, "queued": n, "running": id | null,
+                                         "warmup": {"status", "seconds"?}}
     GET  /api/options                   the form: fields, defaults, help (from Options), samples
     GET  /api/samples/{name}            a bundled sample image
     GET  /api/jobs                      every job's record, newest first (survives restarts)
@@ -132,6 +133,20 @@ def _defaults(names: list[str]) -> dict[str, str | None]:
         "content": content if content in names else None,
         "style": style if style in names else None,
     }
+
+
+def default_job(limits: forms.Limits) -> tuple[Any, Any, dict[str, Any]] | None:
+    """(content, style, options) of a job submitted with the page's defaults: the default
+    samples at the default size, every option blank. None without default samples."""
+    files = samples()
+    names = _defaults(sorted(files))
+    if names["content"] is None or names["style"] is None:
+        return None
+    size, options = forms.parse({}, limits)
+    content, style = (
+        uploads.load_sample(files[n], n, size, limits) for n in (names["content"], names["style"])
+    )
+    return content, style, options
 
 
 def _record(job_id: str, jobs: JobQueue) -> dict[str, Any] | Response:
@@ -287,6 +302,7 @@ def create_app(
     token: str | None = None,
     limits: forms.Limits | None = None,
     allowed_hosts: list[str] | None = None,
+    warmup: bool = False,
 ) -> Starlette:
     """The studio app over a results folder (created if missing; earlier jobs are listed).
 
@@ -294,9 +310,15 @@ def create_app(
     the first job). token: required on every request when given. allowed_hosts: accepted Host
     headers (default: loopback names only, which stops DNS rebinding; pass ["*"] with a token
     when serving on another address). The worker thread starts and stops with the app's
-    lifespan (``with TestClient(app)`` in tests)."""
+    lifespan (``with TestClient(app)`` in tests). warmup: the worker first compiles the
+    programs of the page's default job (the default samples and options), before any job."""
     limits = limits or forms.Limits()
-    jobs = JobQueue(Store(results_dir), variables=variables, max_queue=limits.max_queue)
+    jobs = JobQueue(
+        Store(results_dir),
+        variables=variables,
+        max_queue=limits.max_queue,
+        warm_job=default_job(limits) if warmup else None,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PX",
         help="largest output size a page may ask for (default: 2048)",
     )
+    p.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="take jobs at once instead of first compiling the default job's programs (a few "
+        "seconds with a warm compile cache, tens without; a first job at the defaults then "
+        "starts without compiling)",
+    )
     from jaxnst.cli import add_cache_flags
 
     add_cache_flags(p)  # jobs load their programs from it (fill it with `jaxnst warmup`)
@@ -146,7 +154,7 @@ def main(argv: list[str]) -> int:
     from jaxnst.studio.forms import Limits
 
     limits = Limits() if args.max_size is None else Limits(max_size=args.max_size)
-    app = create_app(results, token=token, limits=limits)
+    app = create_app(results, token=token, limits=limits, warmup=args.warmup)
     port = sock.getsockname()[1]
     shown = (
         "localhost"

@@ -109,8 +109,18 @@ class JobQueue:
     random ones); default: the verified weights, loaded by the worker before the first job.
     """
 
-    def __init__(self, store: Store, variables: dict | None = None, max_queue: int = 32) -> None:
+    def __init__(
+        self,
+        store: Store,
+        variables: dict | None = None,
+        max_queue: int = 32,
+        warm_job: tuple[np.ndarray, np.ndarray, dict[str, Any]] | None = None,
+    ) -> None:
         self.store = store
+        # (content, style, options) of the page's default job: the worker compiles its programs
+        # (loading them from the persistent cache when they are there) before it takes a job.
+        self.warm_job = warm_job
+        self.warm: dict[str, Any] = {"status": "pending" if warm_job else "off"}
         self.max_queue = max_queue
         self._variables: tuple[dict, str] | None = (variables, "custom") if variables else None
         self._lock = threading.Lock()
@@ -205,6 +215,7 @@ class JobQueue:
             "queued": self._waiting(),
             "running": run.id if run else None,
             "jobs": len(self._jobs),
+            "warmup": dict(self.warm),
         }
 
     # ----------------------------------------------------------------- the worker's side
@@ -233,7 +244,31 @@ class JobQueue:
             self._thread.join(timeout)
             self._thread = None
 
+    def _warm_up(self) -> None:
+        """Compile the default job's programs (run for one step) unless a job is already
+        waiting: a person's first job at the page's defaults then starts without compiling."""
+        if self.warm_job is None or not self._queue.empty():
+            self.warm["status"] = "skipped" if self.warm_job else "off"
+            return
+        from jaxnst.warmup import first_evaluation
+
+        content, style, options = self.warm_job
+        self.warm["status"] = "running"
+        t0 = time.perf_counter()
+        try:
+            variables, _ = self._weights()
+            first_evaluation(content, style, variables=variables, **options)
+        except Exception as e:  # a failed warm-up costs the first job a compile, nothing more
+            log.warning("warm-up failed: %s", e)
+            self.warm["status"] = "failed"
+        else:
+            self.warm["status"] = "done"
+        self.warm["seconds"] = round(time.perf_counter() - t0, 2)
+        log.info("warm-up %s in %.1f s", self.warm["status"], self.warm["seconds"])
+        self.warm_job = None
+
     def _work(self) -> None:
+        self._warm_up()
         while True:
             job = self._queue.get()
             if job is None:
