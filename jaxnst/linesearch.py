@@ -108,6 +108,7 @@ class SearchState(NamedTuple):
     safe_value: Array
     safe_grad: Any
     safe_aux: Any
+    guess: Array  # the first trial's step size
 
 
 def _f32(x) -> Array:
@@ -118,15 +119,28 @@ def _pick(c, a, b):
     return jax.tree.map(lambda u, v: jnp.where(c, u, v), a, b)
 
 
-def search_start(value, slope, grad, aux) -> SearchState:
+def search_start(value, slope, grad, aux, guess=1.0) -> SearchState:
     """A fresh search from a point with ``value``, gradient ``grad`` and ``slope`` = <grad, d>;
-    ``aux`` (any pytree, e.g. the loss parts) rides along with each trial."""
+    ``aux`` (any pytree, e.g. the loss parts) rides along with each trial. :class:`Zoom` tries
+    ``guess`` first (:func:`first_guess` for a direction without curvature information)."""
     v, s, z = _f32(value), _f32(slope), _f32(0.0)
     no = jnp.asarray(False)
     return SearchState(
         jnp.int32(0), z, v, s, v, s, _f32(jnp.inf), no, no, no,
-        z, v, s, z, v, s, z, v, z, v, grad, aux,
+        z, v, s, z, v, s, z, v, z, v, grad, aux, _f32(guess),
     )  # fmt: skip
+
+
+def first_guess(value, slope) -> Array:
+    """The first trial step along a direction that carries no curvature information (L-BFGS's
+    first, a capped gradient of norm <= 1): Nocedal & Wright's initial step 2 (f_k - f_{k-1}) /
+    phi'(0) (their eq. 3.60), with the expected decrease taken as half the loss (the objective is
+    non-negative), i.e. ``-value / slope``; 1 where that is not a positive finite number.
+
+    A unit step is tiny for an image: its RMS pixel change is 1/sqrt(pixels), so the search took
+    3-4 doubling trials to reach a step that satisfies the curvature condition at 384 px and up."""
+    t = -_f32(value) / _f32(slope)
+    return jnp.where(jnp.isfinite(t) & (t > 0.0), t, _f32(1.0))
 
 
 class Zoom(NamedTuple):
@@ -141,7 +155,7 @@ class Zoom(NamedTuple):
     interval_threshold: float = 1e-5
 
     def propose(self, s: SearchState) -> Array:
-        grow = jnp.where(s.trials == 0, _f32(1.0), self.increase_factor * s.stepsize)
+        grow = jnp.where(s.trials == 0, s.guess, self.increase_factor * s.stepsize)
         return jnp.where(s.bracketed, self._middle(s), grow)
 
     def _middle(self, s: SearchState) -> Array:

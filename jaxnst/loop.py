@@ -149,7 +149,10 @@ def _lbfgs(s: LoopState, go, opt, ops: Ops, variables, targets, hyper, config) -
         # (A fresh state's memory is optax's init already: all zeros, as init_state builds it;
         # selecting an init here would copy 2 * lbfgs_memory images every iteration.)
         d, o = opt.update(g_acc, s.opt_state, image)
-        start = linesearch.search_start(v_acc, optax.tree.vdot(g_acc, d), g_acc, p_acc)
+        slope = optax.tree.vdot(g_acc, d)
+        first = optax.tree.get(s.opt_state, "count") == 0  # no curvature pairs yet
+        guess = jnp.where(first, linesearch.first_guess(v_acc, slope), 1.0)
+        start = linesearch.search_start(v_acc, slope, g_acc, p_acc, guess)
         return image, o, v_acc, g_acc, p_acc, d, start
 
     def keep(_):

@@ -203,14 +203,24 @@ def test_lbfgs_matches_optax_lbfgs_with_its_zoom_line_search(small_vars, pair):
     o = st.make_options(iterations=8, init="noise", **TINY)
     r = stylize(content, style, variables=small_vars, iterations=8, init="noise", **TINY)
     loss, img = _reference(small_vars, content, style, o)
+    # The first search starts at Nocedal & Wright's (3.60) step with half the loss as the
+    # expected decrease, -f / <g, d> for optax's first direction d = -g min(1, 1/|g|): optax's
+    # zoom search with initial_guess_strategy="keep" and that step in its state, then "one".
+    keep = optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(20, initial_guess_strategy="keep"))
     opt = optax.lbfgs()
     s = opt.init(img)
     vg = optax.value_and_grad_from_state(loss)
-    update = jax.jit(lambda g, s, x, v: opt.update(g, s, x, value=v, grad=g, value_fn=loss))
+    steps = [
+        jax.jit(lambda g, s, x, v, o=o: o.update(g, s, x, value=v, grad=g, value_fn=loss))
+        for o in (keep, opt)
+    ]
     evals, values = 1, []
-    for _ in range(8):
+    for i in range(8):
         v, g = vg(img, state=s)
-        u, s = update(g, s, img, v)
+        if i == 0:
+            gn = float(jnp.linalg.norm(g))
+            s = optax.tree.set(s, learning_rate=float(v) / (gn * gn * min(1.0, 1.0 / gn)))
+        u, s = steps[min(i, 1)](g, s, img, v)
         img = img + u
         evals += int(optax.tree.get(s, "num_linesearch_steps"))
         values.append(float(optax.tree.get(s, "value")))
