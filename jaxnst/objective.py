@@ -1,12 +1,12 @@
 """The research API: the objective :func:`jaxnst.stylize` descends, as pure JAX functions.
 
-:func:`objective` runs the pipeline's first stages (:mod:`~jaxnst.options`,
-:mod:`~jaxnst.prepare`, :mod:`~jaxnst.layout`) exactly as :func:`jaxnst.stylize` does and, instead
-of descending, hands back an :class:`Objective`: the prepared targets, the loss weights, the
-starting image and the loss itself, ``loss_fn(image) -> (total, parts)``, built from
-:func:`jaxnst.optimize.parts_fn`, the function the compiled loop differentiates. Use it to plug the
-objective into your own loop (any optimizer), to add terms around it, or to differentiate with
-respect to something other than the pixels (the targets, the loss weights, the network)::
+:func:`objective` runs the pipeline's first stages (:mod:`~jaxnst.pipeline.options`,
+:mod:`~jaxnst.pipeline.prepare`, :mod:`~jaxnst.pipeline.layout`) exactly as :func:`jaxnst.stylize`
+does and, instead of descending, hands back an :class:`Objective`: the prepared targets, the loss
+weights, the starting image and the loss itself, ``loss_fn(image) -> (total, parts)``, built from
+:func:`jaxnst.optim.optimize.parts_fn`, the function the compiled loop differentiates. Use it to
+plug the objective into your own loop (any optimizer), to add terms around it, or to differentiate
+with respect to something other than the pixels (the targets, the loss weights, the network)::
 
     obj = jaxnst.objective(content, style, style_weight=1e-3)
     opt = optax.adam(0.02)
@@ -30,8 +30,10 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jaxnst import layout, losses, optimize, prepare
-from jaxnst.options import Options, make_options
+from jaxnst.loss import losses
+from jaxnst.optim import optimize
+from jaxnst.pipeline import layout, prepare
+from jaxnst.pipeline.options import Options, make_options
 
 Array = jax.Array
 
@@ -43,23 +45,23 @@ class Objective(NamedTuple):
         loss_fn: ``loss_fn(image) -> (total, parts)``. ``image``: (H, W, 3) float32, the
             content's shape (values outside [0, 1] are allowed: the loop does not clip either).
             ``total``: float32 scalar, the weighted sum (plus ``extra_loss``, if given);
-            ``parts``: :class:`jaxnst.losses.Parts` of float32 scalars (total and the unweighted
-            content, style and TV losses). Pure: ``jax.jit``, ``jax.grad`` (with
+            ``parts``: :class:`jaxnst.loss.losses.Parts` of float32 scalars (total and the
+            unweighted content, style and TV losses). Pure: ``jax.jit``, ``jax.grad`` (with
             ``has_aux=True``) and ``jax.vmap`` over a batch of images all apply. It is a
-            ``jax.tree_util.Partial``, a pytree whose leaves are the variables, targets and
-            weights, so it can be passed *as an argument* to a jitted function, and the VGG19
-            weights then travel as arguments instead of being baked into the program.
+            ``jax.tree_util.Partial``, a pytree whose leaves are the variables, targets and weights,
+            so it can be passed *as an argument* to a jitted function, and the VGG19 weights then
+            travel as arguments instead of being baked into the program.
         value_and_grad: ``value_and_grad(image) -> ((total, parts), grad)``, ``grad`` (H, W, 3)
             float32: ``jax.value_and_grad(loss_fn, has_aux=True)``, also a ``Partial``.
         init_image: (H, W, 3) float32, where :func:`jaxnst.stylize` starts: the content (after
             colour handling), seeded noise in [0, 1) (``init="noise"`` with ``seed`` or ``key``)
             or the ``init`` array.
-        targets: :class:`jaxnst.losses.Targets`: content activations ``{layer: (H', W', C)}``,
+        targets: :class:`jaxnst.loss.losses.Targets`: content activations ``{layer: (H', W', C)}``,
             style Grams ``{layer: (C, C)}`` (or Wasserstein moments; guided Grams with masks).
-        weights: :class:`jaxnst.losses.Weights` of float32 scalars (content, style, tv).
+        weights: :class:`jaxnst.loss.losses.Weights` of float32 scalars (content, style, tv).
         variables: the VGG19 Flax variables, with the flipped kernels that the fast
-            input-gradient uses (:func:`jaxnst.vgg.with_backward_kernels`).
-        config: :class:`jaxnst.optimize.Config`, the static settings (layers, pooling,
+            input-gradient uses (:func:`jaxnst.model.vgg.with_backward_kernels`).
+        config: :class:`jaxnst.optim.optimize.Config`, the static settings (layers, pooling,
             precision, ``extra_loss``...).
         options: the validated :class:`jaxnst.Options`.
         parts_fn: ``parts_fn(image, variables, targets, weights) -> parts``, the same objective

@@ -1,13 +1,13 @@
 """``stylize()``: arrays in, arrays out, as one composition of the pipeline's stages.
 
-    options  (:mod:`jaxnst.options`: Options, make_options)
-    prepare  (:mod:`jaxnst.prepare`: arrays -> Problem)
-    layout   (:mod:`jaxnst.layout`: members, this process's share, sharding -> Layout, Batch)
-    run      (:mod:`jaxnst.descent`: the compiled descent with progress and checkpoint hooks)
-    collect  (:mod:`jaxnst.collect`: device arrays -> Result)
+    options  (:mod:`jaxnst.pipeline.options`: Options, make_options)
+    prepare  (:mod:`jaxnst.pipeline.prepare`: arrays -> Problem)
+    layout (:mod:`jaxnst.pipeline.layout`: members, this process's share, sharding -> Layout, Batch)
+    run (:mod:`jaxnst.pipeline.descent`: the compiled descent with progress and checkpoint hooks)
+    collect (:mod:`jaxnst.pipeline.collect`: device arrays -> Result)
 
-Multi-scale (:mod:`jaxnst.multiscale`) composes the same stages at several sizes. The names that
-lived here before the stages had modules of their own are re-exported, so imports keep working.
+Multi-scale (:mod:`jaxnst.pipeline.multiscale`) composes the same stages at several sizes. The names
+that lived here before the stages had modules of their own are re-exported, so imports keep working.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxnst import collect, descent, layout, multiscale, prepare
-from jaxnst.collect import Result
-from jaxnst.compilation import compile_stats
-from jaxnst.layout import gather_members, initial_images, process_share, sweep_grid
-from jaxnst.options import (
+from jaxnst.optim.compilation import compile_stats
+from jaxnst.pipeline import collect, descent, layout, multiscale, prepare
+from jaxnst.pipeline.collect import Result
+from jaxnst.pipeline.layout import gather_members, initial_images, process_share, sweep_grid
+from jaxnst.pipeline.options import (
     CONTENT_LAYERS,
     MIN_SIDE,
     STYLE_LAYERS,
@@ -31,7 +31,7 @@ from jaxnst.options import (
     check_masks,
     make_options,
 )
-from jaxnst.prepare import features, layer_masks, prepare_targets
+from jaxnst.pipeline.prepare import features, layer_masks, prepare_targets
 
 __all__ = [
     "CONTENT_LAYERS",
@@ -89,10 +89,10 @@ def stylize(
 
     Coarse-to-fine: ``scales=(256, 512)`` optimises at those sizes first; ``scales="auto"`` picks
     the sizes and iterations from the content's size and ``iterations``
-    (:func:`jaxnst.multiscale.auto_schedule`; single-scale below 512 px).
+    (:func:`jaxnst.pipeline.multiscale.auto_schedule`; single-scale below 512 px).
 
-    Checkpoints (:mod:`jaxnst.checkpoint`): ``on_checkpoint(ckpt)`` receives a
-    :class:`~jaxnst.checkpoint.Checkpoint` at chunk ends where the step is a multiple of
+    Checkpoints (:mod:`jaxnst.pipeline.checkpoint`): ``on_checkpoint(ckpt)`` receives a
+    :class:`~jaxnst.pipeline.checkpoint.Checkpoint` at chunk ends where the step is a multiple of
     ``checkpoint_every``, and on Ctrl-C (then KeyboardInterrupt is re-raised). ``resume`` (a
     Checkpoint or a file path) continues such a run; the result equals the uninterrupted run's.
     It is refused (CheckpointError) when the inputs or options differ, except ``iterations``.

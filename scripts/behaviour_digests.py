@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import jaxnst  # noqa: E402
-from jaxnst.cli import DEMO_CONTENT, DEMO_STYLE  # noqa: E402
+from jaxnst.cli.command import DEMO_CONTENT, DEMO_STYLE  # noqa: E402
 
 SAMPLES = Path(jaxnst.__file__).parent / "samples"
 SIZE = 64

@@ -12,7 +12,7 @@ For each ``--size`` (square images, VGG19 to conv5_1, content conv4_2, the five 
   ``fraction_of_matmul``: against this machine's float32 matmul rate (best of 7 square matmuls,
   measured in the same run).
 - With ``--xla-cpu-ynn`` (CPU): the same loop compiled with XLA's YNNPACK fusions on (XLA's default;
-  jaxnst turns them off, see ``jaxnst.optimize.CPU_COMPILER_OPTIONS``), alternating with the
+  jaxnst turns them off, see ``jaxnst.optim.optimize.CPU_COMPILER_OPTIONS``), alternating with the
   default: ``seconds_per_eval_ynn``, ``ratio_default_vs_ynn``.
 - ``end_to_end_seconds``: ``jaxnst.stylize`` on the bundled sample pair resized to the size, L-BFGS
   for ``--run-iterations`` (compile, descent and transfers included; 0 skips it).
@@ -42,7 +42,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import convs, image_io, losses, memory, optimize, vgg, weights
+from jaxnst import image_io
+from jaxnst.loss import losses
+from jaxnst.model import convs, vgg, weights
+from jaxnst.optim import optimize
+from jaxnst.pipeline import memory
 from jaxnst.stylize import CONTENT_LAYERS, STYLE_LAYERS, stylize
 
 HERE = Path(__file__).resolve().parent
@@ -443,14 +447,14 @@ def main(argv=None) -> int:
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="fp32",
-        help="auto: what jaxnst's default resolves to on this machine (jaxnst.convs)",
+        help="auto: what jaxnst's default resolves to on this machine (jaxnst.model.convs)",
     )
     ap.add_argument(
         "--layers",
         action="store_true",
         help="instead of timing evaluations: every VGG19 convolution shape at each --size in "
-        "every formulation of jaxnst.convs (forward and input-gradient), with the fp32 and bf16 "
-        "matmul rates measured in the same run",
+        "every formulation of jaxnst.model.convs (forward and input-gradient), with the fp32 "
+        "and bf16 matmul rates measured in the same run",
     )
     ap.add_argument("--remat", action="store_true")
     ap.add_argument("--pooling", choices=("max", "avg"), default="max")

@@ -40,9 +40,10 @@ CHILD = textwrap.dedent(
     t_import = time.perf_counter()
     import numpy as np
     import jaxnst
-    from jaxnst import runtime, weights
-    from jaxnst.cli_inputs import load_sized, sample_path
-    from jaxnst.compilation import compile_stats
+    from jaxnst.cli import runtime
+    from jaxnst.model import weights
+    from jaxnst.cli.inputs import load_sized, sample_path
+    from jaxnst.optim.compilation import compile_stats
     runtime.enable_compile_cache(Path(cache), True)
     t_import = time.perf_counter() - t_import
     variables, _ = weights.load_variables()
@@ -80,8 +81,8 @@ BASELINE = textwrap.dedent(
     import sys, time
     import jax
     import jaxnst
-    from jaxnst import weights
-    from jaxnst.cli_inputs import load_sized, sample_path
+    from jaxnst.model import weights
+    from jaxnst.cli.inputs import load_sized, sample_path
     size = int(sys.argv[1])
     content = load_sized(sample_path("chelsea.jpg"), size)
     style = load_sized(sample_path("swirls.png"), size)

@@ -2,7 +2,7 @@
 
 For every distinct VGG19 convolution shape at each size (forward, and the input-gradient, which is
 the same SAME convolution with input and output channels swapped), time each formulation of
-:mod:`jaxnst.convs` and report GFLOP/s, the fastest, the fraction of the matching matmul rate
+:mod:`jaxnst.model.convs` and report GFLOP/s, the fastest, the fraction of the matching matmul rate
 (float32 for fp32, bfloat16 for bf16 and bf16x3, whose three products count), and what a plan of
 the fastest per layer would cost against XLA's float32 convolution everywhere.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxnst import convs, vgg
+from jaxnst.model import convs, vgg
 
 SPECS = (
     "xla:fp32",

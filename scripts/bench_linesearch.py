@@ -22,8 +22,8 @@ import jax
 import optax
 
 import jaxnst
-from jaxnst import weights
-from jaxnst.cli_inputs import DEMO_CONTENT, DEMO_STYLE, load_sized, sample_path
+from jaxnst.cli.inputs import DEMO_CONTENT, DEMO_STYLE, load_sized, sample_path
+from jaxnst.model import weights
 
 
 def reference(obj, iterations: int) -> dict:

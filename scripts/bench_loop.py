@@ -22,7 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnst import losses, optimize, vgg, weights
+from jaxnst.loss import losses
+from jaxnst.model import vgg, weights
+from jaxnst.optim import optimize
 from jaxnst.stylize import CONTENT_LAYERS, STYLE_LAYERS
 
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxnst import image_io, losses
-from jaxnst.cli import sample_path
+from jaxnst import image_io
+from jaxnst.cli.command import sample_path
+from jaxnst.loss import losses
 from jaxnst.stylize import Options, features, stylize
 
 

@@ -3,12 +3,12 @@
 resolution.
 
 Coarse-to-fine runs first with ``scales="auto"`` and ``--iterations`` (the schedule of
-:func:`jaxnst.multiscale.auto_schedule`); its wall time (compilation included) is the budget.
-Single-scale then runs at the full size from the same start and stops at the chunk end nearest
-that budget (compilation included too), so both get the same wall time. Both results are
-evaluated with the optimised objective at full resolution (:func:`jaxnst.objective`: weighted
-total, unweighted content, style and TV losses). Prints a table and the JSON, writes
-``scales.json`` and ``scales_compare.jpg`` (left single-scale, right auto) in --out.
+:func:`jaxnst.pipeline.multiscale.auto_schedule`); its wall time (compilation included) is the
+budget. Single-scale then runs at the full size from the same start and stops at the chunk end
+nearest that budget (compilation included too), so both get the same wall time. Both results are
+evaluated with the optimised objective at full resolution (:func:`jaxnst.objective`: weighted total,
+unweighted content, style and TV losses). Prints a table and the JSON, writes ``scales.json`` and
+``scales_compare.jpg`` (left single-scale, right auto) in --out.
 
     python scripts/bench_scales.py --size 1024 --iterations 500 [--content C --style S]
         [--out DIR] [--weights vgg19.h5] [--tile N]
@@ -26,8 +26,10 @@ import jax
 import numpy as np
 
 import jaxnst
-from jaxnst import image_io, multiscale, weights
-from jaxnst.cli_inputs import load_sized, sample_path
+from jaxnst import image_io
+from jaxnst.cli.inputs import load_sized, sample_path
+from jaxnst.model import weights
+from jaxnst.pipeline import multiscale
 
 
 def full_res_losses(evaluate, image) -> dict:

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from jaxnst import image_io
-from jaxnst.cli import sample_path
+from jaxnst.cli.command import sample_path
 from jaxnst.stylize import stylize
 
 

@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 
-from jaxnst import weights
+from jaxnst.model import weights
 from jaxnst.video import synthetic
 from jaxnst.video.api import stylize_video
 

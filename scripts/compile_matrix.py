@@ -57,7 +57,7 @@ def _bench():
 
 
 def _variables(smoke: bool, weights_file: str | None):
-    from jaxnst import vgg, weights
+    from jaxnst.model import vgg, weights
 
     if smoke:
         return vgg.random_variables(jax.random.PRNGKey(0))
@@ -65,7 +65,7 @@ def _variables(smoke: bool, weights_file: str | None):
 
 
 def _options(name: str, opts: dict | None) -> dict | None:
-    from jaxnst.programs import CPU_COMPILER_OPTIONS, GPU_COMPILER_OPTIONS
+    from jaxnst.optim.programs import CPU_COMPILER_OPTIONS, GPU_COMPILER_OPTIONS
 
     own = CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else GPU_COMPILER_OPTIONS
     return {**own, **(opts or {})} or None
@@ -73,7 +73,7 @@ def _options(name: str, opts: dict | None) -> dict | None:
 
 def measure_size(size: int, steps: int, variables, matrix: dict) -> list[dict]:
     """One record per option set at ``size`` px."""
-    from jaxnst import vgg
+    from jaxnst.model import vgg
 
     bench = _bench()
     run_vars = vgg.with_backward_kernels(variables)
@@ -141,7 +141,8 @@ def end_to_end(size: int, iterations: int, weights_file: str | None) -> dict:
 
 
 def child_cache(cache: str, size: int, steps: int, smoke: bool, weights_file: str | None) -> None:
-    from jaxnst import runtime, vgg
+    from jaxnst.cli import runtime
+    from jaxnst.model import vgg
 
     runtime.enable_compile_cache(Path(cache), True)
     variables = _variables(smoke, weights_file)

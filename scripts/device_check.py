@@ -71,8 +71,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxnst import image_io, losses, vgg, weights  # noqa: E402
+from jaxnst import image_io  # noqa: E402
 from jaxnst._atomic import atomic_path  # noqa: E402
+from jaxnst.loss import losses  # noqa: E402
+from jaxnst.model import vgg, weights  # noqa: E402
 from jaxnst.stylize import features, make_options, stylize  # noqa: E402
 
 COMPACT = ROOT / "weights" / "vgg19_compact.h5"
@@ -323,7 +325,7 @@ def numpy_weights(arg: str) -> dict:
 
 
 def load_weights(arg: str) -> dict:
-    """:func:`numpy_weights` as JAX arrays (the verified file through ``jaxnst.weights``)."""
+    """:func:`numpy_weights` as JAX arrays (the verified file through ``jaxnst.model.weights``)."""
     if arg not in ("random", "small"):
         return weights.load_variables(arg, fetch=False)[0]
     return jax.tree.map(jnp.asarray, numpy_weights(arg))

@@ -3,7 +3,7 @@
 
 import sys
 
-from jaxnst.weights import main
+from jaxnst.model.weights import main
 
 if __name__ == "__main__":
     sys.exit(main(["fetch", *sys.argv[1:]]))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxnst import image_io
-from jaxnst.cli import sample_path
+from jaxnst.cli.command import sample_path
 from jaxnst.stylize import STYLE_LAYERS, Options, reconstruct_content, stylize, synthesize_texture
 
 SUBSETS = [STYLE_LAYERS[: i + 1] for i in range(len(STYLE_LAYERS))]

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from jaxnst import image_io
-from jaxnst.cli import sample_path
+from jaxnst.cli.command import sample_path
 from jaxnst.stylize import stylize, synthesize_texture
 
 # Each entry: label, options. The Wasserstein loss has another scale than the Gram loss: at the

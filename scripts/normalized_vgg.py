@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import image_io, vgg, weights
-from jaxnst.cli import sample_path
+from jaxnst import image_io
+from jaxnst.cli.command import sample_path
+from jaxnst.model import vgg, weights
 from jaxnst.stylize import Options, features, stylize
 
 

@@ -3,7 +3,7 @@
 
 import sys
 
-from jaxnst.cli import main
+from jaxnst.cli.command import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,9 +1,9 @@
 """The jaxnst objective written in PyTorch, for side-by-side benchmarks (scripts/bench.py).
 
 Same weights (jaxnst's converted VGG19, RGB input in [0, 1]), same layers, same targets and the same
-normalisation as :func:`jaxnst.losses.objective`: content ``0.5 * mean((F - P)^2)`` averaged over
-content layers, style ``sum((G - A)^2) / (4 C^2)`` with Grams averaged over positions and the mean
-over style layers, TV the mean squared neighbour difference. PyTorch is an optional dependency
+normalisation as :func:`jaxnst.loss.losses.objective`: content ``0.5 * mean((F - P)^2)`` averaged
+over content layers, style ``sum((G - A)^2) / (4 C^2)`` with Grams averaged over positions and the
+mean over style layers, TV the mean squared neighbour difference. PyTorch is an optional dependency
 (``pip install torch==2.13.0`` on the project's machines); nothing in the package imports this.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jaxnst import vgg
+from jaxnst.model import vgg
 
 
 def _nchw(a) -> torch.Tensor:
@@ -21,8 +21,9 @@ def _nchw(a) -> torch.Tensor:
 
 
 class TorchObjective:
-    """``loss(image)`` for an NCHW float32 image; ``targets`` is a :class:`jaxnst.losses.Targets`
-    (content activations and Grams), ``weights`` (content, style, tv) floats."""
+    """``loss(image)`` for an NCHW float32 image; ``targets`` is a
+    :class:`jaxnst.loss.losses.Targets` (content activations and Grams), ``weights`` (content,
+    style, tv) floats."""
 
     def __init__(
         self,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxnst import image_io, weights
+from jaxnst import image_io
+from jaxnst.model import weights
 from jaxnst.video import io as vio
 from jaxnst.video import synthetic
 from jaxnst.video.api import stylize_video

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnst import vgg
+from jaxnst.model import vgg
 
 # CLI runs inside the tests must not turn on (or fill) the user's persistent compilation cache;
 # the one test of the cache passes --compile-cache explicitly.
@@ -35,7 +35,7 @@ def small_vars():
 @pytest.fixture(scope="session")
 def real_vars():
     """The real, verified VGG19 weights. Missing weights fail the run in CI and skip elsewhere."""
-    from jaxnst import weights
+    from jaxnst.model import weights
 
     try:
         return weights.load_variables(fetch=False)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from conftest import smooth_image
 
-from jaxnst import checkpoint
-from jaxnst.compilation import compile_stats
+from jaxnst.optim.compilation import compile_stats
+from jaxnst.pipeline import checkpoint
 from jaxnst.stylize import stylize
 
 TINY = dict(style_weight=1e-2, tv_weight=1.0, content_weight=1.0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnst import cli
+from jaxnst.cli import command as cli
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +231,7 @@ def test_checkpoint_and_resume_from_the_command_line(files, tmp_path, capsys, re
 
 
 def test_ctrl_c_writes_a_checkpoint_and_exits_130(files, tmp_path, capsys, real_vars, monkeypatch):
-    from jaxnst import optimize
+    from jaxnst.optim import optimize
 
     real = optimize.run_chunk
     calls = {"n": 0}
@@ -418,7 +418,7 @@ def test_compile_cache_keeps_xla_autotune_results(tmp_path):
     import sys
 
     code = (
-        "import sys, jax; from pathlib import Path; from jaxnst import runtime; "
+        "import sys, jax; from pathlib import Path; from jaxnst.cli import runtime; "
         "runtime.enable_compile_cache(Path(sys.argv[1]), quiet=True); "
         "print(jax.config.jax_persistent_cache_enable_xla_caches); "
         "print(jax.config.jax_compilation_cache_dir)"

@@ -9,7 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 from conftest import smooth_image
 
-from jaxnst import losses, multiscale, optimize, vgg
+from jaxnst.loss import losses
+from jaxnst.model import vgg
+from jaxnst.optim import optimize
+from jaxnst.pipeline import multiscale
 
 st = importlib.import_module("jaxnst.stylize")
 TINY = dict(style_weight=1e-2, tv_weight=1.0, content_weight=1.0)

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from conftest import smooth_image
 
-from jaxnst import color, image_io, prepare
-from jaxnst.cli import sample_path
+from jaxnst import image_io
+from jaxnst.cli.command import sample_path
+from jaxnst.loss import color
+from jaxnst.pipeline import prepare
 from jaxnst.stylize import stylize
 
 st = importlib.import_module("jaxnst.stylize")
@@ -105,7 +107,7 @@ def np_w2(f, g):
 
 
 def test_wasserstein_loss_matches_numpy_and_is_zero_at_the_target(rng):
-    from jaxnst import losses
+    from jaxnst.loss import losses
 
     f = rng.standard_normal((6, 5, 4)).astype(np.float32)
     g = (rng.standard_normal((7, 3, 4)) * 2 + 1).astype(np.float32)
@@ -136,7 +138,8 @@ def test_adam_ema_is_the_average_of_the_iterates(small_vars, rng):
     import jax
     import optax
 
-    from jaxnst import losses, vgg
+    from jaxnst.loss import losses
+    from jaxnst.model import vgg
 
     c, s = smooth_image(rng, 32, 32), smooth_image(rng, 32, 32)
     kw = dict(
@@ -181,7 +184,7 @@ def test_texture_and_reconstruction_modes(small_vars, rng):
 
 
 def test_guided_gram_against_numpy(rng):
-    from jaxnst import losses
+    from jaxnst.loss import losses
 
     f = rng.standard_normal((4, 6, 3)).astype(np.float32)
     m = rng.uniform(size=(4, 6)).astype(np.float32)

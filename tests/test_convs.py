@@ -1,4 +1,4 @@
-"""Issue 15: the dot formulations of the 3x3 convolution (jaxnst.convs), their gradients, the
+"""Issue 15: the dot formulations of the 3x3 convolution (jaxnst.model.convs), their gradients, the
 per-layer plan in the VGG, and what precision="auto" resolves to."""
 
 import json
@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnst import convs, losses, vgg
+from jaxnst.loss import losses
+from jaxnst.model import convs, vgg
 
 
 def numpy_conv(x, k):
@@ -78,7 +79,7 @@ def test_layer_shapes_of_vgg19_at_256():
 @pytest.mark.slow  # real weights, 64 px, 10 gradients
 def test_per_layer_gradients_of_bf16x3_plan_within_2_percent(real_vars):
     """The bf16x3 dot path's image gradient of each style layer's loss against fp32's (plain bf16
-    operands miss this bar: 3-8 % at conv3_1..conv5_1, see jaxnst.convs)."""
+    operands miss this bar: 3-8 % at conv3_1..conv5_1, see jaxnst.model.convs)."""
     image = jnp.asarray(np.random.default_rng(2).uniform(0, 1, (64, 64, 3)), jnp.float32)
     style = jnp.asarray(np.random.default_rng(3).uniform(0, 1, (64, 64, 3)), jnp.float32)
     layers = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")

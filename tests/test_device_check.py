@@ -167,7 +167,7 @@ def test_compact_weights_are_recognised(tmp_path, real_vars):
     sys.path.insert(0, str(ROOT / "scripts"))
     import device_check as dc
 
-    from jaxnst import weights
+    from jaxnst.model import weights
 
     out = tmp_path / "vgg19_compact.h5"
     assert weights.main(["compact", str(out)]) == 0

@@ -7,7 +7,7 @@ import pytest
 from conftest import smooth_image
 
 import jaxnst
-from jaxnst import options
+from jaxnst.pipeline import options
 
 # chunk=4 and batches of 4, as elsewhere in the suite: the same compiled programs serve.
 KW = dict(init="noise", optimizer="adam", iterations=2, chunk=4, style_weight=1e-2, tv_weight=1.0)

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.test_util import check_grads
 
-from jaxnst import losses
+from jaxnst.loss import losses
 
 
 def np_gram_paper(f):

@@ -11,7 +11,7 @@ import pytest
 from conftest import smooth_image
 
 import jaxnst
-from jaxnst import losses
+from jaxnst.loss import losses
 
 W = dict(style_weight=1e-2, tv_weight=1.0, content_weight=1.0)
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from conftest import smooth_image
 
-from jaxnst import losses, optimize, vgg
+from jaxnst.loss import losses
+from jaxnst.model import vgg
+from jaxnst.optim import optimize
 from jaxnst.stylize import compile_stats, stylize
 
 st = importlib.import_module("jaxnst.stylize")  # the module; jaxnst.stylize is the function

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from jaxnst import cli, image_io
+from jaxnst import image_io
+from jaxnst.cli import command as cli
 
 # D50-adapted primaries (columns: R, G, B -> XYZ), as published for the ICC versions of the spaces.
 ADOBE = np.array(

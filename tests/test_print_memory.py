@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnst import cli, losses, memory, optimize, vgg
-from jaxnst.options import make_options
+from jaxnst.cli import command as cli
+from jaxnst.loss import losses
+from jaxnst.model import vgg
+from jaxnst.optim import optimize
+from jaxnst.pipeline import memory
+from jaxnst.pipeline.options import make_options
 
 
 def test_activations_per_pixel_of_the_full_network():

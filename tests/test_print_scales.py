@@ -10,8 +10,10 @@ import pytest
 from conftest import smooth_image
 from PIL import Image
 
-from jaxnst import cli, cli_inputs, memory, multiscale
-from jaxnst.options import make_options
+from jaxnst.cli import command as cli
+from jaxnst.cli import inputs as cli_inputs
+from jaxnst.pipeline import memory, multiscale
+from jaxnst.pipeline.options import make_options
 
 st = importlib.import_module("jaxnst.stylize")  # the module (the package re-exports a function)
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxnst import losses, vgg
+from jaxnst.loss import losses
+from jaxnst.model import vgg
 from jaxnst.stylize import synthesize_texture
 
 

@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnst import losses, optimize, tiled, vgg
-from jaxnst.options import CONTENT_LAYERS, STYLE_LAYERS
+from jaxnst.loss import losses, tiled
+from jaxnst.model import vgg
+from jaxnst.optim import optimize
+from jaxnst.pipeline.options import CONTENT_LAYERS, STYLE_LAYERS
 from jaxnst.stylize import stylize
 
 LAYERS = CONTENT_LAYERS + STYLE_LAYERS

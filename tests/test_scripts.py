@@ -111,7 +111,9 @@ def test_flop_count_agrees_with_xla(small_vars):
     import jax
     import jax.numpy as jnp
 
-    from jaxnst import losses, optimize, vgg
+    from jaxnst.loss import losses
+    from jaxnst.model import vgg
+    from jaxnst.optim import optimize
 
     variables = vgg.random_variables(jax.random.PRNGKey(0), channels=vgg.CHANNELS)
     img = jnp.full((64, 64, 3), 0.5)
@@ -146,7 +148,9 @@ def test_torch_reference_is_the_same_objective(small_vars, pooling):
     import numpy as np
     from torch_reference import TorchObjective
 
-    from jaxnst import losses, optimize, vgg
+    from jaxnst.loss import losses
+    from jaxnst.model import vgg
+    from jaxnst.optim import optimize
     from jaxnst.stylize import STYLE_LAYERS
 
     rng = np.random.default_rng(1)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from conftest import smooth_image
 
-from jaxnst import losses, optimize, vgg
+from jaxnst.loss import losses
+from jaxnst.model import vgg
+from jaxnst.optim import optimize
 from jaxnst.stylize import STYLE_LAYERS, stylize
 
 LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from jaxnst.cli import main as jaxnst_main
+from jaxnst.cli.command import main as jaxnst_main
 from jaxnst.studio import cli
 
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import smooth_image
 
 from jaxnst import image_io
-from jaxnst.cli import sample_path
+from jaxnst.cli.command import sample_path
 from jaxnst.stylize import compile_stats, stylize
 
 TINY = dict(content_weight=1.0, tv_weight=1.0)
@@ -128,7 +128,7 @@ SHARDED = textwrap.dedent("""
     import jax, numpy as np
     sys.path.insert(0, {tests!r})
     from conftest import SMALL_KEY, smooth_image
-    from jaxnst import vgg
+    from jaxnst.model import vgg
     from jaxnst.stylize import stylize
     v = vgg.random_variables(jax.random.PRNGKey(SMALL_KEY))  # the small_vars fixture's
     rng = np.random.default_rng(5)

@@ -6,7 +6,7 @@ import pytest
 from conftest import smooth_image
 
 import jaxnst
-from jaxnst import prepare
+from jaxnst.pipeline import prepare
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ from conftest import smooth_image
 from jax import lax
 from jax.test_util import check_grads
 
-from jaxnst import features, vgg
+from jaxnst import features
+from jaxnst.model import vgg
 
 MEAN_RGB = np.array([123.68, 116.779, 103.939])
 
@@ -22,7 +23,7 @@ def np_conv_same(x, k, b):
     return out + b
 
 
-AVG_SCALE = [1.35, 1.83, 1.50, 2.16]  # documented rescaling of average pooling (jaxnst.vgg)
+AVG_SCALE = [1.35, 1.83, 1.50, 2.16]  # documented rescaling of average pooling (jaxnst.model.vgg)
 
 
 def np_pool(x, kind, index):
@@ -50,7 +51,7 @@ def np_vgg(params, image, pooling):
 def test_random_variables_without_compiling():
     """The test network is drawn with NumPy at VGG19's shapes: the tree Flax's init builds, float32,
     LeCun-normal scale, zero biases, one seed per key (typed or raw), and no XLA compilation."""
-    from jaxnst.compilation import compile_stats
+    from jaxnst.optim.compilation import compile_stats
 
     raw, typed = jax.random.PRNGKey(3), jax.random.key(3)
     before = compile_stats()["compiles"]
@@ -164,7 +165,7 @@ def test_avg_pooling_keeps_activation_magnitudes(real_vars, rng):
     """With the rescaling, average pooling's activations stay within 1.5x of max pooling's at
     every style layer, so the same loss weights work (without it conv5_1 is ~8x smaller)."""
     from jaxnst import image_io
-    from jaxnst.cli import sample_path
+    from jaxnst.cli.command import sample_path
 
     variables, _ = real_vars
     layers = ["conv2_1", "conv3_1", "conv4_1", "conv5_1"]

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from jaxnst import cli, image_io
+from jaxnst import image_io
+from jaxnst.cli import command as cli
 from jaxnst.video import synthetic
 
 av = pytest.importorskip("av")

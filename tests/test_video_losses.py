@@ -8,7 +8,9 @@ import pytest
 from conftest import smooth_image
 from jax.test_util import check_grads
 
-from jaxnst import losses, optimize, vgg
+from jaxnst.loss import losses
+from jaxnst.model import vgg
+from jaxnst.optim import optimize
 
 LAYERS = ("conv1_1", "conv2_1", "conv4_2")
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnst import image_io, warmup
-from jaxnst.options import MIN_SIDE
+from jaxnst import image_io
+from jaxnst.cli import warmup
+from jaxnst.pipeline.options import MIN_SIDE
 
 
 def _cli(*args, cache):

@@ -3,7 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnst import features, weights
+from jaxnst import features
+from jaxnst.model import weights
 
 MEAN_BGR = np.array([103.939, 116.779, 123.68])
 

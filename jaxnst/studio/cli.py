@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds with a warm compile cache, tens without; a first job at the defaults then "
         "starts without compiling)",
     )
-    from jaxnst.cli import add_cache_flags
+    from jaxnst.cli.command import add_cache_flags
 
     add_cache_flags(p)  # jobs load their programs from it (fill it with `jaxnst warmup`)
     return p
@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
         return EXIT_BAD_INPUT
     import uvicorn
 
-    from jaxnst import runtime
+    from jaxnst.cli import runtime
     from jaxnst.studio.app import create_app
 
     runtime.enable_compile_cache(runtime.compile_cache_dir(args), quiet=False)

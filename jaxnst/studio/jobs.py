@@ -97,7 +97,7 @@ Loader = Callable[[], tuple[dict, str]]
 
 
 def _real_weights() -> tuple[dict, str]:
-    from jaxnst import weights
+    from jaxnst.model import weights
 
     return weights.load_variables()
 
@@ -250,7 +250,7 @@ class JobQueue:
         if self.warm_job is None or not self._queue.empty():
             self.warm["status"] = "skipped" if self.warm_job else "off"
             return
-        from jaxnst.warmup import first_evaluation
+        from jaxnst.cli.warmup import first_evaluation
 
         content, style, options = self.warm_job
         self.warm["status"] = "running"

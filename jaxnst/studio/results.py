@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -17,9 +17,22 @@ from jaxnst import image_io
 from jaxnst.stylize import make_options, sweep_grid
 
 if TYPE_CHECKING:
-    from jaxnst.studio.jobs import Job
     from jaxnst.studio.store import Store
     from jaxnst.stylize import Result
+
+
+class Job(Protocol):
+    """What this module reads of a :class:`jaxnst.studio.jobs.Job` (which imports this module)."""
+
+    record: dict[str, Any]
+    content: np.ndarray | None
+    style: np.ndarray | None
+    options: dict[str, Any]
+    feed: Any
+    stop: Any
+
+    @property
+    def id(self) -> str: ...
 
 
 def _finite(v: Any) -> float | None:
@@ -45,7 +58,7 @@ def planned_iterations(options: dict[str, Any], shape: tuple[int, ...]) -> int:
     o = make_options(**options)
     if not o.scales:
         return o.iterations
-    from jaxnst.multiscale import stages
+    from jaxnst.pipeline.multiscale import stages
 
     return int(sum(n for _, n in stages(o, max(shape[:2]))))
 
@@ -84,7 +97,9 @@ class Previews:
         self._shape, self._last = im.shape, step
         self.x = self._offset + int(step)
         if self._luma and self._content is not None and im.shape[-3:] == self._content.shape:
-            from jaxnst import color  # the transfer ran on luma; show it with the content's chroma
+            from jaxnst.loss import (
+                color,  # the transfer ran on luma; show it with the content's chroma
+            )
 
             im = np.asarray(color.combine_luma_chroma(im, self._content))
         for i, a in enumerate(im if im.ndim == 4 else im[None]):

@@ -9,8 +9,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxnst import prepare
-from jaxnst.compilation import compile_stats
+from jaxnst.optim.compilation import compile_stats
+from jaxnst.pipeline import prepare
 from jaxnst.video import core, multipass
 from jaxnst.video.core import (
     BLEND,

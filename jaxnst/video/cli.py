@@ -14,12 +14,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-EXIT_BAD_INPUT = 2
-EXIT_RUNTIME = 4
-EXIT_INTERRUPTED = 130
+from jaxnst.video.args import (  # noqa: F401 (re-exported: the command's names)
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_RUNTIME,
+    UsageError,
+    check_args,
+)
+
 MISSING = "jaxnst: error: video needs: pip install 'jaxnst[video]'"
 # Still-image flags that make no sense for a clip: several contents, masks, checkpoints of one
 # image, coarse-to-fine (not supported for video yet), demo and modes.
@@ -44,7 +47,7 @@ _SKIP = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jaxnst import cli as still
+    from jaxnst.cli import command as still
     from jaxnst.video.core import BLEND, PASS_ITERATIONS, TEMPORAL_WEIGHT
 
     p = still._Parser(
@@ -124,10 +127,10 @@ def _need_extra() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jaxnst video ARGS`` (``jaxnst.cli`` dispatches here)."""
-    from jaxnst.cli_inputs import UsageError as StillUsageError
+    from jaxnst.cli.inputs import UsageError as StillUsageError
+    from jaxnst.cli.runtime import RuntimeSetupError
     from jaxnst.image_io import ImageError
-    from jaxnst.runtime import RuntimeSetupError
-    from jaxnst.weights import WeightsError
+    from jaxnst.model.weights import WeightsError
 
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
@@ -149,33 +152,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as e:
         print(f"jaxnst: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-
-
-class UsageError(Exception):
-    """Bad input to ``jaxnst video``: one line, exit code 2."""
-
-
-def check_args(args: Any) -> None:
-    """Flag ranges, before anything is read or written."""
-    if args.size < 16:
-        raise UsageError(f"--size must be at least 16 px (VGG19's four poolings), got {args.size}")
-    if args.start < 0:
-        raise UsageError(f"--start must be >= 0, got {args.start}")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
-    if args.fps is not None and not 0 < args.fps <= 1000:
-        raise UsageError(f"--fps must be in (0, 1000], got {args.fps}")
-    if args.passes < 0 or args.pass_iterations < 1:
-        raise UsageError("--passes must be >= 0 and --pass-iterations >= 1")
-    if args.temporal_weight < 0 or not 0 <= args.blend <= 1:
-        raise UsageError("--temporal-weight must be >= 0 and --blend in [0, 1]")
-    if args.iterations is not None and args.iterations < 1:
-        raise UsageError(f"--iterations must be >= 1, got {args.iterations}")
-    for name in ("content_weight", "style_weight", "tv_weight", "seed"):
-        v = getattr(args, name, None)
-        if v is not None and len(v) > 1:
-            raise UsageError(
-                f"--{name.replace('_', '-')}: video takes one value (sweeps are for still images)"
-            )
-    if Path(args.input).resolve() == Path(args.output).resolve():
-        raise UsageError(f"{args.output}: the output would overwrite the input")

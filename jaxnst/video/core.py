@@ -24,8 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import collect, color, descent, layout, losses, prepare
-from jaxnst.options import SWEEPABLE, Options, make_options
+from jaxnst.loss import color, losses
+from jaxnst.pipeline import collect, descent, layout, prepare
+from jaxnst.pipeline.options import SWEEPABLE, Options, make_options
 from jaxnst.video import warp as warp_mod
 
 # Measured on the synthetic moving-object clip (6 frames, 64x48 px, real VGG19, 60 iterations,

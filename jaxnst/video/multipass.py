@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import descent, layout, prepare
+from jaxnst.pipeline import descent, layout, prepare
 from jaxnst.video import warp as warp_mod
 from jaxnst.video.core import (
     BLEND,
@@ -66,7 +66,8 @@ def neighbours(x: jax.Array, flow: Flow) -> tuple[jax.Array, jax.Array]:
 
 def subset_layout(lay: layout.Layout, members: np.ndarray) -> layout.Layout:
     """A layout of some members of a clip's layout: this process's share of them, padded and
-    sharded over the local devices as :func:`jaxnst.layout.make_layout` does for a batch."""
+    sharded over the local devices as :func:`jaxnst.pipeline.layout.make_layout` does for a
+    batch."""
     n = len(members)
     mine = layout.process_share(n)
     d = min(jax.local_device_count(), len(mine))

@@ -17,7 +17,7 @@ import numpy as np
 from jaxnst import image_io
 from jaxnst._atomic import atomic_path
 from jaxnst.video import io as vio
-from jaxnst.video.cli import EXIT_INTERRUPTED, EXIT_RUNTIME, UsageError, check_args
+from jaxnst.video.args import EXIT_INTERRUPTED, EXIT_RUNTIME, UsageError, check_args
 from jaxnst.video.core import VideoState
 
 STATE = "jaxnst-video-state.npz"
@@ -92,7 +92,8 @@ def load_state(
 
 
 def _inputs(args: Any) -> tuple[Any, ...]:
-    from jaxnst import cli_inputs, weights
+    from jaxnst.cli import inputs as cli_inputs
+    from jaxnst.model import weights
 
     check_args(args)
     out = Path(args.output)
@@ -150,8 +151,8 @@ class _Progress:
 
 def run(args: Any) -> int:
     """Run ``jaxnst video`` with parsed ``args``; returns the exit code."""
-    from jaxnst import cli as still
-    from jaxnst import runtime
+    from jaxnst.cli import command as still
+    from jaxnst.cli import runtime
 
     runtime.setup(args)  # distributed, compile cache: before anything starts the backend
     out, kind, clip, styles, opts, variables, digest = _inputs(args)

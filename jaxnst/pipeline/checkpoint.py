@@ -1,8 +1,8 @@
 """Checkpoints of a running descent: save, load, verify, restore. NumPy ``.npz``, never pickled.
 
 A checkpoint holds the float32 image(s) and the whole optimizer state (every leaf of
-:class:`jaxnst.optimize.LoopState`: step, evaluation counts, L-BFGS memory or Adam moments), the
-loss history so far, and a fingerprint: a SHA-256 of the content and style pixels, every option
+:class:`jaxnst.optim.optimize.LoopState`: step, evaluation counts, L-BFGS memory or Adam moments),
+the loss history so far, and a fingerprint: a SHA-256 of the content and style pixels, every option
 that changes the result (all but ``iterations`` and ``chunk``: a run may be resumed to go further),
 the seeds (the only randomness; they fix the noise init) and the weights' digest. Resuming with
 inputs or options that give another fingerprint is refused.
@@ -138,7 +138,7 @@ def fingerprint_problem(
 
 
 def snapshot(fp: str, progress: Any, chunk: int, rows: int) -> Checkpoint:
-    """A :class:`Checkpoint` of a :class:`jaxnst.optimize.Progress` (copied to the host)."""
+    """A :class:`Checkpoint` of a :class:`jaxnst.optim.optimize.Progress` (copied to the host)."""
     import jax
 
     st = jax.device_get(progress.state)
@@ -162,12 +162,13 @@ def snapshot(fp: str, progress: Any, chunk: int, rows: int) -> Checkpoint:
 def resume_progress(
     ckpt: Checkpoint | str | os.PathLike, fp: str, template: Any, sharding: Any = None
 ) -> Any:
-    """The :class:`jaxnst.optimize.Progress` saved in ``ckpt`` (a Checkpoint or a file), checked
-    against this run's fingerprint ``fp``; the state takes the structure of ``template`` (a
+    """The :class:`jaxnst.optim.optimize.Progress` saved in ``ckpt`` (a Checkpoint or a file),
+    checked against this run's fingerprint ``fp``; the state takes the structure of ``template`` (a
     LoopState of shapes) and, when given, ``sharding``. CheckpointError when it does not match."""
     import jax
 
-    from jaxnst import losses, optimize
+    from jaxnst.loss import losses
+    from jaxnst.optim import optimize
 
     if isinstance(ckpt, (str, os.PathLike)):
         ckpt = load(ckpt)

@@ -35,7 +35,7 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from jaxnst import vgg
+from jaxnst.model import vgg
 
 ACT_FACTOR = 1.9
 OVERHEAD = 0.6 * 2**30  # CPU: compilation and runtime buffers beyond what is resident before
@@ -101,10 +101,10 @@ def tiled_step_bytes(
     channels: tuple[int, ...] = vgg.CHANNELS,
     lbfgs_memory: int = 10,
 ) -> int:
-    """Bytes a tiled descent step (:mod:`jaxnst.tiled`, fp32) adds: one crop's activations (tile
-    plus halo on each side) and the image-sized buffers (L-BFGS state, the padded image and its
-    gradient)."""
-    from jaxnst import tiled
+    """Bytes a tiled descent step (:mod:`jaxnst.loss.tiled`, fp32) adds: one crop's activations
+    (tile plus halo on each side) and the image-sized buffers (L-BFGS state, the padded image and
+    its gradient)."""
+    from jaxnst.loss import tiled
 
     crop = tile + 2 * tiled.halo(layers)
     act = TILED_FACTOR * ACT_FACTOR * 4 * activations_per_pixel(layers, channels) * crop**2
@@ -184,10 +184,10 @@ def check(
     masks: bool = False,
 ) -> Estimate | None:
     """Raise :class:`MemoryRefused` when a descent over ``members`` (H, W) images with
-    ``options`` (an :class:`~jaxnst.options.Options`) will not fit; else return the estimate
-    (None when the available memory is unknown or the check is off). ``masks``: the run has
-    content masks, which tiles do not support. With coarse-to-fine (``scales``) (H, W) is the
-    final, largest stage: the earlier ones are smaller and free their memory when they end."""
+    ``options`` (an :class:`~jaxnst.pipeline.options.Options`) will not fit; else return the
+    estimate (None when the available memory is unknown or the check is off). ``masks``: the run has
+    content masks, which tiles do not support. With coarse-to-fine (``scales``) (H, W) is the final,
+    largest stage: the earlier ones are smaller and free their memory when they end."""
     available, source = available_bytes(device)
     if available is None:
         return None
@@ -228,10 +228,10 @@ def xla_estimate(compiled: Any) -> dict[str, int]:
 
 
 def preflight_line(inputs: Any) -> str | None:
-    """The CLI's check (``inputs``: :class:`jaxnst.cli_inputs.Inputs`): a one-line estimate to
+    """The CLI's check (``inputs``: :class:`jaxnst.cli.inputs.Inputs`): a one-line estimate to
     print, None when unknown; raises :class:`MemoryRefused` when the run will not fit. When only
     a tiled descent fits, ``inputs.options`` is switched to it (``tile``) and the line says so."""
-    from jaxnst.layout import sweep_grid
+    from jaxnst.pipeline.layout import sweep_grid
 
     h, w = inputs.contents[0].shape[:2]
     n = len(inputs.contents) * sweep_grid(inputs.options)[1].shape[0]

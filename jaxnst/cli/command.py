@@ -1,11 +1,12 @@
 """Command line: ``jaxnst CONTENT STYLE -o OUT.png`` (also ``python scripts/stylize.py``).
 
-Flags for stylize's options are derived from :class:`jaxnst.options.Options`, the one home of their
-defaults. :func:`run` reads as the pipeline of a CLI run: parse -> set up the runtime -> check and
-load inputs (:mod:`jaxnst.cli_inputs`) -> stylize -> write outputs (:mod:`jaxnst.cli_outputs`),
-with errors mapped to exit codes here. Exit codes: 0 done; 2 bad input (one line on stderr,
-nothing written); 3 the run diverged (the last finite image is written); 4 the device failed (out
-of memory, ...); 130 interrupted (a checkpoint is written; continue with --resume).
+Flags for stylize's options are derived from :class:`jaxnst.pipeline.options.Options`, the one home
+of their defaults. :func:`run` reads as the pipeline of a CLI run: parse -> set up the runtime ->
+check and load inputs (:mod:`jaxnst.cli.inputs`) -> stylize -> write outputs
+(:mod:`jaxnst.cli.outputs`), with errors mapped to exit codes here. Exit codes: 0 done; 2 bad input
+(one line on stderr, nothing written); 3 the run diverged (the last finite image is written); 4 the
+device failed (out of memory, ...); 130 interrupted (a checkpoint is written; continue with
+--resume).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxnst import runtime
-from jaxnst.cli_inputs import (
+from jaxnst.cli import runtime
+from jaxnst.cli.inputs import (
     DEMO_CONTENT,
     DEMO_DEFAULTS,
     DEMO_STYLE,
@@ -31,12 +32,12 @@ from jaxnst.cli_inputs import (
     load_inputs,
     sample_path,
 )
-from jaxnst.cli_outputs import EXIT_DIVERGED, Session, write_outputs
-from jaxnst.options import MIN_SIDE, Options
-from jaxnst.runtime import compile_cache_dir
+from jaxnst.cli.outputs import EXIT_DIVERGED, Session, write_outputs
+from jaxnst.cli.runtime import compile_cache_dir
+from jaxnst.pipeline.options import MIN_SIDE, Options
 
 if TYPE_CHECKING:
-    from jaxnst.collect import Result
+    from jaxnst.pipeline.collect import Result
 
 __all__ = [
     "DEMO_CONTENT",
@@ -60,7 +61,11 @@ EXIT_BAD_INPUT = 2
 EXIT_RUNTIME = 4
 EXIT_INTERRUPTED = 130
 # Front ends with a command of their own: ``jaxnst NAME ...`` runs ``module.main(argv)``.
-SUBCOMMANDS = {"serve": "jaxnst.studio.cli", "video": "jaxnst.video.cli", "warmup": "jaxnst.warmup"}
+SUBCOMMANDS = {
+    "serve": "jaxnst.studio.cli",
+    "video": "jaxnst.video.cli",
+    "warmup": "jaxnst.cli.warmup",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -211,7 +216,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_cache_flags(p: argparse.ArgumentParser) -> None:
-    """--compile-cache DIR and --no-compile-cache (read by :func:`jaxnst.runtime.setup`)."""
+    """--compile-cache DIR and --no-compile-cache (read by :func:`jaxnst.cli.runtime.setup`)."""
     p.add_argument(
         "--compile-cache",
         metavar="DIR",
@@ -259,7 +264,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     writer = jax.process_index() == 0  # outputs are written once, by process 0
     args.quiet = args.quiet or not writer
     batched = _announce(args, inputs)
-    from jaxnst import memory, multiscale
+    from jaxnst.pipeline import memory, multiscale
 
     schedule = multiscale.describe(inputs.options, inputs.contents[0].shape)
     if schedule:
@@ -292,7 +297,7 @@ def _announce(args: argparse.Namespace, inputs: Inputs) -> bool:
     """Say what will run; returns whether the result is a batch (a sweep or --content-dir)."""
     import jax
 
-    from jaxnst.layout import sweep_grid
+    from jaxnst.pipeline.layout import sweep_grid
 
     opts = inputs.options
     h, w = inputs.contents[0].shape[:2]
@@ -312,7 +317,7 @@ def _stylize(args: argparse.Namespace, inputs: Inputs, session: Session) -> Resu
     """Run :func:`jaxnst.stylize.stylize` (looked up at call time) and map what it raises."""
     import jax
 
-    from jaxnst import checkpoint
+    from jaxnst.pipeline import checkpoint
     from jaxnst.stylize import stylize
 
     opts = inputs.options
@@ -374,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``jaxnst`` command: ``jaxnst serve|video|warmup ...`` run those commands; anything
     else is a still-image run. Bad input prints one line and returns 2; Ctrl-C returns 130."""
     from jaxnst.image_io import ImageError
-    from jaxnst.weights import WeightsError
+    from jaxnst.model.weights import WeightsError
 
     argv = list(argv) if argv is not None else sys.argv[1:]
     if argv and argv[0] in SUBCOMMANDS:

@@ -1,7 +1,7 @@
 """Stage 2 of the pipeline, **prepare**: the user's arrays in, a :class:`Problem` out.
 
 In: content (H, W, 3) or (C, H, W, 3) and style image(s) as float RGB in [0, 1], validated
-:class:`~jaxnst.options.Options`, optional VGG19 variables and content masks. Out: a
+:class:`~jaxnst.pipeline.options.Options`, optional VGG19 variables and content masks. Out: a
 :class:`Problem`: the contents and styles after colour handling and style rescaling, the masks, the
 VGG19 variables and their digest, the layers the objective needs and the targets (content
 activations per content image, style Grams or moments) computed once, outside any loop or vmap.
@@ -18,8 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import color, losses, vgg
-from jaxnst.options import MIN_SIDE, Options, check_masks
+from jaxnst.loss import color, losses
+from jaxnst.model import vgg
+from jaxnst.pipeline.options import MIN_SIDE, Options, check_masks
 
 
 class Problem(NamedTuple):
@@ -216,7 +217,7 @@ def default_variables(variables: dict | None) -> tuple[dict, str]:
     """The caller's variables (digest "custom"), or the verified VGG19 weights and their digest."""
     if variables is not None:
         return variables, "custom"
-    from jaxnst import weights
+    from jaxnst.model import weights
 
     return weights.load_variables()
 
@@ -264,7 +265,7 @@ def _style_grams(image, variables, layers, pooling, channels):
 
 
 def _target_gram(f: jax.Array) -> jax.Array:
-    """:func:`jaxnst.losses.gram` bit for bit as its eager form computes it. Inside a jit XLA
+    """:func:`jaxnst.loss.losses.gram` bit for bit as its eager form computes it. Inside a jit XLA
     folds the transpose into the product, which changes the last bit of some entries, and L-BFGS
     carries that far (mean 4/255 on the image after 50 iterations at 128 px); the barrier keeps
     the transpose, so the targets, and the images, stay what they were."""

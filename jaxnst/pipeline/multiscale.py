@@ -11,10 +11,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxnst.collect import Result
-from jaxnst.layout import sweep_grid
-from jaxnst.options import Options
-from jaxnst.prepare import rescale
+from jaxnst.pipeline.collect import Result
+from jaxnst.pipeline.layout import sweep_grid
+from jaxnst.pipeline.options import Options
+from jaxnst.pipeline.prepare import rescale
 
 AUTO_MIN_SIDE = 256  # px: the coarsest stage ``scales="auto"`` goes down to (longer side)
 
@@ -145,11 +145,11 @@ def _stage(content, styles, masks, base: dict, o: Options, size: int, n: int) ->
 
 def _compile_ahead(stage: tuple, variables: Any) -> None:
     """Prepare a stage (targets, layout: cheap next to a stage's descent) and start compiling
-    its descent program in the background (:func:`jaxnst.descent.precompile`)."""
-    from jaxnst import descent, layout, prepare
+    its descent program in the background (:func:`jaxnst.pipeline.descent.precompile`)."""
+    from jaxnst.pipeline import descent, layout, prepare
 
     c, st, m, opts = stage
-    from jaxnst.options import make_options
+    from jaxnst.pipeline.options import make_options
 
     o = make_options(**(opts | {"init": "content"}))  # (the start image does not shape it)
     problem = prepare.prepare(

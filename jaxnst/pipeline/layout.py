@@ -1,9 +1,10 @@
 """Stage 3 of the pipeline, **layout**: which member of the batch sits where.
 
-In: a :class:`~jaxnst.prepare.Problem`. Out: a :class:`Layout` (the sweep grid times the content
-images gives the members; this process takes a contiguous share, padded so every device holds the
-same number of rows) and, from it, a :class:`Batch`: this process's starting images, targets,
-loss weights and static settings, placed (sharded along the batch axis) on its local devices.
+In: a :class:`~jaxnst.pipeline.prepare.Problem`. Out: a :class:`Layout` (the sweep grid times the
+content images gives the members; this process takes a contiguous share, padded so every device
+holds the same number of rows) and, from it, a :class:`Batch`: this process's starting images,
+targets, loss weights and static settings, placed (sharded along the batch axis) on its local
+devices.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import convs, losses, optimize, vgg
-from jaxnst.options import SWEEPABLE, Options
-from jaxnst.prepare import Problem, as_image
+from jaxnst.loss import losses
+from jaxnst.model import convs, vgg
+from jaxnst.optim import optimize
+from jaxnst.pipeline.options import SWEEPABLE, Options
+from jaxnst.pipeline.prepare import Problem, as_image
 
 
 class Layout(NamedTuple):
@@ -36,7 +39,7 @@ class Layout(NamedTuple):
 
 
 class Batch(NamedTuple):
-    """This process's rows, ready for :func:`jaxnst.optimize.descend`."""
+    """This process's rows, ready for :func:`jaxnst.optim.optimize.descend`."""
 
     images0: jax.Array  # (rows, H, W, 3) starting images
     variables: dict  # VGG19 variables with the backward kernels added

@@ -4,17 +4,17 @@ serve`` takes its first job), so that the first real run loads its programs inst
 them.
 
 It runs the still-image command's own path on synthetic images of the shape a run would have: the
-flags become :class:`~jaxnst.options.Options` as the CLI builds them, the memory preflight may
-switch to tiles as it does, coarse-to-fine splits into the same stages, and each stage goes through
-the pipeline's stages (prepare, layout, the descent, collect) as :func:`jaxnst.stylize` does, with
-one difference: the descent's step count, a runtime value, is set to one, so every program is
-traced and compiled exactly as the run compiles it (the same shapes and static settings; the
-program does not depend on ``--iterations``) and runs for one step (an L-BFGS iteration is one to
-a few evaluations: its line search's trials). It prints
-one line per XLA program (compiled, or already in the cache, with its seconds), one per stage and a
-total. Shapes follow the content: ``--size`` is its longer side, ``--aspect W:H`` its proportions
-(default 1:1, square), ``--shape HxW`` its exact size; the style gets the same longer side (times
-``--style-scale``) and ``--style-aspect`` (default: the content's).
+flags become :class:`~jaxnst.pipeline.options.Options` as the CLI builds them, the memory preflight
+may switch to tiles as it does, coarse-to-fine splits into the same stages, and each stage goes
+through the pipeline's stages (prepare, layout, the descent, collect) as :func:`jaxnst.stylize`
+does, with one difference: the descent's step count, a runtime value, is set to one, so every
+program is traced and compiled exactly as the run compiles it (the same shapes and static settings;
+the program does not depend on ``--iterations``) and runs for one step (an L-BFGS iteration is one
+to a few evaluations: its line search's trials). It prints one line per XLA program (compiled, or
+already in the cache, with its seconds), one per stage and a total. Shapes follow the content:
+``--size`` is its longer side, ``--aspect W:H`` its proportions (default 1:1, square), ``--shape
+HxW`` its exact size; the style gets the same longer side (times ``--style-scale``) and
+``--style-aspect`` (default: the content's).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     """``jaxnst warmup``'s flags: the content's shape, then the still-image flags that shape the
     compiled programs, reused from ``jaxnst``'s parser with their names, defaults and help."""
-    from jaxnst import cli
+    from jaxnst.cli import command as cli
 
     p = cli._Parser(
         prog="jaxnst warmup",
@@ -119,7 +119,7 @@ def _hxw(text: str) -> tuple[int, int]:
 def sized(size: float, ratio: tuple[float, float]) -> tuple[int, int]:
     """(H, W) of an image of proportions ``ratio`` (W, H) resized as the CLI resizes a loaded
     image (:func:`jaxnst.image_io.resize`): longer side ``size``, shorter at least MIN_SIDE."""
-    from jaxnst.options import MIN_SIDE
+    from jaxnst.pipeline.options import MIN_SIDE
 
     w0, h0 = ratio
     s = max(size / max(h0, w0), MIN_SIDE / min(h0, w0))
@@ -128,7 +128,7 @@ def sized(size: float, ratio: tuple[float, float]) -> tuple[int, int]:
 
 def shapes(args: argparse.Namespace) -> tuple[tuple[int, int], tuple[int, int]]:
     """(content (H, W), style (H, W)) from the flags; UsageError for impossible ones."""
-    from jaxnst.options import MIN_SIDE
+    from jaxnst.pipeline.options import MIN_SIDE
 
     if args.shape is not None:
         content = args.shape
@@ -149,10 +149,10 @@ def shapes(args: argparse.Namespace) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 def synthetic_inputs(args: argparse.Namespace, argv: list[str]) -> Any:
-    """The :class:`jaxnst.cli_inputs.Inputs` a CLI run of these flags would load, with smooth
+    """The :class:`jaxnst.cli.inputs.Inputs` a CLI run of these flags would load, with smooth
     random images of the right shapes in place of the files (the weights come later,
     :func:`load_weights`). UsageError for a bad flag."""
-    from jaxnst import cli_inputs
+    from jaxnst.cli import inputs as cli_inputs
 
     content_shape, style_shape = shapes(args)
     args.content, args.style, args.content_dir, args.demo = "(content)", None, None, False
@@ -170,7 +170,7 @@ def synthetic_inputs(args: argparse.Namespace, argv: list[str]) -> Any:
 
 def load_weights(args: argparse.Namespace, inputs: Any) -> None:
     """The VGG19 weights the run would use (--weights), into ``inputs``; UsageError if missing."""
-    from jaxnst import weights
+    from jaxnst.model import weights
 
     try:
         inputs.variables, inputs.digest = weights.load_variables(args.weights)
@@ -201,8 +201,8 @@ def first_evaluation(
     descent's step count set to one: its programs are compiled, and run for one step."""
     import jax
 
-    from jaxnst import collect, descent, layout, prepare
-    from jaxnst.options import make_options
+    from jaxnst.pipeline import collect, descent, layout, prepare
+    from jaxnst.pipeline.options import make_options
 
     o = make_options(**options)
     clock = collect.start_clock()
@@ -255,9 +255,10 @@ class _Report:
 
 def conv_plans(inputs: Any, o: Any, report: _Report) -> None:
     """``precision="auto"`` on a CPU with bf16 units times the convolution forms once per layer
-    shape (:func:`jaxnst.convs.resolve`, which :func:`jaxnst.layout.place` calls for each stage);
-    done first here, so that its programs are reported apart from the run's."""
-    from jaxnst import convs, multiscale, vgg
+    shape (:func:`jaxnst.model.convs.resolve`, which :func:`jaxnst.pipeline.layout.place` calls for
+    each stage); done first here, so that its programs are reported apart from the run's."""
+    from jaxnst.model import convs, vgg
+    from jaxnst.pipeline import multiscale
 
     h, w = inputs.contents[0].shape[:2]
     layers = tuple(n for n in vgg.LAYERS if n in {*o.content_layers, *o.style_layers})
@@ -276,7 +277,7 @@ def conv_plans(inputs: Any, o: Any, report: _Report) -> None:
 def warm(inputs: Any, report: _Report) -> None:
     """Run every stage of the run ``inputs`` describes (coarse-to-fine as the run splits it)
     through :func:`first_evaluation`, reporting each."""
-    from jaxnst import multiscale
+    from jaxnst.pipeline import multiscale
 
     o = multiscale.resolve(inputs.options, inputs.contents[0].shape)
     n_stages = len(multiscale.stages(o, max(inputs.contents[0].shape[:2])))
@@ -298,8 +299,9 @@ def warm(inputs: Any, report: _Report) -> None:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Check the flags, set up the cache, warm every stage, print the total."""
-    from jaxnst import memory, multiscale, runtime
-    from jaxnst.compilation import compile_stats, program_log
+    from jaxnst.cli import runtime
+    from jaxnst.optim.compilation import compile_stats, program_log
+    from jaxnst.pipeline import memory, multiscale
 
     t0 = time.perf_counter()
     inputs = synthetic_inputs(args, argv)  # bad flags exit here, before anything starts
@@ -335,8 +337,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jaxnst warmup ARGS`` (``jaxnst.cli`` dispatches here). Bad input prints
     one line and returns 2."""
-    from jaxnst.cli_inputs import UsageError as CliUsageError
-    from jaxnst.runtime import RuntimeSetupError
+    from jaxnst.cli.inputs import UsageError as CliUsageError
+    from jaxnst.cli.runtime import RuntimeSetupError
 
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)

@@ -1,10 +1,10 @@
 """Stage 5 of the pipeline, **collect**: device arrays in, a :class:`Result` out.
 
-In: the :class:`~jaxnst.prepare.Problem`, :class:`~jaxnst.layout.Layout`,
-:class:`~jaxnst.layout.Batch` and the final :class:`jaxnst.optimize.Progress`, and the
-:class:`Clock` started when the run began. Out: a :class:`Result` with this process's rows
-gathered across processes (first n members, padding dropped), the loss history, each member's
-image (the last finite one for a diverged member, the EMA of the iterates where asked), the colour
+In: the :class:`~jaxnst.pipeline.prepare.Problem`, :class:`~jaxnst.pipeline.layout.Layout`,
+:class:`~jaxnst.pipeline.layout.Batch` and the final :class:`jaxnst.optim.optimize.Progress`, and
+the :class:`Clock` started when the run began. Out: a :class:`Result` with this process's rows
+gathered across processes (first n members, padding dropped), the loss history, each member's image
+(the last finite one for a diverged member, the EMA of the iterates where asked), the colour
 restored for luminance-only transfer, and the timings.
 """
 
@@ -18,11 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst import color, losses, optimize
-from jaxnst.compilation import compile_stats
-from jaxnst.layout import Batch, Layout, gather_members, member_keys
-from jaxnst.options import Options
-from jaxnst.prepare import Problem
+from jaxnst.loss import color, losses
+from jaxnst.optim import optimize
+from jaxnst.optim.compilation import compile_stats
+from jaxnst.pipeline.layout import Batch, Layout, gather_members, member_keys
+from jaxnst.pipeline.options import Options
+from jaxnst.pipeline.prepare import Problem
 
 
 @dataclasses.dataclass
@@ -162,8 +163,8 @@ def _per_member(
 
 
 def _ema_images(state: optimize.LoopState, decay: float, m: int) -> np.ndarray:
-    """The first ``m`` members' final images: :func:`jaxnst.optimize.ema_image` on the host (in
-    NumPy: on the device it was nine small programs to compile for one use)."""
+    """The first ``m`` members' final images: :func:`jaxnst.optim.optimize.ema_image` on the host
+    (in NumPy: on the device it was nine small programs to compile for one use)."""
     image = np.asarray(state.image)[:m]
     if decay <= 0:
         return image

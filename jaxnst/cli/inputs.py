@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxnst.options import MIN_SIDE, SWEEPABLE, Options, make_options
+from jaxnst.pipeline.options import MIN_SIDE, SWEEPABLE, Options, make_options
 
 DEMO_CONTENT = "chelsea.jpg"
 DEMO_STYLE = "swirls.png"
@@ -120,7 +120,8 @@ def check_args(args: argparse.Namespace) -> Path:
 
 def load_inputs(args: argparse.Namespace, out: Path) -> Inputs:
     """Load the images, masks and weights the flags name, and build the options."""
-    from jaxnst import image_io, weights
+    from jaxnst import image_io
+    from jaxnst.model import weights
 
     content_paths, contents = load_contents(args)
     if args.mode == "texture":  # the content only gives the output's shape

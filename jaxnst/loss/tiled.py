@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxnst import losses, vgg
+from jaxnst.loss import losses
+from jaxnst.model import vgg
 
 ALIGN = 16
 
@@ -205,7 +206,7 @@ def _combine(image, grams, content, targets, weights, config):
 
 
 def parts(image, variables, targets, weights, config, tile: int) -> losses.Parts:
-    """The loss parts of :func:`jaxnst.optimize.parts_fn` for one (H, W, 3) float32 image,
+    """The loss parts of :func:`jaxnst.optim.optimize.parts_fn` for one (H, W, 3) float32 image,
     computed tile by tile; differentiable (pass 2 is the backward)."""
     _check(image, targets, config, tile)
     return _tiled_parts(image, variables, targets, weights, config, tile)

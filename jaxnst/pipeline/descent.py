@@ -1,12 +1,13 @@
 """Stage 4 of the pipeline, **run**: the descent over a laid-out batch, with progress and
 checkpoint hooks.
 
-In: a :class:`~jaxnst.prepare.Problem`, its :class:`~jaxnst.layout.Layout` and
-:class:`~jaxnst.layout.Batch`, and :class:`Hooks`. Out: the final
-:class:`jaxnst.optimize.Progress` (state, per-step totals, loss parts per chunk, evaluations paid).
-The loop itself is :func:`jaxnst.optimize.descend` (one compiled program per chunk); this stage adds
-what a front end needs between chunks: a progress callback that may stop early, checkpoints every
-N steps and on Ctrl-C, and resuming from a checkpoint (the glue lives in :mod:`jaxnst.checkpoint`).
+In: a :class:`~jaxnst.pipeline.prepare.Problem`, its :class:`~jaxnst.pipeline.layout.Layout` and
+:class:`~jaxnst.pipeline.layout.Batch`, and :class:`Hooks`. Out: the final
+:class:`jaxnst.optim.optimize.Progress` (state, per-step totals, loss parts per chunk, evaluations
+paid). The loop itself is :func:`jaxnst.optim.optimize.descend` (one compiled program per chunk);
+this stage adds what a front end needs between chunks: a progress callback that may stop early,
+checkpoints every N steps and on Ctrl-C, and resuming from a checkpoint (the glue lives in
+:mod:`jaxnst.pipeline.checkpoint`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxnst import checkpoint, optimize
-from jaxnst.layout import Batch, Layout, row_sharding
-from jaxnst.prepare import Problem
+from jaxnst.optim import optimize
+from jaxnst.pipeline import checkpoint
+from jaxnst.pipeline.layout import Batch, Layout, row_sharding
+from jaxnst.pipeline.prepare import Problem
 
 
 class Hooks(NamedTuple):
@@ -30,8 +32,8 @@ class Hooks(NamedTuple):
         members, ``image`` its (m, H, W, 3) batch (one (H, W, 3) image for an unbatched run).
         Returning True stops early.
     checkpoint_every / on_checkpoint: ``on_checkpoint(ckpt)`` gets a
-        :class:`~jaxnst.checkpoint.Checkpoint` at chunk ends where the step is a multiple of
-        ``checkpoint_every`` (and below the last), and on Ctrl-C.
+        :class:`~jaxnst.pipeline.checkpoint.Checkpoint` at chunk ends where the step is a multiple
+        of ``checkpoint_every`` (and below the last), and on Ctrl-C.
     resume: a Checkpoint or a path to one; the run continues from it.
     """
 
@@ -70,8 +72,8 @@ def run(
 
 def precompile(lay: Layout, batch: Batch) -> None:
     """Start compiling the descent program for ``batch`` in the background (see
-    :func:`jaxnst.programs._program`), so that a later :func:`run` with the same shapes finds it
-    ready: a coarse-to-fine run compiles its next stage while the current one descends. Sharded
+    :func:`jaxnst.optim.programs._program`), so that a later :func:`run` with the same shapes finds
+    it ready: a coarse-to-fine run compiles its next stage while the current one descends. Sharded
     batches are left to compile when they run."""
     if lay.mesh is not None or jax.process_count() > 1:
         return

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxnst import vgg
+from jaxnst.model import vgg
 
 CONTENT_LAYERS = ("conv4_2",)
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -33,15 +33,15 @@ class Options:
     """Every option of :func:`stylize`, with its default.
 
     Default weights: content 1, style 3e-4, tv 1e4, with our normalisation (see
-    :mod:`jaxnst.losses`; the numbers are not the paper's alpha/beta). Chosen on tubingen.jpg with
-    starry_night.jpg and the_scream.jpg at 256 px, 500 L-BFGS iterations from the content image:
-    at 1e-6 the result is barely touched (style loss -13 % after 200 iterations), at 1e-5 lightly
-    tinted, at 1e-4 starry_night is strongly stylized (-97.7 %) but the_scream only reaches -90 %
-    and leaves the houses photographic; at 3e-4 both are clearly stylized with the church, houses
-    and river recognisable (style loss -99.1 % and -96.7 %). At 128 px 1e-3 still keeps the
+    :mod:`jaxnst.loss.losses`; the numbers are not the paper's alpha/beta). Chosen on tubingen.jpg
+    with starry_night.jpg and the_scream.jpg at 256 px, 500 L-BFGS iterations from the content
+    image: at 1e-6 the result is barely touched (style loss -13 % after 200 iterations), at 1e-5
+    lightly tinted, at 1e-4 starry_night is strongly stylized (-97.7 %) but the_scream only reaches
+    -90 % and leaves the houses photographic; at 3e-4 both are clearly stylized with the church,
+    houses and river recognisable (style loss -99.1 % and -96.7 %). At 128 px 1e-3 still keeps the
     subject. The TV term is small (0.1-0.3 % of the final total); raise it for smoother results.
-    Several values of ``content_weight``, ``style_weight``, ``tv_weight`` or ``seed`` make a
-    batched sweep (see :func:`stylize`).
+    Several values of ``content_weight``, ``style_weight``, ``tv_weight`` or ``seed`` make a batched
+    sweep (see :func:`stylize`).
     """
 
     iterations: int = _field(500, "descent steps (L-BFGS iterations or Adam steps)")
@@ -109,7 +109,8 @@ class Options:
         "starting from the previous result upsampled; the content's own size comes last. "
         "auto: the full size halved down to 256 px (1024: 256 512; none below 512 px), the "
         "iterations doubling at each halving so the whole costs about --iterations full-size "
-        "iterations, just over half of it at the full size (jaxnst.multiscale.auto_schedule); "
+        "iterations, just over half of it at the full size "
+        "(jaxnst.pipeline.multiscale.auto_schedule); "
         "none: single-scale",
     )
     scale_iterations: tuple[int, ...] | None = _field(
@@ -119,14 +120,14 @@ class Options:
         "auto",
         "L-BFGS line search: zoom (strong Wolfe), backtracking "
         "(Armijo), or auto: zoom (each member of a batch runs its own search; one evaluation "
-        "per trial, see jaxnst.optimize)",
+        "per trial, see jaxnst.optim.optimize)",
         choices=("auto", "zoom", "backtracking"),
     )
     precision: str = _field(
         "auto",
         "auto (default): fp32, except on a CPU with bf16 matrix units (AMX, AVX512-BF16), where "
         "each convolution runs in the fastest form measured there, XLA's fp32 or bf16x3 dots at "
-        "fp32's accuracy (see jaxnst.convs); fp32; or bf16: convolutions and activations in "
+        "fp32's accuracy (see jaxnst.model.convs); fp32; or bf16: convolutions and activations in "
         "bfloat16, Grams and losses in float32 (for GPUs and TPUs; see README)",
         choices=("auto", "fp32", "bf16"),
     )

@@ -254,7 +254,8 @@ def objective(
 def layer_terms(name: str, f: Array, targets: Targets) -> tuple[Array, Array]:
     """The content and style terms that layer ``name`` (activations ``f``) contributes to
     :func:`objective`, before averaging over layers. Computed next to the activation, these let a
-    rematerialised network keep scalars instead of activations (``jaxnst.vgg.VGG19`` ``taps``)."""
+    rematerialised network keep scalars instead of activations (``jaxnst.model.vgg.VGG19``
+    ``taps``)."""
     zero = jnp.zeros((), jnp.float32)
     content = content_loss(f, targets.content[name]) if name in targets.content else zero
     if targets.grams and targets.masks:

@@ -1,10 +1,10 @@
 """One iteration of the descent loop for one image: evaluate once, then decide.
 
-:func:`iterate_member` is the body of :func:`jaxnst.optimize.run_chunk`'s ``while_loop`` (vmapped
-over a batch). It holds the program's only evaluation of the objective and its gradient: at the
-starting image when the state is fresh, else at the next L-BFGS line-search trial or at the image
-after the next first-order (Adam, optax) step. What follows the evaluation is cheap arithmetic on
-scalars and image-sized arrays: the line search absorbing the trial, and on acceptance the L-BFGS
+:func:`iterate_member` is the body of :func:`jaxnst.optim.optimize.run_chunk`'s ``while_loop``
+(vmapped over a batch). It holds the program's only evaluation of the objective and its gradient: at
+the starting image when the state is fresh, else at the next L-BFGS line-search trial or at the
+image after the next first-order (Adam, optax) step. What follows the evaluation is cheap arithmetic
+on scalars and image-sized arrays: the line search absorbing the trial, and on acceptance the L-BFGS
 memory update and next direction (optax's ``scale_by_lbfgs``).
 """
 
@@ -18,11 +18,12 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxnst import linesearch, losses
-from jaxnst.linesearch import SearchState
+from jaxnst.loss import losses
+from jaxnst.optim import linesearch
+from jaxnst.optim.linesearch import SearchState
 
 Array = jax.Array
-# (``config`` and ``hyper`` below are jaxnst.optimize's Config and Hyper; that module imports
+# (``config`` and ``hyper`` below are jaxnst.optim.optimize's Config and Hyper; that module imports
 # this one, so they are not imported here.)
 Config: TypeAlias = Any
 Hyper: TypeAlias = Any
@@ -48,7 +49,7 @@ class LoopState(NamedTuple):
 class Ops(NamedTuple):
     """What the loop calls back into: ``optimizer(config, learning_rate)`` gives the optax
     transformation (for L-BFGS its direction alone), ``parts(image, variables, targets, weights,
-    config)`` the loss parts (:func:`jaxnst.optimize.parts_fn`)."""
+    config)`` the loss parts (:func:`jaxnst.optim.optimize.parts_fn`)."""
 
     optimizer: Callable[..., Any]
     parts: Callable[..., losses.Parts]

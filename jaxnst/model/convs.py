@@ -46,6 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxnst.model.layers import LAYERS
+
 FORMS = ("xla", "taps9", "row3", "im2col", "pertap")
 DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 FP32 = "xla:fp32"
@@ -118,8 +120,9 @@ def conv(x: jax.Array, kernel: jax.Array, spec: str = FP32) -> jax.Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def conv3x3(x, kernel, kernel_t, forward: str = FP32, backward: str = FP32):
-    """Like :func:`jaxnst.vgg.conv3x3`, with the forward and input-gradient convolutions in the
-    formulations ``forward`` and ``backward``. ``kernel_t`` is ``vgg.backward_kernel(kernel)``."""
+    """Like :func:`jaxnst.model.vgg.conv3x3`, with the forward and input-gradient convolutions in
+    the formulations ``forward`` and ``backward``. ``kernel_t`` is
+    ``vgg.backward_kernel(kernel)``."""
     return conv(x, kernel, forward)
 
 
@@ -178,11 +181,9 @@ def layer_shapes(
     height: int, width: int, layers: Sequence[str], channels: Sequence[int]
 ) -> dict[str, tuple[int, int, int, int]]:
     """``{layer: (H, W, C_in, C_out)}`` for every convolution up to the deepest of ``layers``."""
-    from jaxnst import vgg
-
-    last = max(vgg.LAYERS.index(n) for n in layers)
+    last = max(LAYERS.index(n) for n in layers)
     out, h, w, c = {}, height, width, 3
-    for i, name in enumerate(vgg.LAYERS[: last + 1]):
+    for i, name in enumerate(LAYERS[: last + 1]):
         b = int(name[4]) - 1
         if i and name.endswith("_1"):
             h, w = h // 2, w // 2

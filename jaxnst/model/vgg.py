@@ -2,7 +2,7 @@
 
 Input: RGB float in [0, 1], shape (H, W, 3) or (N, H, W, 3). The module scales it to 0..255 and
 subtracts :data:`MEAN_RGB`, the mean pixel of the original Caffe VGG19 (its BGR order is handled by
-:mod:`jaxnst.weights`, which reverses conv1_1's input channels). Output: a dict of post-ReLU
+:mod:`jaxnst.model.weights`, which reverses conv1_1's input channels). Output: a dict of post-ReLU
 activations ``conv{b}_{i}``, each (H', W', C) (or batched), computed only up to the deepest layer
 asked for.
 
@@ -27,13 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxnst import convs
+from jaxnst.model import convs
+from jaxnst.model.layers import BLOCKS, CHANNELS, LAYERS
 
 MEAN_RGB = (123.68, 116.779, 103.939)
-
-BLOCKS = (2, 2, 4, 4, 4)
-LAYERS = tuple(f"conv{b + 1}_{i + 1}" for b, n in enumerate(BLOCKS) for i in range(n))
-CHANNELS = (64, 128, 256, 512, 512)
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -269,7 +266,7 @@ class VGG19(nn.Module):
     tiles: the output then repeats without a seam.
 
     ``convs``, one ``(forward, input-gradient)`` pair of formulations per convolution from conv1_1
-    on (see :mod:`jaxnst.convs`), replaces XLA's float32 convolution layer by layer, e.g. with
+    on (see :mod:`jaxnst.model.convs`), replaces XLA's float32 convolution layer by layer, e.g. with
     bf16 dots on a CPU's matrix units (``precision="auto"``); activations stay float32.
     """
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxnst.cli_inputs import Inputs
-from jaxnst.options import SWEEPABLE
+from jaxnst.cli.inputs import Inputs
+from jaxnst.pipeline.options import SWEEPABLE
 
 if TYPE_CHECKING:
-    from jaxnst.collect import Result
+    from jaxnst.pipeline.collect import Result
 
 EXIT_DIVERGED = 3
 SHORT = {"content_weight": "cw", "style_weight": "sw", "tv_weight": "tv", "seed": "seed"}
@@ -54,7 +54,7 @@ class Session:
         if not args.quiet:
             from tqdm import tqdm
 
-            from jaxnst import multiscale
+            from jaxnst.pipeline import multiscale
 
             stages = multiscale.stages(inputs.options, max(inputs.contents[0].shape[:2]))
             self.bar = tqdm(
@@ -83,7 +83,7 @@ class Session:
                 self.save(intermediate_path(out, step), np.clip(im, 0, 1))
 
     def on_checkpoint(self, ck: Any) -> None:
-        from jaxnst import checkpoint
+        from jaxnst.pipeline import checkpoint
 
         checkpoint.save(self.ckpt_path, ck)
         self.written.append(ck.step)

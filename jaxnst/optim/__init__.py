@@ -1,0 +1,6 @@
+"""The descent: the compiled chunk program and its loop state (:mod:`~jaxnst.optim.optimize`,
+:mod:`~jaxnst.optim.loop`), the line searches (:mod:`~jaxnst.optim.linesearch`), how programs are
+compiled (:mod:`~jaxnst.optim.programs`) and accounted for (:mod:`~jaxnst.optim.compilation`).
+
+May import :mod:`jaxnst.loss` and :mod:`jaxnst.model`; never the pipeline or a front end.
+"""
