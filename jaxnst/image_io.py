@@ -3,13 +3,15 @@
 ``load`` returns RGB float32 (H, W, 3) in [0, 1]: EXIF orientation applied; grayscale, palette and
 CMYK converted to RGB; alpha composited over white (a transparent pixel becomes white, as it
 looks in most viewers); 16-bit images scaled from 0..65535 without clipping. ``save`` picks the
-format from the extension (.png, .jpg/.jpeg) and writes atomically: a temporary file in the same
-directory, then a rename, so an interrupted write never leaves a half-written or clobbered file.
+format from the extension (.png, .jpg/.jpeg, .tif/.tiff) and writes atomically: a temporary file in
+the same directory, then a rename, so an interrupted write never leaves a half-written or clobbered
+file.
 
 Colour: an input carrying an ICC profile (Adobe RGB, Display P3, a CMYK press profile...) is
 converted to sRGB on load (littleCMS through Pillow's ImageCms, relative colorimetric), since VGG
 and the losses see sRGB values; outputs carry an sRGB ICC profile. ``save(..., depth=16)`` writes
-a 48-bit PNG straight from the float image (no 8-bit step), for print.
+a 48-bit PNG (OpenCV) or TIFF (tifffile) straight from the float image (no 8-bit step), for print;
+those two libraries are the ``print`` extra: ``pip install 'jaxnst[print]'``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import struct
 import warnings
 import zlib
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,10 @@ from PIL import Image, ImageCms, ImageOps
 
 from jaxnst._atomic import atomic_path
 
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+# 16 bits per channel: the library that writes each format (Pillow writes RGB with 8 bits only).
+DEEP = {"PNG": "cv2", "TIFF": "tifffile"}
+PRINT_EXTRA = "pip install 'jaxnst[print]'"
 
 
 class ImageError(ValueError):
@@ -147,8 +153,11 @@ def check_output_path(path: str | os.PathLike, depth: int = 8) -> Path:
         )
     if depth not in (8, 16):
         raise ImageError(f"{p}: output depth must be 8 or 16, got {depth!r}")
-    if depth == 16 and FORMATS[p.suffix.lower()] != "PNG":
-        raise ImageError(f"{p}: 16-bit output needs a .png file (JPEG is 8-bit only)")
+    fmt = FORMATS[p.suffix.lower()]
+    if depth == 16 and fmt not in DEEP:
+        raise ImageError(f"{p}: 16-bit output needs a .png or .tif file (JPEG is 8-bit only)")
+    if depth == 16 and find_spec(DEEP[fmt]) is None:
+        raise ImageError(f"{p}: 16-bit {fmt} output needs {DEEP[fmt]}: {PRINT_EXTRA}")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise ImageError(f"{p}: directory {parent} does not exist")
@@ -161,11 +170,11 @@ def check_output_path(path: str | os.PathLike, depth: int = 8) -> Path:
 
 def save(path: str | os.PathLike, image: np.ndarray, quality: int = 95, depth: int = 8) -> Path:
     """Write RGB float (H, W, 3) in [0, 1] (or uint8) atomically, tagged sRGB; format from the
-    extension. ``depth`` 16 (PNG only) writes 16 bits per channel from the float values."""
+    extension. ``depth`` 16 (PNG or TIFF) writes 16 bits per channel from the float values."""
     p = check_output_path(path, depth)
     fmt = FORMATS[p.suffix.lower()]
     if depth == 16 and image.dtype != np.uint8:
-        data = png16_bytes(np.asarray(image, np.float32))
+        data = (png16_bytes if fmt == "PNG" else tiff16_bytes)(np.asarray(image, np.float32))
         with atomic_path(p, 0o666 & ~_umask()) as tmp:
             Path(tmp).write_bytes(data)
         return p
@@ -176,24 +185,36 @@ def save(path: str | os.PathLike, image: np.ndarray, quality: int = 95, depth: i
     return p
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+def _to_uint16(image: np.ndarray) -> np.ndarray:
+    """Float RGB [0, 1] -> uint16, rounded once from the floats."""
+    return (np.clip(image, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
 
 
 def png16_bytes(image: np.ndarray) -> bytes:
-    """A 48-bit PNG (16 bits per channel, sRGB ICC profile) of float RGB (H, W, 3) in [0, 1],
-    rounded once from the floats. Written here because Pillow writes RGB PNGs with 8 bits only."""
-    h, w = image.shape[:2]
-    a = (np.clip(image, 0.0, 1.0) * 65535.0 + 0.5).astype(">u2")
-    rows = np.concatenate([np.zeros((h, 1), np.uint8), a.reshape(h, -1).view(np.uint8)], 1)
+    """A 48-bit PNG of float RGB (H, W, 3) in [0, 1], encoded by OpenCV, with an sRGB ICC profile
+    (an ``iCCP`` chunk after the header: OpenCV writes no colour information)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(_to_uint16(image)[..., ::-1]))
+    if not ok:
+        raise ImageError("OpenCV could not encode a 16-bit PNG")
+    data = buf.tobytes()
+    end_of_header = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, 13 bytes, CRC
     iccp = b"sRGB\0\0" + zlib.compress(_srgb_profile())
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-        + _chunk(b"iCCP", iccp)
-        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-        + _chunk(b"IEND", b"")
+    chunk = struct.pack(">I", len(iccp)) + b"iCCP" + iccp
+    chunk += struct.pack(">I", zlib.crc32(b"iCCP" + iccp))
+    return data[:end_of_header] + chunk + data[end_of_header:]
+
+
+def tiff16_bytes(image: np.ndarray) -> bytes:
+    """A 48-bit TIFF of float RGB (H, W, 3) in [0, 1] (tifffile; deflate; sRGB ICC profile)."""
+    import tifffile
+
+    out = io.BytesIO()
+    tifffile.imwrite(
+        out, _to_uint16(image), photometric="rgb", compression="zlib", iccprofile=_srgb_profile()
     )
+    return out.getvalue()
 
 
 def _umask() -> int:
@@ -245,18 +266,12 @@ def contact_sheet(
     return np.asarray(sheet)
 
 
-_COLOURS = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-]
+PLOTS_EXTRA = "pip install 'jaxnst[plots]'"
+
+
+def can_plot() -> bool:
+    """Whether :func:`loss_plot` can draw (matplotlib, the ``plots`` extra, is installed)."""
+    return find_spec("matplotlib") is not None
 
 
 def loss_plot(
@@ -267,40 +282,30 @@ def loss_plot(
     size: tuple[int, int] = (560, 380),
 ) -> np.ndarray:
     """A log-scale line plot of each curve against ``steps`` (iterations), with a legend:
-    uint8 RGB (H, W, 3)."""
-    from PIL import ImageDraw
+    uint8 RGB (H, W, 3) of ``size`` (width, height) px. Drawn by matplotlib (``plots`` extra);
+    non-finite and non-positive values are left out, and at most four decades are shown (a
+    near-zero start would squash the rest)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    w, h = size
-    left, right, top, bottom = 70, 170, 30, 40
-    im = Image.new("RGB", size, "white")
-    d = ImageDraw.Draw(im)
-    font = _font(12)
-    finite = [np.asarray(c, np.float64)[np.isfinite(c) & (np.asarray(c) > 0)] for c in curves]
-    allv = np.concatenate([f for f in finite if f.size] or [np.ones(1)])
-    lo, hi = np.log10(allv.min()), np.log10(allv.max())
-    lo = max(lo, hi - 4)  # at most four decades: a near-zero start would squash the rest
-    if hi - lo < 1e-9:
-        lo, hi = lo - 0.5, hi + 0.5
+    dpi = 100
+    fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     steps = np.asarray(steps, np.float64)
-    x0, x1 = steps.min(), max(steps.max(), steps.min() + 1)
-    px = lambda i: left + (w - left - right) * (steps[i] - x0) / (x1 - x0)  # noqa: E731
-    py = lambda v: top + (h - top - bottom) * (hi - np.log10(v)) / (hi - lo)  # noqa: E731
-    d.rectangle([left, top, w - right, h - bottom], outline="black")
-    for k in range(int(np.floor(lo)), int(np.ceil(hi)) + 1):
-        if lo <= k <= hi:
-            y = py(10.0**k)
-            d.line([left, y, w - right, y], fill=(225, 225, 225))
-            d.text((5, y - 6), f"1e{k}", fill="black", font=font)
-    for i in sorted({0, len(steps) // 2, len(steps) - 1}):
-        d.text((px(i) - 8, h - bottom + 5), str(int(steps[i])), fill="black", font=font)
-    d.text((left, 8), title + " (log scale) against iteration", fill="black", font=font)
-    for j, (c, label) in enumerate(zip(curves, labels)):
-        colour = _COLOURS[j % len(_COLOURS)]
+    top = 0.0
+    for c, label in zip(curves, labels):
         c = np.asarray(c, np.float64)
-        pts = [(px(i), py(max(v, 10.0**lo))) for i, v in enumerate(c) if np.isfinite(v) and v > 0]
-        if len(pts) > 1:
-            d.line(pts, fill=colour, width=2)
-        y = top + 16 * j
-        d.line([w - right + 10, y + 7, w - right + 30, y + 7], fill=colour, width=3)
-        d.text((w - right + 35, y), label, fill="black", font=font)
-    return np.asarray(im)
+        ok = np.isfinite(c) & (c > 0)
+        ax.plot(steps[ok], c[ok], label=label, linewidth=1.5)
+        top = max(top, c[ok].max(initial=0.0))
+    ax.set_yscale("log")
+    if top > 0:
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], top * 1e-4))
+    ax.set_xlabel("iteration")
+    ax.set_title(f"{title} (log scale)", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -180,6 +180,24 @@ def test_sweep_writes_one_image_per_value_sheet_plot_and_json(files, tmp_path, c
     r = json.loads((tmp_path / "r.json").read_text())
     assert [m["style_weight"] for m in r["members"]] == [1e-4, 1e-3]
     assert r["devices"] == 1 and r["batch_evaluations"] >= 4
+    assert r["loss_plot"] == str(tmp_path / "s_losses.png")
+    plot = np.asarray(Image.open(tmp_path / "s_losses.png"))
+    assert plot.shape == (380, 1120, 3) and len(np.unique(plot.reshape(-1, 3), axis=0)) > 10
+
+
+def test_sweep_without_matplotlib_skips_only_the_plot(
+    files, tmp_path, capsys, real_vars, monkeypatch
+):
+    from jaxnst import image_io
+
+    monkeypatch.setattr(image_io, "can_plot", lambda: False)
+    args = [files / "c.png", files / "s.jpg", "-o", tmp_path / "s.png", "--size", 40]
+    args += ["--iterations", 3, "--style-weight", "1e-4", "1e-3", "--json", tmp_path / "r.json"]
+    code, err = run(args, capsys)
+    assert code == 0, err
+    assert (tmp_path / "s_sheet.png").exists() and not (tmp_path / "s_losses.png").exists()
+    assert json.loads((tmp_path / "r.json").read_text())["loss_plot"] is None
+    assert "pip install 'jaxnst[plots]'" in err
 
 
 def test_content_dir_batches_frames(files, tmp_path, capsys, real_vars):

@@ -109,7 +109,8 @@ def test_outputs_are_tagged_srgb(tmp_path, name):
 
 
 def _read_png16(data: bytes) -> tuple[np.ndarray, dict]:
-    """Independent minimal PNG reader (filter type 0 rows only, as our writer emits)."""
+    """Independent minimal PNG reader for 16-bit RGB (the PNG specification's five row filters,
+    undone row by row; OpenCV's encoder picks them adaptively)."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, chunks, idat = 8, {}, b""
     while pos < len(data):
@@ -122,8 +123,22 @@ def _read_png16(data: bytes) -> tuple[np.ndarray, dict]:
     w, h, depth, ctype = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
     assert (depth, ctype) == (16, 2)
     raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 6 * w)
-    assert (raw[:, 0] == 0).all()
-    return raw[:, 1:].copy().view(">u2").reshape(h, w, 3), chunks
+    bpp, prev, rows = 6, np.zeros(6 * w, np.int64), []
+    for r in range(h):
+        kind, line = raw[r, 0], raw[r, 1:].astype(np.int64)
+        out = np.zeros_like(line)
+        for i in range(line.size):
+            a = out[i - bpp] if i >= bpp else 0
+            b, c = prev[i], (prev[i - bpp] if i >= bpp else 0)
+            if kind == 4:  # Paeth
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)  # |p - a|, |p - b|, |p - c|
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            else:
+                pred = [0, a, b, (a + b) // 2][kind]
+            out[i] = (line[i] + pred) % 256
+        rows.append(out)
+        prev = out
+    return np.stack(rows).astype(np.uint8).view(">u2").reshape(h, w, 3), chunks
 
 
 def test_16_bit_png_keeps_more_than_256_levels(tmp_path):
@@ -148,3 +163,33 @@ def test_16_bit_needs_png_and_the_cli_refuses_before_work(tmp_path, capsys):
     )
     assert code == 2 and not out.exists()
     assert "16-bit" in capsys.readouterr().err
+
+
+def test_16_bit_tiff_keeps_more_than_256_levels_and_the_profile(tmp_path):
+    """--output-depth 16 to a .tif: 16 bits per channel rounded once from the floats, RGB in
+    order, tagged sRGB (tifffile writes it; read back by its reader, the values our rounding)."""
+    tifffile = pytest.importorskip("tifffile")
+    ramp = np.linspace(0, 1, 2000, dtype=np.float32)
+    image = np.stack([ramp, ramp[::-1], np.full_like(ramp, 0.25)], -1)[None].repeat(3, 0)
+    out = image_io.save(tmp_path / "deep.tif", image, depth=16)
+    with tifffile.TiffFile(out) as t:
+        page = t.pages[0]
+        values = page.asarray()
+        assert page.bitspersample == 16 and page.photometric == tifffile.PHOTOMETRIC.RGB
+        assert "InterColorProfile" in page.tags
+    assert values.dtype == np.uint16 and len(np.unique(values[..., 0])) > 1000
+    np.testing.assert_array_equal(values, np.floor(np.clip(image, 0, 1) * 65535.0 + 0.5))
+    assert "sRGB" in _profile_description(out)
+    with Image.open(out) as im:  # an ordinary reader opens it too
+        assert im.size == (2000, 3)
+    with pytest.raises(image_io.ImageError, match="16-bit"):
+        image_io.check_output_path(tmp_path / "x.jpeg", 16)
+
+
+def test_16_bit_without_its_library_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(image_io, "find_spec", lambda name: None)
+    for name, lib in (("x.png", "cv2"), ("x.tiff", "tifffile")):
+        with pytest.raises(image_io.ImageError, match=lib) as e:
+            image_io.check_output_path(tmp_path / name, 16)
+        assert "pip install 'jaxnst[print]'" in str(e.value)
+    image_io.check_output_path(tmp_path / "x.png", 8)  # 8 bits need neither

@@ -233,23 +233,33 @@ def _write_batch(
             diverged.append((path, diverged_at[i]))
     sheet = out.with_name(f"{out.stem}_sheet.png")
     session.save(sheet, image_io.contact_sheet(tiles, labels))
-    member_labels = [lab.split("\n")[0] for lab in labels[2:]]
+    plot = _loss_plots(session, out, result, [lab.split("\n")[0] for lab in labels[2:]])
+    extra = {
+        "members": members,
+        "contact_sheet": str(sheet),
+        "loss_plot": str(plot) if plot else None,
+        "batch_evaluations": result.batch_evaluations,
+        "seconds_per_batch_evaluation": result.run_seconds / max(result.batch_evaluations, 1),
+    }
+    shown = f"loss plot {plot}" if plot else f"no loss plot (needs {image_io.PLOTS_EXTRA})"
+    return diverged, extra, f"contact sheet {sheet}, {shown}"
+
+
+def _loss_plots(session: Session, out: Path, result: Any, labels: list[str]) -> Path | None:
+    """The batch's style and content losses side by side, or None without matplotlib."""
+    from jaxnst import image_io
+
+    if not image_io.can_plot():
+        return None
     plots = [
         image_io.loss_plot(
-            result.history["step"], list(result.history[k]), member_labels, title=f"{k} loss"
+            result.history["step"], list(result.history[k]), labels, title=f"{k} loss"
         )
         for k in ("style", "content")
     ]
     plot = out.with_name(f"{out.stem}_losses.png")
     session.save(plot, np.concatenate(plots, axis=1))
-    extra = {
-        "members": members,
-        "contact_sheet": str(sheet),
-        "loss_plot": str(plot),
-        "batch_evaluations": result.batch_evaluations,
-        "seconds_per_batch_evaluation": result.run_seconds / max(result.batch_evaluations, 1),
-    }
-    return diverged, extra, f"contact sheet {sheet}, loss plot {plot}"
+    return plot
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:
