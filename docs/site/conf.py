@@ -37,9 +37,6 @@ html_title = "jaxnst"
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "api/generated/_top.md"]
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
-# Pages include README sections verbatim (one text, no copies); those start below the page's own
-# title and link to files of the repository that are not pages of the site.
-suppress_warnings = ["myst.header", "myst.xref_missing"]
 
 autodoc_default_options = {
     "members": True,
