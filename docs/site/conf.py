@@ -6,7 +6,9 @@ Build (from the repository root; this is what .ci/run does, warnings are errors)
     python -m sphinx -W --keep-going -b html docs/site build/docs
 
 The API reference is generated from the docstrings: one page per module of the package, written
-into ``docs/site/api/generated/`` at every build, so a new module appears without editing anything.
+into ``docs/site/api/generated/`` at every build, so a new module appears without editing anything,
+and grouped by package under each package's docstring (``api/generated/_sections.md``, which
+``api/index.md`` includes; a new subpackage gets a section of its own).
 A check at the end of reading fails the build (a warning, and warnings are errors) when a public
 function or class of ``jaxnst`` is missing from the reference. The tutorials in ``docs/tutorials/``
 are copied into the source tree and executed by myst-nb on every build (``JAXNST_DOCS_EXECUTE=off``
@@ -20,6 +22,7 @@ import importlib.util
 import inspect
 import os
 import pkgutil
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -34,7 +37,7 @@ copyright = "the jaxnst authors, MIT licence"
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.viewcode"]
 html_theme = "furo"
 html_title = "jaxnst"
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "api/generated/_top.md"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "api/generated/_*.md"]
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
 
@@ -99,27 +102,123 @@ def public_objects(modname: str) -> list[str]:
     return out
 
 
+# Sections of the reference, in order: the top-level API, the layers from the bottom up, the front
+# ends. A subpackage missing here still gets a section, after these.
+API_SECTIONS = {
+    "model": "The network and its weights",
+    "loss": "The objective's terms",
+    "optim": "The descent",
+    "pipeline": "The pipeline's stages",
+    "cli": "The command line",
+    "video": "Video",
+    "studio": "The studio",
+}
+
+
+def api_sections() -> list[tuple[str, list[str]]]:
+    """(package, the modules in its section), in the reference's order. ``jaxnst``'s section holds
+    the top-level modules; each subpackage's holds its modules at every depth."""
+    groups: dict[str, list[str]] = {"jaxnst": []}
+    for m in public_modules():
+        parts = m.split(".")
+        if len(parts) == 1:
+            continue
+        package = ".".join(parts[:2])
+        if len(parts) == 2 and not hasattr(importlib.import_module(m), "__path__"):
+            package = "jaxnst"
+        groups.setdefault(package, [])
+        if m != package:
+            groups[package].append(m)
+    known = ["jaxnst"] + [f"jaxnst.{s}" for s in API_SECTIONS]
+    order = [p for p in known if p in groups] + sorted(p for p in groups if p not in known)
+    return [(p, groups[p]) for p in order]
+
+
+def _section(package: str, members: list[str]) -> str:
+    """One section of the reference: the package's docstring as its introduction (the package is
+    documented here, not on a page of its own), then its modules' pages."""
+    title = "The top level" if package == "jaxnst" else API_SECTIONS.get(package[7:])
+    out = [f"## {title}: `{package}`" if title else f"## `{package}`", ""]
+    out += ["```{eval-rst}", f".. automodule:: {package}", "```", ""]
+    if package == "jaxnst":
+        out += ["`import jaxnst` gives:", "", _top_level_table()]
+    out += ["```{toctree}", ":maxdepth: 1", ""]
+    out += [f"generated/{m}" for m in members] + ["```", ""]
+    return "\n".join(out)
+
+
 def _write_api_pages() -> None:
+    """One page per module in ``api/generated/``, and ``_sections.md``, which ``api/index.md``
+    includes: the modules grouped by package, each group under its package's docstring."""
     out = HERE / "api" / "generated"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    for m in public_modules():
-        if m == "jaxnst":
-            continue
-        body = f"# `{m}`\n\n```{{eval-rst}}\n.. automodule:: {m}\n```\n"
-        (out / f"{m}.md").write_text(body)
-    (out / "_top.md").write_text(_top_level_table())
+    sections = api_sections()
+    for _, members in sections:
+        for m in members:
+            body = f"# `{m}`\n\n```{{eval-rst}}\n.. automodule:: {m}\n```\n"
+            (out / f"{m}.md").write_text(body)
+    (out / "_sections.md").write_text("\n".join(_section(p, ms) for p, ms in sections))
+
+
+# An rST role in a docstring, ``:func:`name``` (also ``:py:func:``, ``~`` and explicit titles).
+_ROLE = re.compile(r":(?:py:)?(func|class|mod|meth|attr|data|exc|obj):`([^`]+)`")
+
+
+def _lookup(dotted: str, context: str) -> object | None:
+    """The object a name in a docstring of module ``context`` denotes: a name of that module, else
+    a dotted ``jaxnst...`` name, read as attributes before submodules (so ``jaxnst.stylize`` is the
+    function ``import jaxnst`` gives, not the module)."""
+    parts = dotted.split(".")
+    obj: object = importlib.import_module(context)
+    if parts[0] == "jaxnst":
+        obj, parts = importlib.import_module("jaxnst"), parts[1:]
+    path = getattr(obj, "__name__", "")
+    for name in parts:
+        path = f"{path}.{name}"
+        nxt = getattr(obj, name, None)
+        if nxt is None and inspect.ismodule(obj):
+            try:
+                nxt = importlib.import_module(path)
+            except ImportError:
+                return None
+        if nxt is None:
+            return None
+        obj = nxt
+    return obj
+
+
+def _myst_role(match: re.Match, context: str) -> str:
+    """One rST role as a MyST role that resolves from any page: a name relative to the docstring's
+    module (``:func:`stylize```) becomes its full dotted path. A name not found stays a literal."""
+    role, text = match.groups()
+    if "<" in text:
+        return f"{{py:{role}}}`{text}`"
+    name = text.lstrip("~.")
+    shown = name.rsplit(".", 1)[-1] if text.startswith("~") else name
+    for candidate in (name, f"jaxnst.{name}"):
+        obj = _lookup(candidate, context)
+        if inspect.ismodule(obj):
+            return f"{{py:mod}}`{shown} <{obj.__name__}>`"
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            where = f"{obj.__module__}.{obj.__qualname__}"
+            kind = "func" if "." not in obj.__qualname__ else "meth"
+            kind = "class" if inspect.isclass(obj) else kind
+            return f"{{py:{kind}}}`{shown} <{where}>`"
+    return f"``{shown}``"
 
 
 def _top_level_table() -> str:
-    """The names ``import jaxnst`` gives, each linked to where it is documented."""
+    """The names ``import jaxnst`` gives, each linked to where it is documented, with the first
+    paragraph of its docstring (its rST roles rewritten for MyST, which renders the table)."""
     import jaxnst
 
     rows = ["| name | what it is |", "| --- | --- |"]
     for n in jaxnst.__all__:
         obj = getattr(jaxnst, n)
         doc = (inspect.getdoc(obj) or "").split("\n\n")[0].replace("\n", " ").replace("|", "\\|")
+        doc = _ROLE.sub(lambda m, o=obj: _myst_role(m, o.__module__), doc)
         target = f"{obj.__module__}.{obj.__qualname__}"
         role = "class" if inspect.isclass(obj) else "func"
         rows.append(f"| {{py:{role}}}`jaxnst.{n} <{target}>` | {doc} |")
