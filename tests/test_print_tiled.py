@@ -99,6 +99,28 @@ def test_tiled_lbfgs_run_equals_untiled(small_vars):
     np.testing.assert_allclose(np.asarray(b.image), np.asarray(a.image), atol=2e-3)
 
 
+@pytest.mark.parametrize("hw", [(70, 50), (48, 37)])  # ragged last tiles, odd sides
+def test_targets_tile_by_tile_equal_the_whole_image(small_vars, hw):
+    """A tiled run's targets come from the same tiles (the whole image's forward pass was the
+    run's peak at print size); they equal the untiled programs' within float rounding."""
+    from jaxnst.pipeline import prepare
+
+    ch = vgg.channels_of(small_vars)
+    img = jnp.asarray(np.random.default_rng(1).uniform(size=(*hw, 3)), jnp.float32)
+    want_g = prepare._style_grams(img, small_vars, LAYERS, "max", ch)
+    got_g = tiled.grams(img, small_vars, LAYERS, "max", 32)
+    content = ("conv4_2", "conv2_1")
+    want_f = prepare._features(img, small_vars, content, "max", ch)
+    got_f = tiled.features(img, small_vars, content, "max", 32)
+    for n in LAYERS:
+        np.testing.assert_allclose(
+            got_g[n], want_g[n], rtol=1e-5, atol=1e-6 * float(jnp.abs(want_g[n]).max())
+        )
+    for n in content:
+        assert got_f[n].shape == want_f[n].shape
+        np.testing.assert_allclose(got_f[n], want_f[n], rtol=1e-5, atol=1e-5)
+
+
 def test_tile_option_is_checked(small_vars):
     img = np.zeros((40, 40, 3), np.float32)
     with pytest.raises(ValueError, match="tile must be a positive multiple of 16"):

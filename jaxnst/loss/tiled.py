@@ -186,6 +186,67 @@ def _pass1(image, variables, targets, config, tile):
     return grams, content, grid
 
 
+# --------------------------------------------------------------------------- the targets, tiled
+# A print-size run's targets are one forward pass each, but of the whole image: at 4096x3072 the
+# style image's Grams alone took 17.6 GiB of XLA temporaries (the descent, tiled, ~10 GiB), and
+# the kernel killed the run while the tiles' memory model said 8 GiB. The same tiles compute them.
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def grams(image, variables, layers: tuple[str, ...], pooling: str, tile: int) -> dict:
+    """``{layer: (C, C) Gram}`` of an (H, W, 3) image as :func:`jaxnst.loss.losses.gram` of the
+    whole image's features gives it (sum over positions / positions), one tile at a time."""
+    grid = _Grid(image.shape[:2], tile, halo(layers))
+    img_pad = grid.pad(image)
+    masks_at, interior = _tile_fn(grid, variables, None, _regions(grid, image.shape[:2]))
+
+    def one(origin):
+        crop = lax.dynamic_slice(img_pad, (origin[0], origin[1], 0), (grid.crop, grid.crop, 3))
+        f = _masked_features(crop, masks_at(origin), variables, layers, pooling)
+        return {n: jnp.einsum("hwc,hwd->cd", f[n] * interior(n, origin)[..., None], f[n])
+                for n in layers}  # fmt: skip
+
+    sums = jax.tree.map(lambda v: jnp.sum(v, 0), lax.map(one, grid.origins()))
+    h, w = image.shape[:2]
+    return {n: sums[n] / ((h // _stride(n)) * (w // _stride(n))) for n in layers}
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def features(image, variables, layers: tuple[str, ...], pooling: str, tile: int) -> dict:
+    """``{layer: (H', W', C)}`` activations of an (H, W, 3) image, each tile's interior
+    positions computed from its crop and put in place (the whole image's values)."""
+    grid = _Grid(image.shape[:2], tile, halo(layers))
+    img_pad = grid.pad(image)
+    masks_at, _ = _tile_fn(grid, variables, None, _regions(grid, image.shape[:2]))
+
+    def one(origin):
+        crop = lax.dynamic_slice(img_pad, (origin[0], origin[1], 0), (grid.crop, grid.crop, 3))
+        f = _masked_features(crop, masks_at(origin), variables, layers, pooling)
+        out = {}
+        for n in layers:
+            a, b = grid.h // _stride(n), (grid.h + grid.t) // _stride(n)
+            out[n] = f[n][a:b, a:b]
+        return out
+
+    per_tile = lax.map(one, grid.origins())
+    h, w = image.shape[:2]
+    out = {}
+    for n in layers:
+        t = per_tile[n]  # (ny * nx, t/s, t/s, C)
+        _, ts, _, c = t.shape
+        full = t.reshape(grid.ny, grid.nx, ts, ts, c).transpose(0, 2, 1, 3, 4)
+        size = _size_at(h, w, n)
+        out[n] = full.reshape(grid.ny * ts, grid.nx * ts, c)[: size[0], : size[1]]
+    return out
+
+
+def _size_at(h: int, w: int, name: str) -> tuple[int, int]:
+    """A layer's feature-map size for an (H, W) input: VALID 2x2 pools floor each side."""
+    for _ in range(int(name[4]) - 1):
+        h, w = h // 2, w // 2
+    return h, w
+
+
 def _combine(image, grams, content, targets, weights, config):
     zero = jnp.zeros((), jnp.float32)
     lc = sum(content.values()) / len(content) if content else zero

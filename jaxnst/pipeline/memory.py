@@ -7,15 +7,16 @@ compares it with what the device has; :class:`MemoryRefused` carries the one lin
 
 The model (bytes, for B members of H x W pixels):
 
-    step = B * H * W * (ACT_FACTOR * bytes(precision) * A + 4 * 3 * (2 * lbfgs_memory + 8))
+    step = B * H * W * (ACT_FACTOR * bytes(precision) * A + 2 * 4 * 3 * (2 * lbfgs_memory + 8))
     peak = resident now + OVERHEAD + step
 
 where A = sum over the VGG layers computed of channels / 4**(pools before the layer): the
 activations per input pixel (290 floats for the 16 layers up to conv5_1). ACT_FACTOR is the
 number of copies XLA keeps of each (the activation, the ReLU's input, the backward's cotangent).
 The second term is the L-BFGS history (2 * memory image-sized vectors) and ~8 more image-sized
-buffers (iterate, gradient, line-search trial, best image...). OVERHEAD is what the CPU process
-adds while compiling and running beyond the resident weights and images.
+buffers (iterate, gradient, line-search trial, best image...), twice (:data:`STATE_COPIES`).
+OVERHEAD is what the CPU process adds while compiling and running beyond the resident weights and
+images.
 
 Calibration (this CPU, tubingen x starry_night, 1 L-BFGS iteration, /usr/bin/time -v): peak RSS
 1.34 GiB at 512x384 and 2.73 GiB at 1024x768, i.e. 2.5 KiB per pixel more and 0.6 GiB of fixed
@@ -81,10 +82,15 @@ def step_bytes(
     """The model above: bytes a descent step of ``members`` (H, W) images adds."""
     width = 2 if precision == "bf16" else 4
     per_px = ACT_FACTOR * width * activations_per_pixel(layers, channels)
-    per_px += 4 * 3 * (2 * lbfgs_memory + 8)
+    per_px += STATE_COPIES * 4 * 3 * (2 * lbfgs_memory + 8)
     return int(members * h * w * per_px)
 
 
+# The image-sized state (L-BFGS history, iterate, gradient, ...) lives twice while a chunk runs:
+# its argument and its result (the state is not donated, so Ctrl-C keeps the last completed
+# chunk's). XLA's buffer assignment of the tiled chunk at 4096x3072 px: arguments 4.27 GiB,
+# results 3.80 GiB, temporaries 1.78 GiB; the model counted the state once and said 7.1 GiB.
+STATE_COPIES = 2
 TILES = (512, 384, 256, 192, 128, 96, 64)  # tile sizes the preflight tries, largest first
 # Measured: one tiled evaluation at 1024x768 px in 256 px tiles peaked at 2.19 GiB RSS, 0.8 GiB
 # above the crop-and-image model; charged to the crop's activations (both passes hold a crop's
@@ -108,7 +114,7 @@ def tiled_step_bytes(
 
     crop = tile + 2 * tiled.halo(layers)
     act = TILED_FACTOR * ACT_FACTOR * 4 * activations_per_pixel(layers, channels) * crop**2
-    images = 4 * 3 * ((2 * lbfgs_memory + 8) * h * w + 3 * (h + crop) * (w + crop))
+    images = 4 * 3 * (STATE_COPIES * (2 * lbfgs_memory + 8) * h * w + 3 * (h + crop) * (w + crop))
     return int(members * (act + images))
 
 

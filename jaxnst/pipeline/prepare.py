@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst.loss import color, losses
+from jaxnst.loss import color, losses, tiled
 from jaxnst.model import vgg
 from jaxnst.pipeline.options import MIN_SIDE, Options, check_masks
 
@@ -295,6 +295,30 @@ def layer_masks(masks: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]
     return out
 
 
+def _target_programs(options: Options, channels: tuple[int, ...]) -> tuple[Any, Any]:
+    """(features(image, variables, layers), grams(image, variables, layers)) for the targets:
+    of the whole image, or tile by tile when the descent is tiled (a print-size image's forward
+    pass alone would need more memory than the tiled descent: see :mod:`jaxnst.loss.tiled`)."""
+    if options.tile:
+        t = options.tile
+
+        def tiled_features(im: Any, v: dict, ls: tuple[str, ...]) -> dict:
+            im = jnp.asarray(im)
+            if im.ndim == 3:
+                return tiled.features(im, v, ls, options.pooling, t)
+            each = [tiled.features(x, v, ls, options.pooling, t) for x in im]  # (N, H, W, 3)
+            return {n: jnp.stack([f[n] for f in each]) for n in ls}
+
+        return (
+            tiled_features,
+            lambda im, v, ls: tiled.grams(jnp.asarray(im), v, ls, options.pooling, t),
+        )
+    return (
+        lambda im, v, ls: _features(im, v, ls, options.pooling, channels),
+        lambda im, v, ls: _style_grams(im, v, ls, options.pooling, channels),
+    )
+
+
 def prepare_targets(
     content: jax.Array,
     style: Any,
@@ -313,18 +337,14 @@ def prepare_targets(
     w = np.ones(len(styles)) if blend is None else np.asarray(blend, np.float64)
     w = w / w.sum()
     layers = tuple(options.style_layers)
-    cf = (
-        _features(content, variables, options.content_layers, options.pooling, channels)
-        if options.content_layers
-        else {}
-    )
+    features_of, grams_of = _target_programs(options, channels)
+    content_layers = tuple(options.content_layers)
+    cf = features_of(content, variables, content_layers) if content_layers else {}
     grams: dict[str, Any] = {}
     moments: dict[str, Any] = {}
     lmasks = {}
     if layers and options.style_loss == "gram" and masks is None:
-        per_style = [
-            _style_grams(st, variables, layers, options.pooling, channels) for st in styles
-        ]
+        per_style = [grams_of(st, variables, layers) for st in styles]
         grams = {n: _blend(w, [g[n] for g in per_style]) for n in layers}
     if layers and options.style_loss != "gram":
         stats = [_features(st, variables, layers, options.pooling, channels) for st in styles]
