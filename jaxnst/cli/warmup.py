@@ -52,6 +52,13 @@ _SKIP = {
 }
 
 
+EPILOG = """\
+examples:
+  jaxnst warmup --size 512                      a square content, 512 x 512 px
+  jaxnst warmup --size 768 --aspect 3:2 --scales auto
+  jaxnst warmup --shape 512x768 --precision bf16 --style-weight 1e-4 1e-3"""
+
+
 class UsageError(Exception):
     """A bad argument: one line, exit code 2."""
 
@@ -59,17 +66,20 @@ class UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     """``jaxnst warmup``'s flags: the content's shape, then the still-image flags that shape the
     compiled programs, reused from ``jaxnst``'s parser with their names, defaults and help."""
-    from jaxnst.cli import command as cli
+    from jaxnst.cli import flags
 
-    p = cli._Parser(
+    p = flags._Parser(
         prog="jaxnst warmup",
         description="Compile, ahead of time and into the persistent compile cache, the programs "
         "that `jaxnst CONTENT STYLE --size N ...` compiles for a content of that shape (default: "
         "square, N x N px), so that run starts without compiling. Takes the still-image flags "
         "that shape the programs (--optimizer, --precision, --scales, --pooling, layers, sweeps, "
         "--mode, --save-every: its chunk); values such as weights do not matter.",
+        epilog=EPILOG,
+        formatter_class=flags.HelpFormatter,
     )
-    shape = p.add_mutually_exclusive_group()
+    content = p.add_argument_group("shape", "the content's shape, and the style's")
+    shape = content.add_mutually_exclusive_group()
     shape.add_argument(
         "--aspect",
         metavar="W:H",
@@ -83,15 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_hxw,
         help="the content's exact size in pixels after resizing (instead of --size and --aspect)",
     )
-    p.add_argument(
+    content.add_argument(
         "--style-aspect",
         metavar="W:H",
         type=_ratio,
         help="the style image's width:height (default: the content's)",
     )
-    for action in cli.build_parser()._actions:
-        if action.dest not in _SKIP and action.option_strings:
-            p._add_action(action)
+    flags.reuse(p, flags.build_parser(), _SKIP)
     return p
 
 

@@ -31,37 +31,53 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_BAD_INPUT)
 
 
+EPILOG = """\
+examples:
+  jaxnst serve                               then open the address it prints (localhost:8000)
+  jaxnst serve --port 0 --results ~/nst      any free port; results and history in ~/nst
+  jaxnst serve --host 0.0.0.0                other machines may connect, with the token printed
+  ssh -L 8000:localhost:8000 HOST            on your machine, for a studio on HOST: a tunnel,
+                                             then open http://localhost:8000/"""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from jaxnst.cli.flags import HelpFormatter, add_cache_flags
+
     p = _Parser(
         prog="jaxnst serve",
         description="The studio: a local web page that runs style "
         "transfer and shows the descent live, with sweeps and a history of results.",
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument(
+    net = p.add_argument_group("network", "where the page is served and who may use it")
+    net.add_argument(
         "--host",
         default="127.0.0.1",
         help="address to listen on (default: 127.0.0.1; any other needs a token)",
     )
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free)")
-    p.add_argument(
+    net.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free)")
+    jobs = p.add_argument_group("jobs and results", "what a page may ask for and where it goes")
+    jobs.add_argument(
         "--results",
         default="jaxnst-results",
         metavar="DIR",
         help="folder for results and their history (default: ./jaxnst-results)",
     )
-    p.add_argument(
+    net.add_argument(
         "--token",
         help="require this token on every request (generated and printed "
         "when serving on a non-loopback address without one)",
     )
-    p.add_argument(
+    jobs.add_argument(
         "--max-size",
         type=int,
         default=None,
         metavar="PX",
         help="largest output size a page may ask for (default: 2048)",
     )
-    p.add_argument(
+    cache = p.add_argument_group("compiling", "the warm-up and the persistent compile cache")
+    cache.add_argument(
         "--no-warmup",
         dest="warmup",
         action="store_false",
@@ -69,9 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds with a warm compile cache, tens without; a first job at the defaults then "
         "starts without compiling)",
     )
-    from jaxnst.cli.command import add_cache_flags
-
-    add_cache_flags(p)  # jobs load their programs from it (fill it with `jaxnst warmup`)
+    add_cache_flags(cache)  # jobs load their programs from it (fill it with `jaxnst warmup`)
     return p
 
 

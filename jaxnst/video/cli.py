@@ -46,74 +46,96 @@ _SKIP = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from jaxnst.cli import command as still
-    from jaxnst.video.core import BLEND, PASS_ITERATIONS, TEMPORAL_WEIGHT
+EPILOG = """\
+examples:
+  jaxnst video clip.mp4 painting.jpg -o out.mp4             frame after frame, 256 px
+  jaxnst video clip.mp4 painting.jpg -o out.mp4 --passes 3 --max-frames 48
+                                                            multi-pass: all frames as one batch
+  jaxnst video frames/ painting.jpg -o styled/ --resume     continue an interrupted run"""
 
-    p = still._Parser(
+
+def build_parser() -> argparse.ArgumentParser:
+    from jaxnst.cli import flags
+
+    p = flags._Parser(
         prog="jaxnst video",
         description="Temporally consistent style transfer of a "
         "clip (Ruder, Dosovitskiy & Brox 2016).",
+        epilog=EPILOG,
+        formatter_class=flags.HelpFormatter,
     )
-    p.add_argument("input", help="video file (.mp4, .gif, .mov, ...) or folder of numbered frames")
-    p.add_argument("style", help="style image file (several: a.jpg,b.jpg)")
-    p.add_argument(
+    io = p.add_argument_group(flags.IO, "the clip, the style and where the frames go")
+    io.add_argument("input", help="video file (.mp4, .gif, .mov, ...) or folder of numbered frames")
+    io.add_argument("style", help="style image file (several: a.jpg,b.jpg)")
+    io.add_argument(
         "-o",
         "--output",
         required=True,
         help="output video (.mp4, .gif) or folder (frame_00001.png, ...)",
     )
-    p.add_argument(
+    size = p.add_argument_group(flags.SIZE, "the frames' size and the style's relative to it")
+    size.add_argument(
         "--size", type=int, default=256, help="longer side of the frames in pixels (default: 256)"
     )
-    p.add_argument("--start", type=int, default=0, help="first frame to use (default: 0)")
-    p.add_argument("--max-frames", type=int, help="use at most this many frames")
-    p.add_argument(
+    io.add_argument("--start", type=int, default=0, help="first frame to use (default: 0)")
+    io.add_argument("--max-frames", type=int, help="use at most this many frames")
+    io.add_argument(
         "--fps",
         type=float,
         help="frame rate of the output (default: the input's; a "
         "changed rate drops the audio track)",
     )
-    p.add_argument(
+    _add_temporal_flags(p.add_argument_group("temporal consistency", _TEMPORAL))
+    io.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run with the same inputs and options",
+    )
+    build_still_flags(p)
+    return p
+
+
+_TEMPORAL = "frame after frame (sequential) or all frames at once in passes (multi-pass)"
+
+
+def _add_temporal_flags(g: argparse._ArgumentGroup) -> None:
+    from jaxnst.cli.flags import _finite_float
+    from jaxnst.video.core import BLEND, PASS_ITERATIONS, TEMPORAL_WEIGHT
+
+    g.add_argument(
         "--temporal-weight",
-        type=still._finite_float,
+        type=_finite_float,
         default=TEMPORAL_WEIGHT,
         help=f"weight of the temporal loss (default: {TEMPORAL_WEIGHT:g}; 0: off)",
     )
-    p.add_argument(
+    g.add_argument(
         "--passes",
         type=int,
         default=0,
         help="0 (default): sequential, frame after "
         "frame; P > 0: multi-pass, all frames as one batch, P passes after the first",
     )
-    p.add_argument(
+    g.add_argument(
         "--pass-iterations",
         type=int,
         default=PASS_ITERATIONS,
         help=f"iterations per pass after the first (default: {PASS_ITERATIONS})",
     )
-    p.add_argument(
+    g.add_argument(
         "--blend",
-        type=still._finite_float,
+        type=_finite_float,
         default=BLEND,
         help=f"multi-pass: weight of the warped neighbour in each start (default: {BLEND})",
     )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted run with the same inputs and options",
-    )
-    reused = build_still_flags(still.build_parser())
-    for action in reused:
-        p._add_action(action)
-    return p
 
 
-def build_still_flags(still: argparse.ArgumentParser) -> list[argparse.Action]:
-    """The still-image parser's actions that apply to video (the option flags, weights, compile
-    cache, quiet, json, distributed), reused as they are."""
-    return [a for a in still._actions if a.dest not in _SKIP and a.option_strings]
+def build_still_flags(p: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Add the still-image parser's flags that apply to video (the option flags, weights, compile
+    cache, quiet, json, distributed) to ``p``, reused as they are, in groups of the same titles;
+    returns them."""
+    from jaxnst.cli import flags
+
+    return flags.reuse(p, flags.build_parser(), _SKIP)
 
 
 def _need_extra() -> bool:
