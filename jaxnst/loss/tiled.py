@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxnst import _interrupt
 from jaxnst.loss import losses
 from jaxnst.model import vgg
 
@@ -178,7 +179,7 @@ def _pass1(image, variables, targets, config, tile):
             out["c" + n] = jnp.sum(d * d)
         return out
 
-    sums = lax.map(one, grid.origins())
+    sums = lax.map(_stoppable(one, config), grid.origins())
     sums = {k: jnp.sum(v, 0) for k, v in sums.items()}
     h, w = image.shape[:2]
     grams = {n: sums["g" + n] / ((h // _stride(n)) * (w // _stride(n))) for n in targets.grams}
@@ -342,8 +343,26 @@ def _pass2(image, variables, targets, config, tile, dg, a_c):
         at = (origin[0], origin[1], 0)
         return lax.dynamic_update_slice(g, lax.dynamic_slice(g, at, dcrop.shape) + dcrop, at), None
 
-    g, _ = lax.scan(one, jnp.zeros_like(img_pad), grid.origins())
+    def step(g, origin):
+        if not getattr(config, "interruptible", False):
+            return one(g, origin)
+        return lax.cond(_interrupt.requested(), lambda: (g, None), lambda: one(g, origin))
+
+    g, _ = lax.scan(step, jnp.zeros_like(img_pad), grid.origins())
     return g
+
+
+def _stoppable(one, config):
+    """``one(origin)`` for ``lax.map`` over the tiles, skipped (zeros) once Ctrl-C asked the
+    program to wind down (:mod:`jaxnst._interrupt`; the evaluation is then discarded)."""
+    if not getattr(config, "interruptible", False):
+        return one
+
+    def tile(origin):
+        skip = lambda: jax.tree.map(jnp.zeros_like, jax.eval_shape(one, origin))  # noqa: E731
+        return lax.cond(_interrupt.requested(), skip, lambda: one(origin))
+
+    return tile
 
 
 _tiled_parts.defvjp(_fwd, _bwd)

@@ -38,6 +38,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from jaxnst import _interrupt
 from jaxnst.loss import losses
 from jaxnst.model import vgg
 from jaxnst.optim import loop
@@ -77,6 +78,7 @@ class Config(NamedTuple):
     tileable: bool = False  # circular convolutions and TV: the result tiles seamlessly
     tile: int | None = None  # evaluate the objective tile by tile (jaxnst.loss.tiled)
     convs: tuple[tuple[str, str], ...] | None = None  # per-layer formulations (jaxnst.model.convs)
+    interruptible: bool = False  # the program reads Ctrl-C's flag (jaxnst._interrupt) each step
 
 
 class Hyper(NamedTuple):
@@ -262,18 +264,18 @@ def run_chunk(
     iterate = _batched(functools.partial(loop.iterate_member, ops=OPS, alone=n == 1), config)
 
     def body(carry):
-        s, totals = carry
+        s, totals, _ = carry
         new, (value, recorded) = iterate((s, stop), variables, targets, hyper)
         row = jnp.where(recorded, s.step - first, config.chunk)  # out of range: dropped
         totals = totals.at[row, jnp.arange(n)].set(value, mode="drop")
-        return new, totals
+        return new, totals, _interrupt.requested() if config.interruptible else jnp.bool_(False)
 
     def cond(carry):
-        return jnp.any(loop.active(carry[0], stop))
+        return jnp.any(loop.active(carry[0], stop)) & ~carry[2]
 
     totals0 = jnp.full((config.chunk, n), jnp.nan, jnp.float32)
     evals = state.evals
-    state, totals = lax.while_loop(cond, body, (state, totals0))
+    state, totals, _ = lax.while_loop(cond, body, (state, totals0, jnp.bool_(False)))
     # The loop ran as long as its longest-active member: that member's evaluations are what the
     # batch paid (a reduction, replicated on every process of a multi-process run).
     return state, totals, jnp.max(state.evals - evals), state.parts
@@ -313,9 +315,12 @@ def descend(
     never donated to the compiled chunk, so it survives a chunk cut short.
     """
     if start is None:
-        state, _ = init_state(images, variables, targets, hyper, config)
-        # The same program with no steps: it only evaluates the starting images.
-        state, _, cost, parts0 = run_chunk(state, variables, targets, hyper, config, np.int32(0))
+        state, unknown = init_state(images, variables, targets, hyper, config)
+        try:  # the same program with no steps: it only evaluates the starting images
+            out = run_chunk(state, variables, targets, hyper, config, np.int32(0))
+            state, _, cost, parts0 = _interrupt.wait(out)
+        except KeyboardInterrupt:  # nothing completed yet: the fresh state is what there is
+            raise Interrupted(Progress(state, [], [unknown], 0)) from None
         progress = Progress(state, [], [parts0], int(cost))
     else:
         progress = start
@@ -327,10 +332,11 @@ def descend(
             )
             if bool(done.all()):
                 return progress
-            state, t, cost, p = run_chunk(
+            out = run_chunk(
                 progress.state, variables, targets, hyper, config, np.int32(config.chunk)
             )
-            cost = int(cost)  # waits for the chunk
+            state, t, cost, p = _interrupt.wait(out)  # (Ctrl-C: the chunk winds down, unused)
+            cost = int(cost)
             progress = Progress(
                 state, progress.totals + [t], progress.parts + [p], progress.paid + cost
             )

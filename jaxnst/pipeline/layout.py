@@ -67,6 +67,15 @@ def make_layout(problem: Problem) -> Layout:
     )
 
 
+def _interruptible(lay: Layout, o: Options) -> bool:
+    """Whether the descent program reads Ctrl-C's flag after each evaluation and tile
+    (:mod:`jaxnst._interrupt`): where an evaluation can be long (a CPU; tiles anywhere), in one
+    process on unsharded data (elsewhere a host callback per step would cost an accelerator a
+    round trip, and a sharded program would call it once per device)."""
+    long = jax.default_backend() == "cpu" or bool(o.tile)
+    return long and lay.mesh is None and jax.process_count() == 1
+
+
 def place(problem: Problem, lay: Layout) -> Batch:
     """Build this process's batch and put it on the devices (rows sharded, the rest replicated)."""
     o, idx = problem.options, lay.rows
@@ -106,6 +115,7 @@ def place(problem: Problem, lay: Layout) -> Batch:
         tileable=bool(o.tileable),
         tile=o.tile,
         linesearch="zoom" if o.linesearch == "auto" else o.linesearch,
+        interruptible=_interruptible(lay, o),
     )
     images0 = initial_images(
         take_rows(problem.contents, members),
