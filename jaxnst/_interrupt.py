@@ -13,8 +13,10 @@ A base module: it imports nothing of jaxnst, so that every layer may read the fl
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -66,6 +68,38 @@ def wait(tree: Any) -> Any:
             _in_flight.set()  # (the flag stays set: the program stops at its next check)
         raise
     return tree
+
+
+_alarm = threading.Event()
+
+
+@contextlib.contextmanager
+def alarm(deadline: float | None) -> Iterator[None]:
+    """While the block runs, raise the flag at ``deadline`` (``time.monotonic()``; None: never),
+    so that a program running then winds down as on Ctrl-C (:func:`alarm_rang` says so)."""
+    if deadline is None:
+        yield
+        return
+
+    def ring() -> None:
+        _alarm.set()
+        _STOP.set()
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), ring)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if _alarm.is_set():
+            _alarm.clear()
+            _STOP.clear()
+
+
+def alarm_rang() -> bool:
+    """The deadline of :func:`alarm` has passed (programs read the raised flag)."""
+    return _alarm.is_set()
 
 
 def in_flight() -> bool:

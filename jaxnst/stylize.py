@@ -12,6 +12,7 @@ that lived here before the stages had modules of their own are re-exported, so i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -112,10 +113,11 @@ def stylize(
             content_masks=content_masks,
         )
     clock = collect.start_clock()
+    deadline = None if o.max_seconds is None else time.monotonic() + o.max_seconds
     problem = prepare.prepare(content, style, o, variables=variables, content_masks=content_masks)
     lay = layout.make_layout(problem)
     batch = layout.place(problem, lay)
-    hooks = descent.Hooks(callback, checkpoint_every, on_checkpoint, resume)
+    hooks = descent.Hooks(callback, checkpoint_every, on_checkpoint, resume, deadline)
     progress = descent.run(problem, lay, batch, hooks)
     return collect.collect(problem, lay, batch, progress, clock)
 

@@ -149,6 +149,7 @@ def _report(
         "compile_cache": jax.config.jax_compilation_cache_dir,  # type: ignore[attr-defined]
         "compile_cache_hits": result.compile_cache_hits,
         "run_seconds": result.run_seconds,
+        "stopped_on_time": result.stopped_on_time,
         "device": result.device,
         "backend": jax.default_backend(),
         "devices": result.devices,

@@ -29,6 +29,7 @@ Divergence: a step whose loss or image is not finite is not taken; its step is r
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -288,6 +289,7 @@ class Progress(NamedTuple):
     totals: list  # per chunk: (chunk, N) total loss after each step
     parts: list  # at the start and after each chunk: losses.Parts of (N,) arrays
     paid: int  # evaluations the batch paid for
+    on_time: bool = False  # stopped at the wall-clock deadline (the chunk in flight dropped)
 
 
 class Interrupted(Exception):
@@ -306,13 +308,16 @@ def descend(
     config: Config,
     callback: Callable[[Progress], bool | None] | None = None,
     start: Progress | None = None,
+    deadline: float | None = None,
 ) -> Progress:
     """Run chunks until every member has taken ``hyper.iterations`` steps or diverged.
 
     ``callback(progress)`` runs after each chunk (the only host sync); returning True stops early.
     ``start`` resumes from an earlier :class:`Progress` instead of initialising at ``images``.
     KeyboardInterrupt becomes :class:`Interrupted` carrying the last completed chunk; the state is
-    never donated to the compiled chunk, so it survives a chunk cut short.
+    never donated to the compiled chunk, so it survives a chunk cut short. ``deadline`` (a
+    ``time.monotonic()`` value): stop there, with the last completed chunk (``on_time``); a chunk
+    still running then winds down as on Ctrl-C and is dropped.
     """
     if start is None:
         state, unknown = init_state(images, variables, targets, hyper, config)
@@ -325,6 +330,12 @@ def descend(
     else:
         progress = start
     n = int(hyper.iterations)
+    with _interrupt.alarm(deadline if config.interruptible else None):
+        return _chunks(progress, n, variables, targets, hyper, config, callback, deadline)
+
+
+def _chunks(progress, n, variables, targets, hyper, config, callback, deadline) -> Progress:
+    """:func:`descend`'s loop over chunks, from ``progress`` to ``n`` steps."""
     try:
         while True:
             done = (np.asarray(progress.state.step) >= n) | (
@@ -332,10 +343,14 @@ def descend(
             )
             if bool(done.all()):
                 return progress
+            if deadline is not None and time.monotonic() >= deadline:
+                return progress._replace(on_time=True)
             out = run_chunk(
                 progress.state, variables, targets, hyper, config, np.int32(config.chunk)
             )
             state, t, cost, p = _interrupt.wait(out)  # (Ctrl-C: the chunk winds down, unused)
+            if _interrupt.alarm_rang():  # wound down at the deadline: this chunk is not whole
+                return progress._replace(on_time=True)
             cost = int(cost)
             progress = Progress(
                 state, progress.totals + [t], progress.parts + [p], progress.paid + cost

@@ -46,6 +46,8 @@ class Result:
     devices: how many devices the batch ran on (all processes together).
     compile_cache_hits: programs loaded from JAX's persistent compilation cache instead of compiled
         (the CLI turns the cache on; see ``jaxnst --help``).
+    stopped_on_time: the ``max_seconds`` budget ended the descent (the last completed chunk's
+        image; ``iterations`` says how far it got).
 
     A batched run (a sweep, or several content images) puts a leading batch axis on ``image``,
     ``losses``, the history's parts, ``evaluations`` and ``iterations``; ``diverged_at`` is a list.
@@ -66,6 +68,7 @@ class Result:
     batch_evaluations: int = 0
     devices: int = 1
     compile_cache_hits: int = 0
+    stopped_on_time: bool = False
 
 
 class Clock(NamedTuple):
@@ -105,6 +108,7 @@ def collect(
         options=o,
         batch_evaluations=paid,
         devices=lay.n_dev * jax.process_count(),
+        stopped_on_time=bool(progress.on_time),
     )
     evals = per_member["evals"]
     if lay.batched:
@@ -145,7 +149,11 @@ def _per_member(
     last = _ema_images(state, float(batch.hyper.ema_decay), m)
     per_member = {
         "steps": np.asarray(state.step)[:m],
-        "totals": np.concatenate([np.asarray(t) for t in progress.totals], 0)[:iterations, :m].T,
+        "totals": (  # (no chunk at all: a budget that ended before the first)
+            np.concatenate([np.asarray(t) for t in progress.totals], 0)[:iterations, :m].T
+            if progress.totals
+            else np.zeros((m, 0), np.float32)
+        ),
         "diverged": diverged,
         "image": np.where((diverged >= 0)[:, None, None, None], np.asarray(state.image)[:m], last),
         "evals": np.asarray(state.evals)[:m],

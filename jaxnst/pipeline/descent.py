@@ -35,12 +35,15 @@ class Hooks(NamedTuple):
         :class:`~jaxnst.pipeline.checkpoint.Checkpoint` at chunk ends where the step is a multiple
         of ``checkpoint_every`` (and below the last), and on Ctrl-C.
     resume: a Checkpoint or a path to one; the run continues from it.
+    deadline: a ``time.monotonic()`` value: the descent stops there with the last completed
+        chunk (``Progress.on_time``).
     """
 
     callback: Callable[[int, float, jax.Array], bool | None] | None = None
     checkpoint_every: int | None = None
     on_checkpoint: Callable[[checkpoint.Checkpoint], None] | None = None
     resume: Any = None
+    deadline: float | None = None
 
 
 def run(
@@ -63,6 +66,7 @@ def run(
             batch.config,
             on_chunk,
             start=start,
+            deadline=hooks.deadline,
         )
     except optimize.Interrupted as e:
         if hooks.on_checkpoint is not None:

@@ -5,6 +5,7 @@ iterations from the full size and ``iterations`` (:func:`auto_schedule`)."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -109,8 +110,11 @@ def coarse_to_fine(
     base = dataclasses.asdict(o) | {"scales": None, "scale_iterations": None}
     image, results = None, []
     plan = [_stage(content, styles, content_masks, base, o, size, n) for size, n in stages(o, full)]
+    t0 = time.monotonic()
     for i, (c, st, m, opts) in enumerate(plan):
         opts = opts | {"init": _start(image, base["init"], c.shape)}
+        if o.max_seconds is not None:  # one budget for all stages; a late stage only starts
+            opts["max_seconds"] = max(o.max_seconds - (time.monotonic() - t0), 1e-3)
         if i + 1 < len(plan):  # the next stage's program compiles while this one descends
             _compile_ahead(plan[i + 1], kw.get("variables"))
         r = run(c, st if len(st) > 1 else st[0], content_masks=m, **kw, **opts)
@@ -178,4 +182,5 @@ def _combine(results: list[Result], o: Options) -> Result:
         run_seconds=sum(r.run_seconds for r in results),
         batch_evaluations=sum(r.batch_evaluations for r in results),
         options=o,
+        stopped_on_time=any(r.stopped_on_time for r in results),
     )

@@ -155,6 +155,13 @@ class Options:
         "evaluate the objective tile by tile, N px tiles (a multiple of 16) plus a halo: the same "
         "loss and gradient in a fraction of the memory, for print sizes",
     )
+    max_seconds: float | None = _field(
+        None,
+        "a wall-clock budget in seconds, from the call (every scale included): at the budget "
+        "the descent stops with the last completed chunk's image and Result.stopped_on_time "
+        "(the CLI's --max-time)",
+        api_only=True,
+    )
 
 
 def _values(v: Any) -> tuple:
@@ -254,6 +261,9 @@ def _check_numbers(o: Options) -> None:
     for v in _values(o.seed):
         if not _is_int(v) or not 0 <= v < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2**32), got {v!r}")
+    m = o.max_seconds
+    if m is not None and (not _is_number(m) or not (math.isfinite(m) and m > 0)):
+        raise ValueError(f"max_seconds must be a finite number > 0, got {m!r}")
     lr = o.learning_rate
     if not _is_number(lr) or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"learning_rate must be a finite number > 0, got {lr!r}")

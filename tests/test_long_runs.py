@@ -1,0 +1,74 @@
+"""Long runs a person can live with (issue 22): a wall-clock budget, and Ctrl-C answered inside a
+compiled chunk. Small network, tiny images; the chunk programs are compiled once per module."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from jaxnst import _interrupt
+from jaxnst.stylize import stylize
+
+KW = dict(iterations=100_000, chunk=20, style_weight=30.0)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(0)
+    return rng.uniform(size=(48, 40, 3)).astype(np.float32), rng.uniform(size=(32, 32, 3)).astype(
+        np.float32
+    )
+
+
+def test_max_seconds_stops_on_time_with_the_last_whole_chunk(small_vars, pair):
+    stylize(*pair, variables=small_vars, **{**KW, "iterations": 2})  # compiled before the clock
+    t = time.perf_counter()
+    r = stylize(*pair, variables=small_vars, max_seconds=2.0, **KW)
+    wall = time.perf_counter() - t
+    assert r.stopped_on_time and 0 < r.iterations < KW["iterations"]
+    assert r.iterations % KW["chunk"] == 0  # the chunk in flight at the deadline was dropped
+    assert wall < 2.0 + 3.0, wall  # one evaluation's wind-down and collecting, no more
+    assert np.isfinite(r.image).all() and len(r.losses) == r.iterations
+    assert r.losses[-1] < r.losses[0]
+    done = stylize(*pair, variables=small_vars, max_seconds=600.0, **{**KW, "iterations": 4})
+    assert not done.stopped_on_time and done.iterations == 4
+
+
+def test_max_seconds_spans_every_scale(small_vars, pair):
+    t = time.perf_counter()
+    r = stylize(*pair, variables=small_vars, scales=(24,), max_seconds=3.0, **KW)
+    assert r.stopped_on_time and r.image.shape == pair[0].shape
+    assert time.perf_counter() - t < 3.0 + 30.0  # (compiling both stages counts in the budget)
+
+
+def test_max_seconds_is_checked(small_vars, pair):
+    with pytest.raises(ValueError, match="max_seconds"):
+        stylize(*pair, variables=small_vars, max_seconds=-1, iterations=1)
+
+
+def test_ctrl_c_inside_a_long_tiled_chunk_is_answered_at_once(small_vars):
+    """One chunk of a tiled run takes minutes here (many small tiles); SIGINT in the middle of it
+    raises KeyboardInterrupt within a second (before: when the chunk ended), and a checkpoint of
+    the last completed state is handed over."""
+    img = np.random.default_rng(1).uniform(size=(160, 160, 3)).astype(np.float32)
+    kw = dict(variables=small_vars, tile=16, style_weight=30.0, chunk=20)
+    t = time.perf_counter()
+    stylize(img, img, iterations=1, **kw)  # compiles; about one evaluation's time per step
+    one = time.perf_counter() - t
+    sent, saved = [], []
+
+    def later():
+        time.sleep(2.0)
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=later, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        stylize(img, img, iterations=1000, on_checkpoint=saved.append, **kw)
+    waited = time.perf_counter() - sent[0]
+    assert waited < 1.5, (waited, one)
+    assert len(saved) == 1 and saved[0].step == 0  # the start, evaluated: the last whole state
+    assert not _interrupt.in_flight()
