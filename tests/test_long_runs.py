@@ -72,3 +72,41 @@ def test_ctrl_c_inside_a_long_tiled_chunk_is_answered_at_once(small_vars):
     assert waited < 1.5, (waited, one)
     assert len(saved) == 1 and saved[0].step == 0  # the start, evaluated: the last whole state
     assert not _interrupt.in_flight()
+
+
+def test_time_estimate_from_the_measured_speed(tmp_path, monkeypatch, small_vars):
+    """The line before the descent: evaluations x seconds per megapixel x megapixels (x the
+    halo's area and the passes when tiled), the speed measured once and cached."""
+    from types import SimpleNamespace
+
+    from jaxnst.loss import tiled
+    from jaxnst.pipeline import estimate
+    from jaxnst.pipeline.options import make_options
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(estimate, "_measure", lambda v, p: calls.append(p) or 2.0)
+    assert estimate.seconds_per_megapixel(small_vars, "fp32") == 2.0
+    assert estimate.seconds_per_megapixel(small_vars, "fp32") == 2.0 and calls == ["fp32"]
+    assert (tmp_path / "jaxnst" / "eval_speed.json").exists()
+
+    o = make_options(iterations=100)
+    want = (1 + 1.05 * 100) * 2.0 * (1000 * 500 / 1e6) * 3  # three members
+    assert estimate.seconds(500, 1000, 3, o, 2.0) == pytest.approx(want)
+    t = make_options(iterations=100, tile=256)
+    halo = tiled.halo(tuple(t.content_layers) + tuple(t.style_layers))
+    factor = (1 + 2 * halo / 256) ** 2 * 4 / 3
+    assert estimate.seconds(500, 1000, 1, t, 2.0) == pytest.approx(want / 3 * factor)
+    s = make_options(iterations=100, scales=(500,))  # a 500 px stage, then 1000 px
+    assert estimate.seconds(500, 1000, 1, s, 2.0) == pytest.approx(want / 3 * 1.25)
+
+    img = np.zeros((3072, 4096, 3), np.float32)
+    inputs = SimpleNamespace(
+        options=make_options(iterations=500, tile=512), contents=[img], variables=small_vars
+    )
+    line = estimate.time_line(inputs)
+    assert line.startswith("time: ~9.3 h") and "faster: --size 2048: ~2.3 h" in line
+    assert "--scales auto" in line
+    small = SimpleNamespace(options=make_options(iterations=10), contents=[img[:64, :64]])
+    small.variables = small_vars
+    assert "faster" not in estimate.time_line(small)

@@ -1,0 +1,137 @@
+"""How long a run will take, said before it starts (issue 22).
+
+A print-size run on a CPU takes minutes per evaluation and days for the default 500 iterations;
+nothing said so. :func:`time_line` gives one line beside the memory preflight:
+
+    seconds = evaluations * seconds_per_megapixel * megapixels * tiled_overhead
+
+``seconds_per_megapixel`` is measured once per machine, backend and precision (one compiled
+value-and-gradient of the objective at :data:`PROBE` px, best of two) and kept in
+``~/.cache/jaxnst/eval_speed.json``. ``tiled_overhead`` is the halo's extra area, (1 + 2 halo /
+tile)^2, times :data:`TILED_PASSES` (pass 1 runs each tile forward, pass 2 forward and backward).
+``evaluations``: Adam and optax transformations one per step, L-BFGS one per line-search trial
+(:data:`LBFGS_EVALS_PER_STEP` per iteration on the bundled pair and tubingen x starry_night,
+``docs/bench_linesearch_cpu.json``), plus the start. Compilation is not included.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+PROBE = 256  # px, square: the measured evaluation
+LBFGS_EVALS_PER_STEP = 1.05
+TILED_PASSES = 4.0 / 3.0
+SLOW = 3600.0  # seconds: above this the line says what would be faster
+
+
+def _speed_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jaxnst" / "eval_speed.json"
+
+
+def _key(precision: str) -> str:
+    import jax
+
+    d = jax.devices()[0]
+    return f"{jax.default_backend()}|{d.device_kind}|jax {jax.__version__}|{precision}"
+
+
+def seconds_per_megapixel(variables: dict, precision: str) -> float:
+    """Seconds one evaluation (loss and gradient) takes per megapixel here: from the cache, or
+    measured now (a few seconds, once) and cached."""
+    path, key = _speed_path(), _key(precision)
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    if key in table:
+        return float(table[key])
+    table[key] = _measure(variables, precision)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from jaxnst._atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(table, indent=1) + "\n")
+    except OSError:  # an unwritable cache only costs the measurement next time
+        pass
+    return float(table[key])
+
+
+def _measure(variables: dict, precision: str) -> float:
+    import jax
+    import numpy as np
+
+    from jaxnst.objective import objective
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(size=(PROBE, PROBE, 3)).astype(np.float32)
+    obj = objective(image, image[::-1], variables=variables, precision=precision)
+    step = jax.jit(lambda f, x: f(x))
+    jax.block_until_ready(step(obj.value_and_grad, obj.init_image))  # compiles
+    best = math.inf
+    for _ in range(2):
+        t = time.perf_counter()
+        jax.block_until_ready(step(obj.value_and_grad, obj.init_image))
+        best = min(best, time.perf_counter() - t)
+    return best / (PROBE * PROBE / 1e6)
+
+
+def seconds(h: int, w: int, members: int, options: Any, per_megapixel: float) -> float:
+    """Expected seconds of the descent (no compilation) for ``members`` (H, W) images, every
+    scale of a coarse-to-fine run included (tiles only where a stage is larger than them)."""
+    from jaxnst.loss import tiled
+    from jaxnst.pipeline import multiscale
+
+    layers = tuple(options.content_layers) + tuple(options.style_layers)
+    full = max(h, w)
+    plan = multiscale.stages(options, full) if options.scales else [(full, options.iterations)]
+    per_step = LBFGS_EVALS_PER_STEP if options.optimizer == "lbfgs" else 1.0
+    total = 0.0
+    for size, n in plan:
+        mp = h * w * (size / full) ** 2 / 1e6
+        overhead = 1.0
+        if options.tile and size > options.tile:
+            overhead = (1 + 2 * tiled.halo(layers) / options.tile) ** 2 * TILED_PASSES
+        total += (1 + per_step * n) * per_megapixel * mp * members * overhead
+    return total
+
+
+def _clock(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} days"
+
+
+def time_line(inputs: Any) -> str:
+    """The CLI's line (``inputs``: :class:`jaxnst.cli.inputs.Inputs`, after the memory
+    preflight, which may have switched to tiles): the expected time, and above an hour what
+    would be faster."""
+    from jaxnst.pipeline import multiscale
+    from jaxnst.pipeline.layout import sweep_grid
+
+    h, w = inputs.contents[0].shape[:2]
+    o = multiscale.resolve(inputs.options, (h, w, 3))  # (scales="auto" -> the stages)
+    members = len(inputs.contents) * sweep_grid(o)[1].shape[0]
+    precision = "fp32" if o.tile else o.precision
+    s = seconds(h, w, members, o, seconds_per_megapixel(inputs.variables, precision))
+    line = f"time: ~{_clock(s)} estimated for the descent (plus compiling)"
+    if s <= SLOW:
+        return line
+    hint = [f"--size {max(h, w) // 2}: ~{_clock(s / 4)}"]
+    if not o.scales and max(h, w) >= 1024:
+        hint.append("--scales auto (most iterations at smaller sizes)")
+    import jax
+
+    if jax.default_backend() == "cpu":
+        hint.append("a GPU or TPU")
+    return line + "; faster: " + ", ".join(hint)
