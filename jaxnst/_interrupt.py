@@ -2,11 +2,15 @@
 
 Python handles a signal only between bytecodes, and a thread waiting for an XLA program is inside
 one call: an L-BFGS chunk at print size (minutes per evaluation on a CPU) answered Ctrl-C only
-when it ended. So the host waits in short sleeps (:func:`wait`), and on Ctrl-C sets a flag that
-the running program reads through a host callback (:func:`requested`): once per loop iteration
-in :func:`jaxnst.optim.optimize.run_chunk` and once per tile in :mod:`jaxnst.loss.tiled`, where the
-remaining tiles are then skipped. The program winds down within one evaluation (one tile when
-tiled); its result is discarded and the last completed chunk is what a checkpoint keeps.
+when it ended. So the host waits in short sleeps (:func:`wait`). A tiled program also reads a
+flag through a host callback (:func:`requested`), after each evaluation in
+:func:`jaxnst.optim.optimize.run_chunk` and before each tile in :mod:`jaxnst.loss.tiled`: on
+Ctrl-C the flag is set, the remaining tiles are skipped and the program ends within a tile; its
+result is discarded and the last completed chunk is what a checkpoint keeps. Untiled programs do
+not read it (a program with a host callback never enters JAX's persistent compile cache): Ctrl-C
+leaves them running (:func:`in_flight`) and the CLI exits without waiting for them. The same
+callback reports tiles to a progress bar (:func:`listen`) and the flag ends a tiled chunk at a
+deadline (:func:`alarm`).
 
 A base module: it imports nothing of jaxnst, so that every layer may read the flag.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -27,16 +31,51 @@ _STOP = threading.Event()
 POLL_SECONDS = 0.05
 
 
-def _is_set() -> np.bool_:
+_listeners: list[Callable[[int, int, int], None]] = []
+_tiles: dict[int, list[float]] = {}  # pass -> start times of its tiles, this evaluation and before
+
+
+def _is_set(*tile: Any) -> np.bool_:
+    if tile:
+        _tile_started(*(int(x) for x in tile))
     return np.bool_(_STOP.is_set())
 
 
-def requested() -> jax.Array:
+def requested(*tile: jax.Array) -> jax.Array:
     """Inside a compiled program: whether Ctrl-C asked the program to wind down (a host
     callback returning a bool scalar; unbatched under ``vmap``, so a ``lax.cond`` on it stays a
-    branch)."""
+    branch). ``tile``: (pass, index, count) of the tile about to start, for :func:`listen`."""
     shape = jax.ShapeDtypeStruct((), jnp.bool_)
-    return jax.experimental.io_callback(_is_set, shape, ordered=False)
+    return jax.experimental.io_callback(_is_set, shape, *tile, ordered=False)
+
+
+def _tile_started(pass_no: int, index: int, count: int) -> None:
+    _tiles.setdefault(pass_no, []).append(time.perf_counter())
+    for f in list(_listeners):
+        f(pass_no, index, count)
+
+
+@contextlib.contextmanager
+def listen(f: Callable[[int, int, int], None]) -> Iterator[None]:
+    """While the block runs, ``f(pass, index, count)`` hears each tile of a tiled evaluation
+    start (pass 1: the Grams, pass 2: the gradient), on a runtime thread."""
+    _listeners.append(f)
+    try:
+        yield
+    finally:
+        _listeners.remove(f)
+
+
+def tile_seconds() -> dict[str, float]:
+    """Mean seconds per tile of each pass so far in this process (between consecutive tile
+    starts of a pass; empty when nothing was tiled)."""
+    out = {}
+    for p, starts in sorted(_tiles.items()):
+        gaps = np.diff(starts)
+        gaps = gaps[gaps < 10 * np.median(gaps)] if gaps.size else gaps  # (not across passes)
+        if gaps.size:
+            out[f"pass{p}"] = float(gaps.mean())
+    return out
 
 
 WIND_DOWN_SECONDS = 5.0
@@ -47,25 +86,24 @@ def _ready(arrays: list) -> bool:
     return all(a.is_ready() for a in arrays)
 
 
-def wait(tree: Any) -> Any:
-    """Block until every array in ``tree`` is ready, answering Ctrl-C at once: the flag is set,
-    the program winds down (its result is then not to be used) for up to
-    :data:`WIND_DOWN_SECONDS` (an untiled evaluation reads the flag only when it ends: then the
-    program is left running, see :func:`in_flight`), the flag is cleared and KeyboardInterrupt is
-    raised again."""
+def wait(tree: Any, reads_flag: bool = False) -> Any:
+    """Block until every array in ``tree`` is ready, answering Ctrl-C at once. A program that
+    ``reads_flag`` is given up to :data:`WIND_DOWN_SECONDS` to wind down (its result is then not
+    to be used); one still running after that, or one that does not read the flag, is left
+    running (:func:`in_flight`). KeyboardInterrupt is raised again."""
     arrays = [a for a in jax.tree.leaves(tree) if isinstance(a, jax.Array)]
     try:
         while not _ready(arrays):
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
-        _STOP.set()
-        deadline = time.monotonic() + WIND_DOWN_SECONDS
-        while not _ready(arrays) and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-        if _ready(arrays):
+        if reads_flag:
+            _STOP.set()
+            deadline = time.monotonic() + WIND_DOWN_SECONDS
+            while not _ready(arrays) and time.monotonic() < deadline:
+                time.sleep(POLL_SECONDS)
             _STOP.clear()
-        else:
-            _in_flight.set()  # (the flag stays set: the program stops at its next check)
+        if not _ready(arrays):
+            _in_flight.set()
         raise
     return tree
 

@@ -16,6 +16,9 @@ os.environ["JAXNST_COMPILE_CACHE"] = ""
 # unless a test asks for the plans (tests/test_convs.py does, with a private cache); set
 # JAXNST_CPU_BF16=1 to run the whole suite with them.
 os.environ.setdefault("JAXNST_CPU_BF16", "0")
+# The CLI's time estimate measures an evaluation once per machine into ~/.cache: not from tests
+# (tests/test_long_runs.py checks it with a private cache).
+os.environ.setdefault("JAXNST_TIME_ESTIMATE", "0")
 
 
 # The small random VGG19's key. Some thresholds of the tests are met by most draws, not all: with

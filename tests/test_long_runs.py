@@ -79,11 +79,12 @@ def test_time_estimate_from_the_measured_speed(tmp_path, monkeypatch, small_vars
     halo's area and the passes when tiled), the speed measured once and cached."""
     from types import SimpleNamespace
 
+    from jaxnst.cli import estimate
     from jaxnst.loss import tiled
-    from jaxnst.pipeline import estimate
     from jaxnst.pipeline.options import make_options
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(estimate.OFF_ENV, raising=False)
     calls = []
     monkeypatch.setattr(estimate, "_measure", lambda v, p: calls.append(p) or 2.0)
     assert estimate.seconds_per_megapixel(small_vars, "fp32") == 2.0
@@ -110,3 +111,27 @@ def test_time_estimate_from_the_measured_speed(tmp_path, monkeypatch, small_vars
     small = SimpleNamespace(options=make_options(iterations=10), contents=[img[:64, :64]])
     small.variables = small_vars
     assert "faster" not in estimate.time_line(small)
+
+
+def test_cli_max_time_writes_the_image_so_far_a_checkpoint_and_exits_0(tmp_path, real_vars):
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("c.png", "s.png"):
+        Image.fromarray((rng.uniform(size=(40, 48, 3)) * 255).astype(np.uint8)).save(
+            tmp_path / name
+        )
+    out, rep = tmp_path / "o.png", tmp_path / "r.json"
+    args = [str(tmp_path / "c.png"), str(tmp_path / "s.png"), "-o", str(out), "--size", "32"]
+    args += ["--iterations", "100000", "--max-time", "8s", "--json", str(rep)]
+    p = subprocess.run([sys.executable, "-m", "jaxnst.cli", *args], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(rep.read_text())
+    assert r["stopped_on_time"] is True and 0 <= r["iterations"] < 100000
+    assert r["options"]["max_seconds"] == 8.0
+    assert out.exists() and out.with_suffix(".ckpt.npz").exists()
+    assert "--max-time budget" in p.stderr and "--resume" in p.stderr

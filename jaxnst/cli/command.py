@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -93,6 +94,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except memory.MemoryRefused as e:
         print(f"jaxnst: error: {e}", file=sys.stderr)
         return EXIT_RUNTIME
+    if not args.quiet:
+        from jaxnst.cli import estimate
+
+        _say(False, estimate.time_line(inputs) or "time: not estimated")
     session = Session(args, inputs, writer, batched)
     t0 = time.perf_counter()
     try:
@@ -101,6 +106,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         return e.code
     finally:
         session.close()
+    if result.stopped_on_time:
+        _say(
+            args.quiet,
+            f"stopped at the --max-time budget after {result.iterations} iterations; continue "
+            f"with: --resume {session.ckpt_path}",
+        )
     return write_outputs(args, inputs, result, session, time.perf_counter() - t0, writer)
 
 
@@ -164,6 +175,7 @@ def _stylize(args: argparse.Namespace, inputs: Inputs, session: Session) -> Resu
                 f"with: --resume {session.ckpt_path}",
                 file=sys.stderr,
             )
+            _exit_if_in_flight()
             raise _Stopped(EXIT_INTERRUPTED) from None
         raise
     except Exception as e:
@@ -212,7 +224,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("jaxnst: interrupted; nothing written", file=sys.stderr)
+        _exit_if_in_flight()
         return EXIT_INTERRUPTED
+
+
+def _exit_if_in_flight() -> None:
+    """After Ctrl-C, an untiled evaluation may still be running (it reads the stop flag only
+    when it ends, see jaxnst._interrupt); Python would wait for it at exit. What there was to
+    write is written: leave now."""
+    from jaxnst import _interrupt
+
+    if _interrupt.in_flight():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

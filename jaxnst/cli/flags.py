@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from typing import Any
 
@@ -78,6 +79,16 @@ def _layers(text: str) -> tuple[str, ...]:
     if text.strip().lower() in ("", "none"):
         return ()
     return tuple(t for t in text.replace(",", " ").split() if t)
+
+
+def duration(text: str) -> float:
+    """'90m', '2h', '1.5h', '45s', '1d' or plain seconds -> seconds (argparse type)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    if not m or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 90m, 2h or 45s, got {text!r}"
+        )
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def _finite_float(text: str) -> float:
@@ -218,6 +229,15 @@ def _add_run_flags(g: dict[str, argparse._ArgumentGroup]) -> None:
         "--iterations may be larger)",
     )
     g[IO].add_argument("--json", metavar="REPORT.json", help="write a JSON report of the run")
+    g[OPTIMIZER].add_argument(
+        "--max-time",
+        dest="max_seconds",
+        type=duration,
+        metavar="DURATION",
+        help="a wall-clock budget (e.g. 90m, 2h, 45s; a plain number is seconds), every scale "
+        "included: at the budget the image so far is written, with a checkpoint to continue "
+        "from, and the exit code is 0",
+    )
     run.add_argument(
         "--weights",
         metavar="FILE",

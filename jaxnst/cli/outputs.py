@@ -5,6 +5,7 @@ Every file is written atomically; in a multi-process run only process 0 writes."
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -51,6 +52,8 @@ class Session:
         self.written: list[int] = []
         self.last = self.done = 0  # done: iterations of finished coarse-to-fine stages
         self.bar: Any = None
+        self.loss_text = ""
+        self.tiles = contextlib.ExitStack()
         if not args.quiet:
             from tqdm import tqdm
 
@@ -64,12 +67,27 @@ class Session:
                 dynamic_ncols=True,
                 desc="stylizing",
             )
+            from jaxnst import _interrupt
+
+            self.tiles.enter_context(_interrupt.listen(self.tile))
+
+    def tile(self, pass_no: int, index: int, count: int) -> None:
+        """A tiled evaluation's progress inside an iteration (from a runtime thread): the tile
+        and pass, and the seconds left in this pass at the pace of its tiles so far."""
+        from jaxnst import _interrupt
+
+        pace = _interrupt.tile_seconds().get(f"pass{pass_no}")
+        left = f", ~{pace * (count - index):.0f} s left in it" if pace else ""
+        if self.bar is not None:
+            text = f"tile {index + 1}/{count} of pass {pass_no}{left}"
+            self.bar.set_postfix_str(", ".join(t for t in (self.loss_text, text) if t))
 
     def callback(self, step: int, loss: float, image: Any) -> None:
         if step < self.last:  # coarse-to-fine: the next stage counts from 0 again
             self.done += self.last
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            self.loss_text = f"loss={loss:.4g}"
+            self.bar.set_postfix_str(self.loss_text, refresh=False)
             self.bar.update(self.done + step - self.bar.n)
         self.last = step
         every = self.args.save_every
@@ -90,6 +108,7 @@ class Session:
         say(self.args.quiet, f"checkpoint at iteration {ck.step} written to {self.ckpt_path}")
 
     def close(self) -> None:
+        self.tiles.close()
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -135,6 +154,8 @@ def _report(
 ) -> dict[str, Any]:
     import jax
 
+    from jaxnst import _interrupt
+
     h, w = inputs.contents[0].shape[:2]
     opts = inputs.options
     paths = inputs.style_paths
@@ -150,6 +171,7 @@ def _report(
         "compile_cache_hits": result.compile_cache_hits,
         "run_seconds": result.run_seconds,
         "stopped_on_time": result.stopped_on_time,
+        "seconds_per_tile": _interrupt.tile_seconds() if opts.tile else None,
         "device": result.device,
         "backend": jax.default_backend(),
         "devices": result.devices,

@@ -34,6 +34,7 @@ EXIT_BAD_INPUT = 2
 EXIT_RUNTIME = 4
 # Still-image flags that do not shape a program (files, outputs, reports, many hosts).
 _SKIP = {
+    "max_seconds",
     "content",
     "style",
     "output",

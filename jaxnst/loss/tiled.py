@@ -179,7 +179,7 @@ def _pass1(image, variables, targets, config, tile):
             out["c" + n] = jnp.sum(d * d)
         return out
 
-    sums = lax.map(_stoppable(one, config), grid.origins())
+    sums = lax.map(_stoppable(one, config, 1, grid), _numbered(grid))
     sums = {k: jnp.sum(v, 0) for k, v in sums.items()}
     h, w = image.shape[:2]
     grams = {n: sums["g" + n] / ((h // _stride(n)) * (w // _stride(n))) for n in targets.grams}
@@ -343,24 +343,35 @@ def _pass2(image, variables, targets, config, tile, dg, a_c):
         at = (origin[0], origin[1], 0)
         return lax.dynamic_update_slice(g, lax.dynamic_slice(g, at, dcrop.shape) + dcrop, at), None
 
-    def step(g, origin):
+    def step(g, numbered):
+        i, origin = numbered
         if not getattr(config, "interruptible", False):
             return one(g, origin)
-        return lax.cond(_interrupt.requested(), lambda: (g, None), lambda: one(g, origin))
+        stop = _interrupt.requested(jnp.int32(2), i, jnp.int32(grid.ny * grid.nx))
+        return lax.cond(stop, lambda: (g, None), lambda: one(g, origin))
 
-    g, _ = lax.scan(step, jnp.zeros_like(img_pad), grid.origins())
+    g, _ = lax.scan(step, jnp.zeros_like(img_pad), _numbered(grid))
     return g
 
 
-def _stoppable(one, config):
-    """``one(origin)`` for ``lax.map`` over the tiles, skipped (zeros) once Ctrl-C asked the
-    program to wind down (:mod:`jaxnst._interrupt`; the evaluation is then discarded)."""
-    if not getattr(config, "interruptible", False):
-        return one
+def _numbered(grid: _Grid) -> tuple[jax.Array, jax.Array]:
+    """(tile index, origin) of every tile, for the loops over them."""
+    origins = grid.origins()
+    return jnp.arange(origins.shape[0], dtype=jnp.int32), origins
 
-    def tile(origin):
+
+def _stoppable(one, config, pass_no: int, grid: _Grid):
+    """``one(origin)`` for ``lax.map`` over the numbered tiles: each tile tells the host it
+    starts (progress) and is skipped (zeros) once Ctrl-C asked the program to wind down
+    (:mod:`jaxnst._interrupt`; the evaluation is then discarded)."""
+
+    def tile(numbered):
+        i, origin = numbered
+        if not getattr(config, "interruptible", False):
+            return one(origin)
         skip = lambda: jax.tree.map(jnp.zeros_like, jax.eval_shape(one, origin))  # noqa: E731
-        return lax.cond(_interrupt.requested(), skip, lambda: one(origin))
+        stop = _interrupt.requested(jnp.int32(pass_no), i, jnp.int32(grid.ny * grid.nx))
+        return lax.cond(stop, skip, lambda: one(origin))
 
     return tile
 

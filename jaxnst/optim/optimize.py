@@ -323,7 +323,7 @@ def descend(
         state, unknown = init_state(images, variables, targets, hyper, config)
         try:  # the same program with no steps: it only evaluates the starting images
             out = run_chunk(state, variables, targets, hyper, config, np.int32(0))
-            state, _, cost, parts0 = _interrupt.wait(out)
+            state, _, cost, parts0 = _interrupt.wait(out, config.interruptible)
         except KeyboardInterrupt:  # nothing completed yet: the fresh state is what there is
             raise Interrupted(Progress(state, [], [unknown], 0)) from None
         progress = Progress(state, [], [parts0], int(cost))
@@ -348,7 +348,7 @@ def _chunks(progress, n, variables, targets, hyper, config, callback, deadline) 
             out = run_chunk(
                 progress.state, variables, targets, hyper, config, np.int32(config.chunk)
             )
-            state, t, cost, p = _interrupt.wait(out)  # (Ctrl-C: the chunk winds down, unused)
+            state, t, cost, p = _interrupt.wait(out, config.interruptible)  # (Ctrl-C: unused)
             if _interrupt.alarm_rang():  # wound down at the deadline: this chunk is not whole
                 return progress._replace(on_time=True)
             cost = int(cost)

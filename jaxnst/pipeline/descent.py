@@ -58,7 +58,7 @@ def run(
         _on_chunk, hooks=hooks, fp=fp, lay=lay, batch=batch, iterations=problem.options.iterations
     )
     try:
-        return optimize.descend(
+        progress = optimize.descend(
             batch.images0,
             batch.variables,
             batch.targets,
@@ -72,6 +72,9 @@ def run(
         if hooks.on_checkpoint is not None:
             hooks.on_checkpoint(_snapshot(e.progress, fp, batch))
         raise KeyboardInterrupt from None
+    if progress.on_time and hooks.on_checkpoint is not None:  # the budget ended it: resumable
+        hooks.on_checkpoint(_snapshot(progress, fp, batch))
+    return progress
 
 
 def precompile(lay: Layout, batch: Batch) -> None:

@@ -69,11 +69,11 @@ def make_layout(problem: Problem) -> Layout:
 
 def _interruptible(lay: Layout, o: Options) -> bool:
     """Whether the descent program reads Ctrl-C's flag after each evaluation and tile
-    (:mod:`jaxnst._interrupt`): where an evaluation can be long (a CPU; tiles anywhere), in one
-    process on unsharded data (elsewhere a host callback per step would cost an accelerator a
-    round trip, and a sharded program would call it once per device)."""
-    long = jax.default_backend() == "cpu" or bool(o.tile)
-    return long and lay.mesh is None and jax.process_count() == 1
+    (:mod:`jaxnst._interrupt`): tiled runs (minutes per evaluation), in one process on unsharded
+    data (a sharded program would call it once per device). Not the others: a program with a
+    host callback never enters JAX's persistent compile cache, and their Ctrl-C is answered by
+    leaving the chunk running (the CLI exits without waiting for it)."""
+    return bool(o.tile) and lay.mesh is None and jax.process_count() == 1
 
 
 def place(problem: Problem, lay: Layout) -> Batch:

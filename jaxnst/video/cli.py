@@ -27,6 +27,7 @@ MISSING = "jaxnst: error: video needs: pip install 'jaxnst[video]'"
 # Still-image flags that make no sense for a clip: several contents, masks, checkpoints of one
 # image, coarse-to-fine (not supported for video yet), demo and modes.
 _SKIP = {
+    "max_seconds",  # (a budget per frame would be no budget; the clip's is not built yet)
     "content",
     "style",
     "output",

@@ -34,17 +34,21 @@ def _speed_path() -> Path:
     return Path(base) / "jaxnst" / "eval_speed.json"
 
 
-def _key(precision: str) -> str:
+def _key(precision: str, variables: dict) -> str:
+    """Backend, device, jax, precision and the network's widths (tests use a small one)."""
     import jax
 
+    from jaxnst.model import vgg
+
     d = jax.devices()[0]
-    return f"{jax.default_backend()}|{d.device_kind}|jax {jax.__version__}|{precision}"
+    widths = ",".join(map(str, vgg.channels_of(variables)))
+    return f"{jax.default_backend()}|{d.device_kind}|jax {jax.__version__}|{precision}|{widths}"
 
 
 def seconds_per_megapixel(variables: dict, precision: str) -> float:
     """Seconds one evaluation (loss and gradient) takes per megapixel here: from the cache, or
     measured now (a few seconds, once) and cached."""
-    path, key = _speed_path(), _key(precision)
+    path, key = _speed_path(), _key(precision, variables)
     try:
         table = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -112,10 +116,22 @@ def _clock(s: float) -> str:
     return f"{s / 86400:.1f} days"
 
 
-def time_line(inputs: Any) -> str:
+OFF_ENV = "JAXNST_TIME_ESTIMATE"  # "0": no line (the tests, which time nothing)
+
+
+def time_line(inputs: Any) -> str | None:
     """The CLI's line (``inputs``: :class:`jaxnst.cli.inputs.Inputs`, after the memory
     preflight, which may have switched to tiles): the expected time, and above an hour what
-    would be faster."""
+    would be faster. None when switched off (``JAXNST_TIME_ESTIMATE=0``)."""
+    if os.environ.get(OFF_ENV) == "0":
+        return None
+    try:
+        return _time_line(inputs)
+    except Exception as e:  # noqa: BLE001 (an estimate never stops a run)
+        return f"time: not estimated ({type(e).__name__}: {' '.join(str(e).split())[:120]})"
+
+
+def _time_line(inputs: Any) -> str:
     from jaxnst.pipeline import multiscale
     from jaxnst.pipeline.layout import sweep_grid
 
