@@ -2,8 +2,9 @@
 
 Python handles a signal only between bytecodes, and a thread waiting for an XLA program is inside
 one call: an L-BFGS chunk at print size (minutes per evaluation on a CPU) answered Ctrl-C only
-when it ended. So the host waits in short sleeps (:func:`wait`). A tiled program also reads a
-flag through a host callback (:func:`requested`), after each evaluation in
+when it ended (on a CPU the dispatch call itself can run the whole program). So programs are
+called on a runner thread and waited for in short sleeps (:func:`run`). A tiled program also
+reads a flag through a host callback (:func:`requested`), after each evaluation in
 :func:`jaxnst.optim.optimize.run_chunk` and before each tile in :mod:`jaxnst.loss.tiled`: on
 Ctrl-C the flag is set, the remaining tiles are skipped and the program ends within a tile; its
 result is discarded and the last completed chunk is what a checkpoint keeps. Untiled programs do
@@ -17,6 +18,7 @@ A base module: it imports nothing of jaxnst, so that every layer may read the fl
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import threading
 import time
@@ -86,26 +88,44 @@ def _ready(arrays: list) -> bool:
     return all(a.is_ready() for a in arrays)
 
 
-def wait(tree: Any, reads_flag: bool = False) -> Any:
-    """Block until every array in ``tree`` is ready, answering Ctrl-C at once. A program that
-    ``reads_flag`` is given up to :data:`WIND_DOWN_SECONDS` to wind down (its result is then not
-    to be used); one still running after that, or one that does not read the flag, is left
-    running (:func:`in_flight`). KeyboardInterrupt is raised again."""
-    arrays = [a for a in jax.tree.leaves(tree) if isinstance(a, jax.Array)]
+# A CPU program can run inside its dispatch call (measured: a tiled chunk at 4096 px held the
+# main thread in ExecuteReplicated.__call__ for minutes), so programs are called on this thread.
+_RUNNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxnst-run")
+
+
+def run(fn: Callable[..., Any], *args: Any, reads_flag: bool = False) -> Any:
+    """``fn(*args)`` (a compiled program's call) on a runner thread, its result waited for in short
+    sleeps, answering Ctrl-C at once. A program that ``reads_flag`` is given up to
+    :data:`WIND_DOWN_SECONDS` to wind down (its result is then not to be used); one still running
+    after that, or one that does not read the flag, is left running (:func:`in_flight`).
+    KeyboardInterrupt is raised again."""
+    future = _RUNNER.submit(fn, *args)
     try:
+        while not future.done():
+            time.sleep(POLL_SECONDS)
+        out = future.result()
+        arrays = [a for a in jax.tree.leaves(out) if isinstance(a, jax.Array)]
         while not _ready(arrays):
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         if reads_flag:
             _STOP.set()
             deadline = time.monotonic() + WIND_DOWN_SECONDS
-            while not _ready(arrays) and time.monotonic() < deadline:
+            while not _finished(future) and time.monotonic() < deadline:
                 time.sleep(POLL_SECONDS)
             _STOP.clear()
-        if not _ready(arrays):
+        if not _finished(future):
             _in_flight.set()
         raise
-    return tree
+    return out
+
+
+def _finished(future: concurrent.futures.Future) -> bool:
+    if not future.done():
+        return False
+    if future.exception() is not None:
+        return True
+    return _ready([a for a in jax.tree.leaves(future.result()) if isinstance(a, jax.Array)])
 
 
 _alarm = threading.Event()
@@ -141,7 +161,7 @@ def alarm_rang() -> bool:
 
 
 def in_flight() -> bool:
-    """A program interrupted by Ctrl-C was still running when :func:`wait` gave up on it: the
+    """A program interrupted by Ctrl-C was still running when :func:`run` gave up on it: the
     process cannot exit normally before it ends (Python waits for it), so a front end that has
     saved its work exits with :func:`os._exit`."""
     return _in_flight.is_set()

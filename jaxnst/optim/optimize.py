@@ -322,8 +322,11 @@ def descend(
     if start is None:
         state, unknown = init_state(images, variables, targets, hyper, config)
         try:  # the same program with no steps: it only evaluates the starting images
-            out = run_chunk(state, variables, targets, hyper, config, np.int32(0))
-            state, _, cost, parts0 = _interrupt.wait(out, config.interruptible)
+            out = _interrupt.run(
+                run_chunk, state, variables, targets, hyper, config, np.int32(0),
+                reads_flag=config.interruptible,
+            )  # fmt: skip
+            state, _, cost, parts0 = out
         except KeyboardInterrupt:  # nothing completed yet: the fresh state is what there is
             raise Interrupted(Progress(state, [], [unknown], 0)) from None
         progress = Progress(state, [], [parts0], int(cost))
@@ -345,10 +348,10 @@ def _chunks(progress, n, variables, targets, hyper, config, callback, deadline) 
                 return progress
             if deadline is not None and time.monotonic() >= deadline:
                 return progress._replace(on_time=True)
-            out = run_chunk(
-                progress.state, variables, targets, hyper, config, np.int32(config.chunk)
-            )
-            state, t, cost, p = _interrupt.wait(out, config.interruptible)  # (Ctrl-C: unused)
+            state, t, cost, p = _interrupt.run(
+                run_chunk, progress.state, variables, targets, hyper, config,
+                np.int32(config.chunk), reads_flag=config.interruptible,
+            )  # fmt: skip
             if _interrupt.alarm_rang():  # wound down at the deadline: this chunk is not whole
                 return progress._replace(on_time=True)
             cost = int(cost)
