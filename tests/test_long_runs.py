@@ -92,7 +92,7 @@ def test_time_estimate_from_the_measured_speed(tmp_path, monkeypatch, small_vars
     assert (tmp_path / "jaxnst" / "eval_speed.json").exists()
 
     o = make_options(iterations=100)
-    want = (1 + 1.05 * 100) * 2.0 * (1000 * 500 / 1e6) * 3  # three members
+    want = (2 / 3 + 1 + 1.05 * 100) * 2.0 * (1000 * 500 / 1e6) * 3  # three members, targets
     assert estimate.seconds(500, 1000, 3, o, 2.0) == pytest.approx(want)
     t = make_options(iterations=100, tile=256)
     halo = tiled.halo(tuple(t.content_layers) + tuple(t.style_layers))

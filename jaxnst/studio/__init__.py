@@ -6,4 +6,7 @@ validation come from :class:`jaxnst.stylize.Options`), :mod:`~jaxnst.studio.stor
 folder, :mod:`~jaxnst.studio.jobs` runs one descent at a time off the event loop, and
 :mod:`~jaxnst.studio.app` is the Starlette application (it alone imports the web libraries, which
 are the optional extra ``jaxnst[studio]``).
+
+A front end: it may import the API, the pipeline and everything below it, and the command line's
+flags and warm-up (:mod:`jaxnst.cli`); nothing imports it but ``jaxnst serve``'s entry.
 """
