@@ -139,6 +139,7 @@ class _Fake:
     run_seconds: float = 0.0
     batch_evaluations: int = 1
     options: object = None
+    stopped_on_time: bool = False
 
 
 def test_stages_within_one_tile_run_untiled(monkeypatch):
@@ -226,7 +227,7 @@ def test_content_masks_with_tile_is_refused(tmp_path, capsys, small_vars, monkey
         st.stylize(c, [c, c], variables=small_vars, content_masks=masks, tile=16, iterations=1)
     # the memory preflight does not switch a masked run to tiles: it refuses
     monkeypatch.setattr(memory, "resident_bytes", lambda: 0)
-    monkeypatch.setenv(memory.LIMIT_ENV, "3G")
+    monkeypatch.setenv(memory.LIMIT_ENV, "4G")
     assert memory.check(1536, 2048, 1, make_options()).tile is not None
     with pytest.raises(memory.MemoryRefused):
         memory.check(1536, 2048, 1, make_options(), masks=True)
