@@ -175,7 +175,7 @@ def _stylize(args: argparse.Namespace, inputs: Inputs, session: Session) -> Resu
                 f"with: --resume {session.ckpt_path}",
                 file=sys.stderr,
             )
-            _exit_if_in_flight()
+            exit_if_in_flight()
             raise _Stopped(EXIT_INTERRUPTED) from None
         raise
     except Exception as e:
@@ -224,20 +224,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("jaxnst: interrupted; nothing written", file=sys.stderr)
-        _exit_if_in_flight()
+        exit_if_in_flight()
         return EXIT_INTERRUPTED
 
 
-def _exit_if_in_flight() -> None:
-    """After Ctrl-C, an untiled evaluation may still be running (it reads the stop flag only
-    when it ends, see jaxnst._interrupt); Python would wait for it at exit. What there was to
-    write is written: leave now."""
+def exit_if_in_flight(code: int = EXIT_INTERRUPTED) -> None:
+    """After Ctrl-C, an untiled evaluation may still be running (it does not read the stop
+    flag, see jaxnst._interrupt); Python would wait for it at exit. What there was to write is
+    written: leave now with ``code``."""
     from jaxnst import _interrupt
 
     if _interrupt.in_flight():
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
+        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -210,6 +210,9 @@ def run(args: Any) -> int:
             "--resume",
             file=sys.stderr,
         )
+        from jaxnst.cli.command import exit_if_in_flight
+
+        exit_if_in_flight(EXIT_INTERRUPTED)  # (a frame's evaluation may still be running)
         return EXIT_INTERRUPTED
     except Exception as e:
         bar.close()
