@@ -160,3 +160,19 @@ def test_stylize_with_auto_plan_runs(small_vars, monkeypatch, tmp_path):
     assert np.isfinite(a.image).all()
     assert 0 < np.abs(a.image - b.image).max() < 1e-2  # bf16x3: float32's accuracy, not its bits
     assert a.history["total"][-1] < a.history["total"][0]
+
+
+def test_forms_with_wide_patch_buffers_are_left_out_at_large_sizes(monkeypatch):
+    """im2col (9 C per pixel, three bf16 parts) and row3 (3 C) are not candidates where their
+    buffer would pass PATCH_LIMIT: at 2048x1536 conv1_2's im2col asked XLA for 43.5 GB."""
+    timed = []
+    monkeypatch.setattr(
+        convs, "fastest", lambda shape, cands: timed.append((shape, cands)) or "xla:fp32"
+    )
+    convs.choose_plan(1536, 2048, ("conv1_1", "conv2_1", "conv5_1"), vgg.CHANNELS)
+    by_shape = dict(timed)
+    assert not any(c.startswith(("im2col", "row3")) for c in by_shape[(1536, 2048, 64, 64)])
+    assert "im2col:bf16x3" in by_shape[(96, 128, 512, 512)]  # 75 MB at conv5: still a candidate
+    assert by_shape[(1536, 2048, 3, 64)] == convs.CANDIDATES  # conv1_1: 3 channels, 0.7 GB
+    small = convs._fitting((64, 64, 64, 64), convs.CANDIDATES)
+    assert small == convs.CANDIDATES

@@ -258,8 +258,27 @@ def choose_plan(
     each the fastest of ``candidates`` measured on this machine at this layer's shape."""
     plan = []
     for h, w, c, o in layer_shapes(height, width, layers, channels).values():
-        plan.append((fastest((h, w, c, o), candidates), fastest((h, w, o, c), candidates)))
+        fwd, bwd = (h, w, c, o), (h, w, o, c)
+        plan.append(
+            (fastest(fwd, _fitting(fwd, candidates)), fastest(bwd, _fitting(bwd, candidates)))
+        )
     return tuple(plan)
+
+
+# The widest buffer a formulation may add: im2col holds 9 C values per pixel and row3 3 C, in the
+# bf16x3 split (three parts). At 2048x1536 px in a sweep of 2, conv1_2's im2col asked XLA for one
+# 43.5 GB buffer (RESOURCE_EXHAUSTED) where the memory model, which knows float32 convolutions,
+# said 17.8 GiB in all; above this size a layer keeps to the forms without such buffers.
+PATCH_LIMIT = 1 << 30
+_PATCH_TAPS = {"im2col": 9, "row3": 3}
+
+
+def _fitting(shape: tuple[int, int, int, int], candidates: Sequence[str]) -> tuple[str, ...]:
+    """The ``candidates`` whose patch buffer at this (H, W, C, O) shape stays under PATCH_LIMIT."""
+    h, w, c, _ = shape
+    return tuple(
+        s for s in candidates if h * w * c * _PATCH_TAPS.get(s.split(":")[0], 0) * 12 <= PATCH_LIMIT
+    )
 
 
 def resolve(
