@@ -40,7 +40,7 @@ OPTION_GROUP = {
     **dict.fromkeys(
         ("iterations", "optimizer", "learning_rate", "init", "seed", "lbfgs_memory"), OPTIMIZER
     ),
-    **dict.fromkeys(("ema_decay", "linesearch"), OPTIMIZER),
+    **dict.fromkeys(("ema_decay", "linesearch", "param", "pyramid_levels"), OPTIMIZER),
     **dict.fromkeys(("content_weight", "style_weight", "tv_weight", "pooling"), OBJECTIVE),
     **dict.fromkeys(("content_layers", "style_layers", "style_blend_weights"), OBJECTIVE),
     **dict.fromkeys(("preserve_color", "style_loss", "tileable"), OBJECTIVE),

@@ -32,17 +32,18 @@ Hyper: TypeAlias = Any
 class LoopState(NamedTuple):
     """One member's descent between two loop iterations (batched: a leading N axis)."""
 
-    image: Array  # (H, W, 3) float32, unconstrained (clipped only on output); loss finite there
+    image: Any  # the variable: (H, W, 3) float32 pixels, or a pyramid's levels (optim.param);
+    # unconstrained (clipped only on output); the loss is finite there
     opt_state: Any  # L-BFGS: optax's scale_by_lbfgs memory; else the transformation's state
     value: Array  # total loss at ``image``
-    grad: Array  # gradient at ``image``
+    grad: Any  # gradient at ``image`` (same structure)
     parts: losses.Parts  # loss parts at ``image``
     step: Array  # int32, steps taken
     evals: Array  # int32, loss+gradient evaluations so far
     diverged_at: Array  # int32, step at which a non-finite loss/image appeared, or -1
-    ema: Array  # Adam: d * ema + (1 - d) * image after each step (bias: 1 - d^step)
+    ema: Any  # Adam: d * ema + (1 - d) * image after each step (bias: 1 - d^step)
     fresh: Array  # bool: ``image`` is not evaluated yet (the next iteration evaluates it)
-    direction: Array | None  # L-BFGS: the search direction at ``image``
+    direction: Any  # L-BFGS: the search direction at ``image``
     search: SearchState | None  # L-BFGS: the line search along ``direction`` in progress
 
 
@@ -67,7 +68,16 @@ def _search(config: Config) -> Any:
     return linesearch.Zoom(config.max_linesearch_steps)
 
 
-def _evaluate(ops: Ops, image: Array, variables, targets, weights, config: Config):
+def _axpy(t: Array, d: Any, x: Any) -> Any:
+    """``x + t * d`` for images or pyramids."""
+    return jax.tree.map(lambda a, b: a + t * b, x, d)
+
+
+def _finite(x: Any) -> Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(x)]))
+
+
+def _evaluate(ops: Ops, image: Any, variables, targets, weights, config: Config):
     def total(x):
         p = ops.parts(x, variables, targets, weights, config)
         return p.total, p
@@ -76,25 +86,26 @@ def _evaluate(ops: Ops, image: Array, variables, targets, weights, config: Confi
     return value.astype(jnp.float32), grad, parts
 
 
-def start_state(ops: Ops, image: Array, hyper: Hyper, config: Config) -> LoopState:
+def start_state(ops: Ops, image: Any, hyper: Hyper, config: Config) -> LoopState:
     """The structure of a member's state (the values are placeholders: see ``fresh``)."""
-    image = image.astype(jnp.float32)
+    image = jax.tree.map(lambda a: a.astype(jnp.float32), image)
+    zeros = jax.tree.map(jnp.zeros_like, image)
     z, i = jnp.float32(0.0), jnp.int32(0)
     parts = losses.Parts(z, z, z, z)
     lbfgs = config.optimizer == "lbfgs"
-    search = linesearch.search_start(z, z, jnp.zeros_like(image), parts) if lbfgs else None
+    search = linesearch.search_start(z, z, zeros, parts) if lbfgs else None
     return LoopState(
         image=image,
         opt_state=ops.optimizer(config, hyper.learning_rate).init(image),
         value=z,
-        grad=jnp.zeros_like(image),
+        grad=zeros,
         parts=parts,
         step=i,
         evals=i,
         diverged_at=i - 1,
-        ema=jnp.zeros_like(image),
+        ema=zeros,
         fresh=jnp.asarray(True),
-        direction=jnp.zeros_like(image) if lbfgs else None,
+        direction=zeros if lbfgs else None,
         search=search,
     )
 
@@ -134,7 +145,7 @@ def _lbfgs(s: LoopState, go, opt, ops: Ops, variables, targets, hyper, config) -
     assert s.direction is not None and s.search is not None
     t = jnp.where(s.fresh, jnp.float32(0.0), search.propose(s.search))
     value, grad, parts = _evaluate(
-        ops, s.image + t * s.direction, variables, targets, hyper.weights, config
+        ops, _axpy(t, s.direction, s.image), variables, targets, hyper.weights, config
     )
     srch = search.absorb(s.search, t, value, optax.tree.vdot(grad, s.direction), grad, parts)
     chosen = linesearch.chosen(srch, value, grad, parts)
@@ -143,8 +154,8 @@ def _lbfgs(s: LoopState, go, opt, ops: Ops, variables, targets, hyper, config) -
         s.fresh, (jnp.float32(0.0), value, grad, parts), chosen
     )
     ends = s.fresh | srch.done | srch.failed
-    image = s.image + t_acc * s.direction
-    finite = jnp.isfinite(v_acc) & jnp.all(jnp.isfinite(image))
+    image = _axpy(t_acc, s.direction, s.image)
+    finite = jnp.isfinite(v_acc) & _finite(image)
 
     def accept(_):
         # (A fresh state's memory is optax's init already: all zeros, as init_state builds it;
@@ -182,9 +193,9 @@ def _first_order(s: LoopState, opt, ops: Ops, variables, targets, hyper, config)
         return ops.parts(x, variables, targets, hyper.weights, config).total
 
     updates, opt_state = _update(opt, s, value_fn, config)
-    trial = jnp.where(s.fresh, s.image, optax.apply_updates(s.image, updates))
+    trial = _select(s.fresh, s.image, optax.apply_updates(s.image, updates))
     value, grad, parts = _evaluate(ops, trial, variables, targets, hyper.weights, config)
-    finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(trial))
+    finite = jnp.isfinite(value) & _finite(trial)
     opt_state = jax.tree.map(lambda a, b: jnp.where(s.fresh, a, b), opt.init(s.image), opt_state)
     d = jnp.asarray(hyper.ema_decay, jnp.float32)
     taken = s._replace(
@@ -194,7 +205,7 @@ def _first_order(s: LoopState, opt, ops: Ops, variables, targets, hyper, config)
         grad=grad,
         parts=parts,
         step=s.step + jnp.where(s.fresh, 0, 1),
-        ema=jnp.where(s.fresh, s.ema, d * s.ema + (1.0 - d) * trial),
+        ema=_select(s.fresh, s.ema, jax.tree.map(lambda e, x: d * e + (1.0 - d) * x, s.ema, trial)),
     )
     new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), taken, s)
     # A transformation's own line search pays its trials (optax's searches count them).

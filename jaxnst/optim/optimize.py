@@ -42,7 +42,7 @@ from jax import lax
 from jaxnst import _interrupt
 from jaxnst.loss import losses
 from jaxnst.model import vgg
-from jaxnst.optim import loop
+from jaxnst.optim import loop, param
 from jaxnst.optim.linesearch import (  # noqa: F401 (re-exported)
     ArmijoInfo,
     ArmijoState,
@@ -80,6 +80,8 @@ class Config(NamedTuple):
     tile: int | None = None  # evaluate the objective tile by tile (jaxnst.loss.tiled)
     convs: tuple[tuple[str, str], ...] | None = None  # per-layer formulations (jaxnst.model.convs)
     interruptible: bool = False  # the program reads Ctrl-C's flag (jaxnst._interrupt) each step
+    param: str = "pixels"  # what the descent moves: "pixels" | "laplacian" (jaxnst.optim.param)
+    pyramid_levels: int = 5  # laplacian: halvings, at most (jaxnst.optim.param.levels_for)
 
 
 class Hyper(NamedTuple):
@@ -161,7 +163,32 @@ def ema_image(state: LoopState, decay) -> Array:
     """The bias-corrected moving average of the Adam iterates (the image itself when off)."""
     d = jnp.asarray(decay, jnp.float32)
     corr = 1.0 - d ** state.step.astype(jnp.float32)
-    return jnp.where((d > 0) & (state.step > 0), state.ema / jnp.maximum(corr, 1e-12), state.image)
+    ema = jax.tree.map(lambda e: e / jnp.maximum(corr, 1e-12), state.ema)
+    return param.render(loop._select((d > 0) & (state.step > 0), ema, state.image))
+
+
+@functools.partial(jax.jit, static_argnames="wrap")
+def _render(x: Any, wrap: bool) -> Array:
+    return param.render(x, wrap)
+
+
+def pixels(x: Any, config: Config) -> Any:
+    """The images (..., H, W, 3) that a state's variable ``x`` stands for (``x`` itself for
+    ``param="pixels"``; a pyramid's sum, on the device, for ``"laplacian"``)."""
+    return x if config.param == "pixels" else _render(x, config.tileable)
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "levels", "wrap"))
+def _to_param(images: Array, kind: str, levels: int | None, wrap: bool) -> Any:
+    return param.to_param(images, kind, levels, wrap)
+
+
+def variable(images: Array, config: Config) -> Any:
+    """What the descent moves for starting ``images`` (N, H, W, 3): the images, or their
+    Laplacian pyramids (:mod:`jaxnst.optim.param`)."""
+    if config.param == "pixels":
+        return images
+    return _to_param(images, config.param, config.pyramid_levels, config.tileable)
 
 
 def _batched(fn, config: Config):
@@ -196,8 +223,8 @@ def _batched(fn, config: Config):
     return call
 
 
-def _parts(image, variables, targets, weights, config):  # parts_fn, looked up at call time
-    return parts_fn(image, variables, targets, weights, config)
+def _parts(x, variables, targets, weights, config):  # parts_fn, looked up at call time
+    return parts_fn(param.render(x, config.tileable), variables, targets, weights, config)
 
 
 # (Tests replace parts_fn to count evaluations; the loop finds it through _parts.)
@@ -214,7 +241,10 @@ def init_state(
 ) -> tuple[LoopState, losses.Parts]:
     """Batched: the loop's starting state at ``images`` (N, H, W, 3), built without compiling
     anything (the first loop iteration evaluates the images and initialises the optimizer), and
-    NaN loss parts (the parts there come from :func:`run_chunk` with ``steps=0``)."""
+    NaN loss parts (the parts there come from :func:`run_chunk` with ``steps=0``). With
+    ``config.param="laplacian"`` the state holds the images' pyramids (one small program)."""
+    like = images
+    images = variable(images, config)
     shapes = jax.eval_shape(_batched(_template, config), images, variables, targets, hyper)
     zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
     state = zeros._replace(
@@ -222,7 +252,7 @@ def init_state(
         fresh=np.ones(shapes.fresh.shape, bool),
         diverged_at=np.full(shapes.diverged_at.shape, -1, np.int32),
     )
-    state = jax.tree.map(functools.partial(_place, like=images), state)
+    state = jax.tree.map(functools.partial(_place, like=like), state)
     nan: Any = np.full(shapes.value.shape, np.nan, np.float32)
     return state, losses.Parts(nan, nan, nan, nan)
 

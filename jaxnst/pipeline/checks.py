@@ -110,6 +110,11 @@ def check_choices(o: Any) -> None:
         raise ValueError(
             f"unknown linesearch {o.linesearch!r}; expected 'auto', 'zoom' or 'backtracking'"
         )
+    if o.param not in ("pixels", "laplacian"):
+        raise ValueError(f"unknown param {o.param!r}; expected 'pixels' or 'laplacian'")
+    p = o.pyramid_levels
+    if not _is_int(p) or not 0 <= p <= 12:
+        raise ValueError(f"pyramid_levels must be an integer in [0, 12], got {p!r}")
     if o.pooling not in ("max", "avg"):
         raise ValueError(f"unknown pooling {o.pooling!r}; expected 'max' or 'avg'")
     if isinstance(o.init, str):

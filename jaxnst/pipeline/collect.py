@@ -146,7 +146,7 @@ def _per_member(
     the evaluations the batch paid for (the largest over processes)."""
     state, m, paid = progress.state, lay.m, progress.paid
     diverged = np.asarray(state.diverged_at)[:m]
-    last = _ema_images(state, float(batch.hyper.ema_decay), m)
+    last = _ema_images(state, float(batch.hyper.ema_decay), m, batch.config)
     per_member = {
         "steps": np.asarray(state.step)[:m],
         "totals": (  # (no chunk at all: a budget that ended before the first)
@@ -155,7 +155,11 @@ def _per_member(
             else np.zeros((m, 0), np.float32)
         ),
         "diverged": diverged,
-        "image": np.where((diverged >= 0)[:, None, None, None], np.asarray(state.image)[:m], last),
+        "image": np.where(
+            (diverged >= 0)[:, None, None, None],
+            np.asarray(optimize.pixels(state.image, batch.config))[:m],
+            last,
+        ),
         "evals": np.asarray(state.evals)[:m],
         **{
             f: np.stack([np.asarray(getattr(p, f))[:m] for p in progress.parts], 1).astype(
@@ -170,15 +174,18 @@ def _per_member(
     return per_member, paid
 
 
-def _ema_images(state: optimize.LoopState, decay: float, m: int) -> np.ndarray:
+def _ema_images(
+    state: optimize.LoopState, decay: float, m: int, config: optimize.Config
+) -> np.ndarray:
     """The first ``m`` members' final images: :func:`jaxnst.optim.optimize.ema_image` on the host
-    (in NumPy: on the device it was nine small programs to compile for one use)."""
-    image = np.asarray(state.image)[:m]
+    (in NumPy: on the device it was nine small programs to compile for one use; a pyramid is
+    summed on the device, one program)."""
+    image = np.asarray(optimize.pixels(state.image, config))[:m]
     if decay <= 0:
         return image
     step = np.asarray(state.step)[:m].astype(np.float32)
     corr = np.maximum(1.0 - np.float32(decay) ** step, 1e-12)[:, None, None, None]
-    ema = np.asarray(state.ema)[:m] / corr
+    ema = np.asarray(optimize.pixels(state.ema, config))[:m] / corr
     return np.where((step > 0)[:, None, None, None], ema, image)
 
 

@@ -130,4 +130,5 @@ def _on_chunk(
     if hooks.callback is None:
         return None
     loss = float(np.mean(np.asarray(parts.total)[: lay.m]))
-    return hooks.callback(step, loss, state.image[: lay.m] if lay.batched else state.image[0])
+    images = optimize.pixels(state.image, batch.config)
+    return hooks.callback(step, loss, images[: lay.m] if lay.batched else images[0])

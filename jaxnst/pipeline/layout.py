@@ -116,6 +116,8 @@ def place(problem: Problem, lay: Layout) -> Batch:
         tile=o.tile,
         linesearch="zoom" if o.linesearch == "auto" else o.linesearch,
         interruptible=_interruptible(lay, o),
+        param=o.param,
+        pyramid_levels=o.pyramid_levels,
     )
     images0 = initial_images(
         take_rows(problem.contents, members),

@@ -154,6 +154,16 @@ class Options:
         "evaluate the objective tile by tile, N px tiles (a multiple of 16) plus a halo: the same "
         "loss and gradient in a fraction of the memory, for print sizes",
     )
+    param: str = _field(
+        "pixels",
+        "what the descent moves: pixels, or laplacian: a pyramid of pyramid_levels halvings whose "
+        "upsampled sum is the image (large areas move together: no pixel-scale speckle; "
+        "jaxnst.optim.param)",
+        choices=("pixels", "laplacian"),
+    )
+    pyramid_levels: int = _field(
+        5, "param=laplacian: halvings of the pyramid (fewer where the image is too small)"
+    )
     max_seconds: float | None = _field(
         None,
         "a wall-clock budget in seconds, from the call (every scale included): at the budget "

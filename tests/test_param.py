@@ -1,0 +1,128 @@
+"""The Laplacian-pyramid image parametrisation (issue 21): the pyramid's arithmetic against NumPy
+and finite differences, and runs that descend it in every front end's configuration."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnst import stylize
+from jaxnst.optim import param
+
+
+def _np_upsample_axis(x, n_out, axis, wrap):
+    """Bilinear resampling, half-pixel centres, written as explicit weights per output sample."""
+    x = np.moveaxis(np.asarray(x, np.float64), axis, 0)
+    n_in = x.shape[0]
+    out = np.zeros((n_out, *x.shape[1:]))
+    for i in range(n_out):
+        s = (i + 0.5) * n_in / n_out - 0.5
+        lo = int(np.floor(s))
+        f = s - lo
+        for j, wgt in ((lo, 1 - f), (lo + 1, f)):
+            j = j % n_in if wrap else min(max(j, 0), n_in - 1)
+            out[i] += wgt * x[j]
+    return np.moveaxis(out, 0, axis)
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_upsample_matches_numpy(rng, wrap):
+    x = rng.random((5, 7, 3)).astype(np.float32)
+    for shape in ((10, 14), (9, 13), (5, 20)):
+        want = _np_upsample_axis(_np_upsample_axis(x, shape[0], 0, wrap), shape[1], 1, wrap)
+        got = np.asarray(param.upsample(jnp.asarray(x), shape, wrap))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # Clamped and wrapped borders differ: the test can tell them apart.
+    a = param.upsample(jnp.asarray(x), (10, 14), False)
+    b = param.upsample(jnp.asarray(x), (10, 14), True)
+    assert float(jnp.abs(a - b).max()) > 1e-2
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+@pytest.mark.parametrize("hw", [(32, 48), (37, 50), (3, 5)])
+def test_pyramid_reproduces_the_image(rng, hw, wrap):
+    x = rng.random((2, *hw, 3)).astype(np.float32)  # a batch: leading axes are kept
+    levels = param.levels_for(*hw)
+    pyr = param.build(x, levels, wrap)
+    assert len(pyr) == levels + 1
+    assert [p.shape[1:3] for p in pyr] == list(param.level_shapes(*hw, levels))
+    np.testing.assert_allclose(np.asarray(param.render(pyr, wrap)), x, atol=2e-6)
+    # The coarsest level is a low-pass of the image: its mean is the image's (up to the border).
+    assert abs(float(pyr[-1].mean()) - float(x.mean())) < 0.05
+    # Pixels pass through untouched.
+    assert param.to_param(x, "pixels") is x
+
+
+def test_downsample_keeps_constants_and_levels_are_capped():
+    np.testing.assert_allclose(np.asarray(param.downsample(jnp.ones((9, 11, 3)), (5, 6))), 1.0)
+    assert param.levels_for(512, 384) == 5 and param.levels_for(20, 40) == 4
+    assert param.levels_for(1, 1) == 0 and param.levels_for(64, 64, 2) == 2
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_gradient_through_the_pyramid_matches_finite_differences(rng, wrap):
+    x = rng.random((9, 12, 3))
+    target = rng.random((9, 12, 3))
+    with jax.enable_x64(True):
+        pyr = param.build(jnp.asarray(x, jnp.float64), 3, wrap)
+
+        def loss(p):
+            img = param.render(p, wrap)
+            return jnp.sum(jnp.sin(3 * img) * target) + jnp.sum(img**2)
+
+        grads = jax.grad(loss)(pyr)
+        for k in range(len(pyr)):
+            flat = np.asarray(pyr[k]).ravel()
+            for i in rng.choice(flat.size, 4, replace=False):
+                e = np.zeros_like(flat)
+                e[i] = 1e-6
+                up = list(pyr)
+                dn = list(pyr)
+                up[k] = jnp.asarray((flat + e).reshape(pyr[k].shape))
+                dn[k] = jnp.asarray((flat - e).reshape(pyr[k].shape))
+                fd = (float(loss(tuple(up))) - float(loss(tuple(dn)))) / 2e-6
+                assert abs(float(grads[k].ravel()[i]) - fd) < 1e-5 * max(1.0, abs(fd))
+
+
+def _pair(rng, h=32, w=32):
+    from conftest import smooth_image
+
+    return smooth_image(rng, h, w), smooth_image(np.random.default_rng(7), h, w)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_laplacian_run_starts_at_the_pixel_runs_loss_and_descends(small_vars, rng, optimizer):
+    content, style = _pair(rng)
+    kw = dict(variables=small_vars, iterations=6, optimizer=optimizer, init="noise", seed=3)
+    a = stylize(content, style, param="pixels", **kw)
+    b = stylize(content, style, param="laplacian", **kw)
+    # Iteration 0 evaluates the same image (the pyramid's sum is the starting image).
+    np.testing.assert_allclose(b.history["total"][0], a.history["total"][0], rtol=1e-5)
+    assert b.history["total"][-1] < 0.8 * b.history["total"][0]
+    assert b.image.shape == a.image.shape and np.isfinite(b.image).all()
+    assert not np.allclose(a.image, b.image, atol=1e-3)  # it is another descent
+
+
+def test_laplacian_in_a_sweep_with_masks_colour_and_tiles(small_vars, rng):
+    content, style = _pair(rng)
+    masks = np.stack([np.ones((32, 32)), np.zeros((32, 32))])
+    masks[1, :, 16:] = 1
+    masks[0, :, 16:] = 0
+    common = dict(variables=small_vars, iterations=3, param="laplacian", chunk=3)
+    r = stylize(
+        content, [style, style[::-1]], style_weight=(1e-3, 1e-2), preserve_color="luminance",
+        content_masks=masks, **common,
+    )  # fmt: skip
+    assert r.image.shape == (2, 32, 32, 3) and np.isfinite(r.image).all()
+    t = stylize(content, style, tileable=True, init="noise", **common)
+    assert t.image.shape == (32, 32, 3) and np.isfinite(t.history["total"]).all()
+
+
+def test_laplacian_coarse_to_fine_and_checks(small_vars, rng):
+    content, style = _pair(rng, 48, 64)
+    r = stylize(content, style, variables=small_vars, iterations=3, scales=(32,), param="laplacian")
+    assert r.image.shape == (48, 64, 3) and np.isfinite(r.image).all()
+    with pytest.raises(ValueError, match="unknown param"):
+        stylize(content, style, variables=small_vars, param="wavelet")
+    with pytest.raises(ValueError, match="pyramid_levels"):
+        stylize(content, style, variables=small_vars, param="laplacian", pyramid_levels=-1)
