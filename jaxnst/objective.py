@@ -24,6 +24,7 @@ the extra term too.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -98,6 +99,10 @@ def objective(
             ``key``, ``extra_loss``...); descent-only options (``iterations``, ``optimizer``,
             ``chunk``...) are accepted and ignored. Sweeps (sequences of weights, seeds or keys)
             and ``scales`` are refused: vmap ``parts_fn`` over stacked weights instead.
+            With STROTSS's sampled terms (``style_loss="remd"``,
+            ``content_loss="self_similarity"``), ``loss_fn`` compares the points that the
+            descent's first step would (``targets.sampled.idx``, drawn from ``seed``/``key``);
+            replace ``idx`` to draw others.
 
     Returns:
         An :class:`Objective`; its ``loss_fn(image)`` equals the total loss ``stylize`` reports
@@ -107,6 +112,8 @@ def objective(
         ValueError: bad shapes, values or options (the same one-line messages as ``stylize``).
     """
     o = make_options(**options)
+    if o.method == "strotss" and "scales" not in options:  # (its schedule is stylize's)
+        o = dataclasses.replace(o, scales=None)
     if o.scales:
         raise ValueError(
             "objective() is one image at one size; scales (coarse-to-fine) are for "
@@ -123,6 +130,8 @@ def objective(
     batch = layout.place(problem, lay)
     first = functools.partial(jax.tree.map, lambda a: a[0])  # the batch of one, unbatched
     targets = batch.targets._replace(content=first(batch.targets.content))
+    if targets.sampled is not None:  # STROTSS's terms: the points of step 0 of this seed's draw
+        targets = targets._replace(sampled=_points(targets.sampled, batch, first))
     weights = first(batch.hyper.weights)
     config = batch.config._replace(batched_content=False)
     data = dict(variables=batch.variables, targets=targets, weights=weights)
@@ -139,6 +148,15 @@ def objective(
         options=o,
         parts_fn=functools.partial(optimize.parts_fn, config=config),
     )
+
+
+def _points(s: Any, batch: Any, first: Any) -> Any:
+    from jaxnst.loss import sampled
+
+    content = None if s.content is None else first(s.content)
+    c = batch.config
+    idx = sampled.draw(batch.hyper.keys[0], 0, c.resample_every, s.points.shape[0], c.samples)
+    return s._replace(content=content, idx=idx)
 
 
 def _loss(

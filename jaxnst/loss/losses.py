@@ -170,6 +170,7 @@ class Targets(NamedTuple):
     masks: dict[str, Array] = {}  # spatial control: (R, H_l, W_l) per style layer
     warped: Array | None = None
     reliability: Array | None = None
+    sampled: Any = None  # STROTSS's terms: jaxnst.loss.sampled.Sampled, or None
 
 
 class Weights(NamedTuple):
@@ -246,6 +247,11 @@ def objective(
         )
     else:
         ls = jnp.zeros((), jnp.float32)
+    if targets.sampled is not None:  # STROTSS's terms replace the ones they stand for
+        from jaxnst.loss import sampled
+
+        c, s = sampled.terms(image, feats, targets.sampled, weights.content)
+        lc, ls = (lc if c is None else c), (ls if s is None else s)
     lt = tv_loss(image.astype(jnp.float32), wrap)
     total = weights.content * lc + weights.style * ls + weights.tv * lt
     return Parts(_with_temporal(total, image, targets, weights), lc, ls, lt)

@@ -214,8 +214,17 @@ def moments(x: Array, y: Array) -> Array:
     Returns:
         Scalar; means over the D means and the D x D covariances ((n - 1) denominators).
     """
+    return moments_to(x, *mean_cov(y))
+
+
+def mean_cov(x: Array) -> tuple[Array, Array]:
+    """(D,) mean and (D, D) covariance ((n - 1) denominator) of (N, D) points."""
+    return _mean_cov(x)
+
+
+def moments_to(x: Array, my: Array, cy: Array) -> Array:
+    """:func:`moments` against a precomputed ``(my, cy) = mean_cov(y)``."""
     mx, cx = _mean_cov(x)
-    my, cy = _mean_cov(y)
     return jnp.mean(jnp.abs(mx - my)) + jnp.mean(jnp.abs(cx - cy))
 
 

@@ -45,6 +45,7 @@ class LoopState(NamedTuple):
     fresh: Array  # bool: ``image`` is not evaluated yet (the next iteration evaluates it)
     direction: Any  # L-BFGS: the search direction at ``image``
     search: SearchState | None  # L-BFGS: the line search along ``direction`` in progress
+    key: Array  # (2,) uint32 raw PRNG key: the sampled terms' draws (jaxnst.loss.sampled.draw)
 
 
 class Ops(NamedTuple):
@@ -107,6 +108,7 @@ def start_state(ops: Ops, image: Any, hyper: Hyper, config: Config) -> LoopState
         fresh=jnp.asarray(True),
         direction=zeros if lbfgs else None,
         search=search,
+        key=jnp.zeros((2,), jnp.uint32),
     )
 
 
@@ -120,6 +122,12 @@ def iterate_member(
     select of the state on it: a smaller program)."""
     s, stop = x
     go = jnp.asarray(True) if alone else active(s, stop)
+    if targets.sampled is not None:  # this step's sample points, one draw per step
+        from jaxnst.loss import sampled
+
+        g = targets.sampled.points.shape[0]
+        idx = sampled.draw(s.key, s.step, config.resample_every, g, config.samples)
+        targets = targets._replace(sampled=targets.sampled._replace(idx=idx))
     opt = ops.optimizer(config, hyper.learning_rate)
     if config.optimizer == "lbfgs":
         new, value, recorded = _lbfgs(s, go, opt, ops, variables, targets, hyper, config)
@@ -219,7 +227,9 @@ def _first_order(s: LoopState, opt, ops: Ops, variables, targets, hyper, config)
 
 
 def _extra_args(opt, config: Config) -> bool:
-    return config.optimizer != "adam" and isinstance(opt, optax.GradientTransformationExtraArgs)
+    return not isinstance(config.optimizer, str) and isinstance(
+        opt, optax.GradientTransformationExtraArgs
+    )
 
 
 def _update(opt, s: LoopState, value_fn, config: Config) -> tuple:

@@ -50,6 +50,7 @@ from jaxnst.optim.linesearch import (  # noqa: F401 (re-exported)
     armijo_backtracking,
 )
 from jaxnst.optim.loop import LoopState  # noqa: F401 (re-exported)
+from jaxnst.optim.param import pixels, variable  # noqa: F401 (re-exported)
 from jaxnst.optim.programs import CPU_COMPILER_OPTIONS, _program  # noqa: F401 (re-exported)
 
 Array = jax.Array
@@ -80,6 +81,8 @@ class Config(NamedTuple):
     tile: int | None = None  # evaluate the objective tile by tile (jaxnst.loss.tiled)
     convs: tuple[tuple[str, str], ...] | None = None  # per-layer formulations (jaxnst.model.convs)
     interruptible: bool = False  # the program reads Ctrl-C's flag (jaxnst._interrupt) each step
+    samples: int = 0  # STROTSS's terms: points compared per evaluation (0: not used)
+    resample_every: int = 1  # ... re-drawn every this many steps (jaxnst.loss.sampled.draw)
     param: str = "pixels"  # what the descent moves: "pixels" | "laplacian" (jaxnst.optim.param)
     pyramid_levels: int = 5  # laplacian: halvings, at most (jaxnst.optim.param.levels_for)
 
@@ -91,6 +94,7 @@ class Hyper(NamedTuple):
     learning_rate: Array
     iterations: Array
     ema_decay: Array | float = 0.0  # Adam: decay of the moving average of the iterates (0: off)
+    keys: Any = None  # (N, 2) uint32 raw keys of the sample points' draws (STROTSS's terms)
 
 
 def _optimizer(config: Config, lr: Array) -> optax.GradientTransformation:
@@ -100,13 +104,20 @@ def _optimizer(config: Config, lr: Array) -> optax.GradientTransformation:
         return config.optimizer
     if config.optimizer == "adam":
         return optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2)
+    if config.optimizer == "rmsprop":  # as torch.optim.RMSprop: eps outside the square root
+        return optax.chain(
+            optax.scale_by_rms(decay=0.99, eps=1e-8, eps_in_sqrt=False),
+            optax.scale_by_learning_rate(lr),
+        )
     if config.optimizer == "lbfgs":
         if config.linesearch not in ("zoom", "backtracking"):
             raise ValueError(
                 f"unknown linesearch {config.linesearch!r}; expected 'zoom' or 'backtracking'"
             )
         return optax.chain(optax.scale_by_lbfgs(config.lbfgs_memory), optax.scale(-1.0))
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'lbfgs' or 'adam'")
+    raise ValueError(
+        f"unknown optimizer {config.optimizer!r}; expected 'lbfgs', 'adam' or 'rmsprop'"
+    )
 
 
 def parts_fn(
@@ -167,30 +178,6 @@ def ema_image(state: LoopState, decay) -> Array:
     return param.render(loop._select((d > 0) & (state.step > 0), ema, state.image))
 
 
-@functools.partial(jax.jit, static_argnames="wrap")
-def _render(x: Any, wrap: bool) -> Array:
-    return param.render(x, wrap)
-
-
-def pixels(x: Any, config: Config) -> Any:
-    """The images (..., H, W, 3) that a state's variable ``x`` stands for (``x`` itself for
-    ``param="pixels"``; a pyramid's sum, on the device, for ``"laplacian"``)."""
-    return x if config.param == "pixels" else _render(x, config.tileable)
-
-
-@functools.partial(jax.jit, static_argnames=("kind", "levels", "wrap"))
-def _to_param(images: Array, kind: str, levels: int | None, wrap: bool) -> Any:
-    return param.to_param(images, kind, levels, wrap)
-
-
-def variable(images: Array, config: Config) -> Any:
-    """What the descent moves for starting ``images`` (N, H, W, 3): the images, or their
-    Laplacian pyramids (:mod:`jaxnst.optim.param`)."""
-    if config.param == "pixels":
-        return images
-    return _to_param(images, config.param, config.pyramid_levels, config.tileable)
-
-
 def _batched(fn, config: Config):
     """vmap ``fn(x, variables, targets, hyper, config)`` over x, the loss weights and (when
     ``config.batched_content``) the content targets; VGG weights and Grams are shared."""
@@ -202,7 +189,12 @@ def _batched(fn, config: Config):
         masks=None,  # type: ignore[arg-type]
         warped=0,  # type: ignore[arg-type]
         reliability=0,  # type: ignore[arg-type]
+        sampled=None,  # type: ignore[arg-type]
     )
+    if config.samples:  # STROTSS's content hypercolumns go with the content
+        from jaxnst.loss.sampled import Sampled
+
+        t_axes = t_axes._replace(sampled=Sampled(None, 0 if config.batched_content else None))
 
     def call(x, variables, targets, hyper):
         def one(x, t, w):
@@ -211,7 +203,9 @@ def _batched(fn, config: Config):
         if jax.tree.leaves(x)[0].shape[0] == 1:  # a batch of one runs unbatched (exact numerics)
             squeeze = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
             t = (
-                targets._replace(content=squeeze(targets.content))
+                targets._replace(
+                    content=squeeze(targets.content), sampled=_squeeze_sampled(targets.sampled)
+                )
                 if config.batched_content
                 else targets
             )
@@ -221,6 +215,10 @@ def _batched(fn, config: Config):
         return jax.vmap(one, in_axes=(0, t_axes, 0))(x, targets, hyper.weights)
 
     return call
+
+
+def _squeeze_sampled(s: Any) -> Any:
+    return s if s is None or s.content is None else s._replace(content=s.content[0])
 
 
 def _parts(x, variables, targets, weights, config):  # parts_fn, looked up at call time
@@ -251,6 +249,7 @@ def init_state(
         image=images,
         fresh=np.ones(shapes.fresh.shape, bool),
         diverged_at=np.full(shapes.diverged_at.shape, -1, np.int32),
+        key=zeros.key if hyper.keys is None else np.asarray(hyper.keys, np.uint32),
     )
     state = jax.tree.map(functools.partial(_place, like=like), state)
     nan: Any = np.full(shapes.value.shape, np.nan, np.float32)

@@ -116,3 +116,30 @@ def to_param(images: Array, param: str, levels: int | None = None, wrap: bool = 
         raise ValueError(f"unknown param {param!r}; expected 'pixels' or 'laplacian'")
     h, w = images.shape[-3:-1]
     return build(images, levels_for(h, w, levels), wrap)
+
+
+# ------------------------------------------------------------ for the loop's state and its callers
+
+
+@functools.partial(jax.jit, static_argnames="wrap")
+def _render(x: Any, wrap: bool) -> Array:
+    return render(x, wrap)
+
+
+def pixels(x: Any, config: Any) -> Any:
+    """The images (..., H, W, 3) that a state's variable ``x`` stands for (``x`` itself for
+    ``param="pixels"``; a pyramid's sum, on the device, for ``"laplacian"``)."""
+    return x if config.param == "pixels" else _render(x, config.tileable)
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "levels", "wrap"))
+def _to_param(images: Array, kind: str, levels: int | None, wrap: bool) -> Any:
+    return to_param(images, kind, levels, wrap)
+
+
+def variable(images: Array, config: Any) -> Any:
+    """What the descent moves for starting ``images`` (N, H, W, 3): the images, or their
+    Laplacian pyramids (:mod:`jaxnst.optim.param`)."""
+    if config.param == "pixels":
+        return images
+    return _to_param(images, config.param, config.pyramid_levels, config.tileable)

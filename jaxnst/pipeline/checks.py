@@ -71,8 +71,11 @@ def check_sequences(o: Any) -> None:
 
 def check_choices(o: Any) -> None:
     """Named choices, the Adam-only EMA, the starting image and the layers."""
-    if o.style_loss not in ("gram", "wasserstein"):
-        raise ValueError(f"unknown style_loss {o.style_loss!r}; expected 'gram' or 'wasserstein'")
+    if o.style_loss not in ("gram", "wasserstein", "remd"):
+        raise ValueError(
+            f"unknown style_loss {o.style_loss!r}; expected 'gram', 'wasserstein' or 'remd'"
+        )
+    check_sampled(o)
     d = o.ema_decay
     if d is not None and (not _is_number(d) or not 0 <= d < 1):
         raise ValueError(f"ema_decay must be a number in [0, 1), got {d!r}")
@@ -104,8 +107,10 @@ def check_choices(o: Any) -> None:
             "optimizer must be 'lbfgs', 'adam' or an optax.GradientTransformation, got "
             f"{type(o.optimizer).__name__}"
         )
-    if isinstance(o.optimizer, str) and o.optimizer not in ("lbfgs", "adam"):
-        raise ValueError(f"unknown optimizer {o.optimizer!r}; expected 'lbfgs' or 'adam'")
+    if isinstance(o.optimizer, str) and o.optimizer not in ("lbfgs", "adam", "rmsprop"):
+        raise ValueError(
+            f"unknown optimizer {o.optimizer!r}; expected 'lbfgs', 'adam' or 'rmsprop'"
+        )
     if o.linesearch not in ("auto", "zoom", "backtracking"):
         raise ValueError(
             f"unknown linesearch {o.linesearch!r}; expected 'auto', 'zoom' or 'backtracking'"
@@ -120,9 +125,10 @@ def check_choices(o: Any) -> None:
     if isinstance(o.init, str):
         if o.init not in ("content", "noise"):
             raise ValueError(f"init must be 'content', 'noise' or an image array, got {o.init!r}")
-    elif not hasattr(o.init, "shape") or len(o.init.shape) != 3 or o.init.shape[-1] != 3:
+    elif not hasattr(o.init, "shape") or len(o.init.shape) not in (3, 4) or o.init.shape[-1] != 3:
         raise ValueError(
-            f"init must be 'content', 'noise' or an (H, W, 3) image array, got "
+            f"init must be 'content', 'noise', an (H, W, 3) image array or (N, H, W, 3), one per "
+            f"member of a sweep, got "
             f"{type(o.init).__name__}"
         )
     if not o.content_layers and not o.style_layers:
@@ -145,3 +151,26 @@ def check_api_only(o: Any) -> None:
             "extra_loss needs the whole image's activations, which tile= evaluates piece by "
             "piece; use one or the other"
         )
+
+
+def check_sampled(o: Any) -> None:
+    """STROTSS's terms (``style_loss="remd"``, ``content_loss="self_similarity"``) and
+    ``method``: names, counts, and what they do not combine with."""
+    if o.method not in ("gatys", "strotss"):
+        raise ValueError(f"unknown method {o.method!r}; expected 'gatys' or 'strotss'")
+    if o.content_loss not in ("mse", "self_similarity"):
+        raise ValueError(
+            f"unknown content_loss {o.content_loss!r}; expected 'mse' or 'self_similarity'"
+        )
+    for k in ("samples", "style_samples", "resample_every"):
+        v = getattr(o, k)
+        if not _is_int(v) or v < 1:
+            raise ValueError(f"{k} must be a positive integer, got {v!r}")
+    if o.style_loss != "remd" and o.content_loss != "self_similarity":
+        return
+    for k, bad in (("tile", o.tile is not None), ("remat", bool(o.remat))):
+        if bad:
+            raise ValueError(
+                f"{k} does not combine with the sampled terms (style_loss='remd', "
+                "content_loss='self_similarity'): they need whole activations"
+            )

@@ -19,9 +19,9 @@ import numpy as np
 
 from jaxnst.loss import losses
 from jaxnst.model import convs, vgg
-from jaxnst.optim import optimize
+from jaxnst.optim import optimize, param
 from jaxnst.pipeline.options import SWEEPABLE, Options
-from jaxnst.pipeline.prepare import Problem, as_image
+from jaxnst.pipeline.prepare import Problem, as_image, as_images
 
 
 class Layout(NamedTuple):
@@ -82,6 +82,10 @@ def place(problem: Problem, lay: Layout) -> Batch:
     t = problem.targets
     members = lay.content_index[idx]
     targets = t._replace(content={k: take_rows(v, members) for k, v in t.content.items()})
+    if t.sampled is not None and t.sampled.content is not None:
+        targets = targets._replace(
+            sampled=t.sampled._replace(content=take_rows(t.sampled.content, members))
+        )
     # Host values go to the device with device_put: jnp.asarray and jnp.float32 on host values
     # are each a small XLA program, compiled (or looked up in the cache) before the descent.
     hyper = optimize.Hyper(
@@ -91,9 +95,10 @@ def place(problem: Problem, lay: Layout) -> Batch:
                 for k in ("content_weight", "style_weight", "tv_weight")
             )
         ),
-        learning_rate=jax.device_put(np.float32(o.learning_rate)),
+        learning_rate=jax.device_put(np.float32(o.learning_rate / _levels(o, problem))),
         iterations=jax.device_put(np.int32(o.iterations)),
         ema_decay=jax.device_put(np.float32(o.ema_decay or 0.0)),
+        keys=None if t.sampled is None else _sample_keys(o, lay, idx),
     )
     h, w = problem.contents.shape[1:3]
     channels = vgg.channels_of(problem.variables)
@@ -116,6 +121,8 @@ def place(problem: Problem, lay: Layout) -> Batch:
         tile=o.tile,
         linesearch="zoom" if o.linesearch == "auto" else o.linesearch,
         interruptible=_interruptible(lay, o),
+        samples=0 if t.sampled is None else o.samples,
+        resample_every=o.resample_every,
         param=o.param,
         pyramid_levels=o.pyramid_levels,
     )
@@ -124,6 +131,7 @@ def place(problem: Problem, lay: Layout) -> Batch:
         lay.values["seed"][idx].astype(np.int64),
         o,
         keys=None if o.key is None else member_keys(o, lay.values)[idx],
+        rows=idx,
     )
     run_vars = vgg.with_backward_kernels(problem.variables)
     batch = Batch(images0, run_vars, targets, hyper, config)
@@ -138,8 +146,20 @@ def _shard(batch: Batch, mesh: jax.sharding.Mesh) -> Batch:
         jax.device_put(t.grams, rep),
         jax.device_put(t.moments, rep),
         jax.device_put(t.masks, rep),
+        sampled=None
+        if t.sampled is None
+        else t.sampled._replace(
+            points=jax.device_put(t.sampled.points, rep),
+            content=None if t.sampled.content is None else jax.device_put(t.sampled.content, row),
+            style=None if t.sampled.style is None else jax.device_put(t.sampled.style, rep),
+            style_moments=None
+            if t.sampled.style_moments is None
+            else jax.device_put(t.sampled.style_moments, rep),
+        ),
     )
     hyper = batch.hyper._replace(weights=jax.device_put(batch.hyper.weights, row))
+    if hyper.keys is not None:
+        hyper = hyper._replace(keys=jax.device_put(hyper.keys, row))
     return batch._replace(
         images0=jax.device_put(batch.images0, row),
         targets=targets,
@@ -154,16 +174,33 @@ def row_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
 
 
 def initial_images(
-    content: jax.Array, seeds: np.ndarray, options: Options, keys: np.ndarray | None = None
+    content: jax.Array,
+    seeds: np.ndarray,
+    options: Options,
+    keys: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> jax.Array:
     """(N, H, W, 3) starting images for (N, H, W, 3) contents and (N,) seeds, or (N, 2) raw
-    ``jax.random`` keys (which then replace the seeds)."""
+    ``jax.random`` keys (which then replace the seeds). An (M, H, W, 3) ``init`` holds one image
+    per member of the batch: ``rows`` are the members wanted."""
     if isinstance(options.init, str):
         if options.init == "content":
             return content
+        if options.param == "laplacian":  # noise on the coarsest level (see _coarse_noise)
+            raw = _raw_keys(seeds) if keys is None else np.asarray(keys, np.uint32)
+            return _coarse_noise(raw, tuple(content.shape[1:]), options.pyramid_levels)
         if keys is None:
             return _noise_from_seeds(np.asarray(seeds, np.uint32), tuple(content.shape[1:]))
         return _noise(np.asarray(keys, np.uint32), tuple(content.shape[1:]))
+    if np.ndim(options.init) == 4:  # one start per member (a coarse-to-fine sweep's stages)
+        inits = as_images(options.init, "init")
+        n, shape = inits.shape[0], inits.shape[1:]
+        if rows is None or n <= int(np.max(rows)) or shape != content.shape[1:]:
+            raise ValueError(
+                f"init images have shape {tuple(inits.shape)}, expected one per member of the "
+                f"batch, each of the content's shape {tuple(content.shape[1:])}"
+            )
+        return take_rows(inits, np.asarray(rows))
     init = as_image(options.init, "init")
     if init.shape != content.shape[1:]:
         raise ValueError(
@@ -171,6 +208,32 @@ def initial_images(
             f"{tuple(content.shape[1:])}"
         )
     return jnp.broadcast_to(init, content.shape)
+
+
+def _levels(o: Options, problem: Problem) -> int:
+    """Arrays the descent moves per image: 1, or the pyramid's levels, which share the
+    learning rate (each moves ``learning_rate / levels``, so the image moves as far as the
+    pixels would)."""
+    if o.param != "laplacian":
+        return 1
+    return param.levels_for(*problem.contents.shape[1:3], o.pyramid_levels) + 1
+
+
+def _raw_keys(seeds: np.ndarray) -> np.ndarray:
+    s = np.asarray(seeds, np.uint32)
+    return np.stack([np.zeros_like(s), s], 1)  # jax.random.PRNGKey(seed)'s raw data
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _coarse_noise(raw_keys: jax.Array, shape: tuple[int, ...], levels: int) -> jax.Array:
+    """``param="laplacian"``'s noise start: uniform noise on the pyramid's coarsest level,
+    upsampled through the others. White noise at full size would sit in the finest level, whose
+    gradient is the pixels' own, and stay as speckle (issue 21's measurement)."""
+    shapes = param.level_shapes(shape[0], shape[1], param.levels_for(*shape[:2], levels))
+    x = _noise(raw_keys, (*shapes[-1], shape[2]))
+    for s in reversed(shapes[:-1]):
+        x = param.upsample(x, s)
+    return x
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -220,6 +283,15 @@ def _member_values(o: Options, names: tuple[str, ...], grid: np.ndarray) -> dict
     if "key" in names:
         out["key"] = grid[:, names.index("key")].astype(np.int64)
     return out
+
+
+def _sample_keys(o: Options, lay: Layout, idx: np.ndarray) -> np.ndarray:
+    """(n, 2) uint32 raw keys for the sampled terms' draws: each member's ``key``, or its
+    seed's ``PRNGKey`` (whose raw data is (0, seed))."""
+    if o.key is not None:
+        return np.ascontiguousarray(member_keys(o, lay.values)[idx], np.uint32)
+    seeds = lay.values["seed"][idx].astype(np.uint32)
+    return np.stack([np.zeros_like(seeds), seeds], 1)
 
 
 def member_keys(o: Options, values: dict[str, np.ndarray]) -> np.ndarray:

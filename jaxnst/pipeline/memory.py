@@ -118,9 +118,27 @@ def tiled_step_bytes(
     return int(members * (act + images))
 
 
+def sampled_bytes(members: int, options: Any, channels: tuple[int, ...] = vgg.CHANNELS) -> int:
+    """Bytes STROTSS's sampled terms add (:mod:`jaxnst.loss.sampled`; 0 when not in use): the
+    content's hypercolumns at the grid (G x D per member), the style's (S x D), and per
+    evaluation the output's (P x D, a few copies with the gradient), the cost matrices' blocks
+    (P x CHUNK, REMD and palette, forward and backward) and the P x P self-similarities. Size-
+    independent: the points are counted, not the pixels."""
+    from jaxnst.loss import sampled
+
+    if options.style_loss != "remd" and options.content_loss != "self_similarity":
+        return 0
+    d = 3 + sum(channels[int(n[4]) - 1] for n in sampled.LAYERS)
+    p, g = options.samples, sampled.GRID_POINTS
+    per_member = g * d * (options.content_loss == "self_similarity")
+    per_member += 4 * p * d + 6 * p * sampled.CHUNK + 6 * p * p
+    return 4 * (members * per_member + options.style_samples * d * (options.style_loss == "remd"))
+
+
 def _can_tile(options: Any) -> bool:
     return (
         options.style_loss == "gram"
+        and getattr(options, "content_loss", "mse") == "mse"
         and options.precision != "bf16"
         and not options.tileable
         and getattr(options, "extra_loss", None) is None
@@ -198,10 +216,18 @@ def check(
     if available is None:
         return None
     layers = tuple(options.content_layers) + tuple(options.style_layers)
+    extra = sampled_bytes(members, options, channels)
+    if extra:
+        from jaxnst.loss import sampled
+
+        layers += sampled.LAYERS
     if options.tile:
         step = tiled_step_bytes(h, w, members, layers, options.tile, channels, options.lbfgs_memory)
     else:
         step = step_bytes(h, w, members, layers, channels, options.precision, options.lbfgs_memory)
+    step += extra
+    if getattr(options, "param", "pixels") == "laplacian":  # the pyramid: 4/3 of each image
+        step += members * h * w * STATE_COPIES * 4 * 3 * (2 * options.lbfgs_memory + 8) // 3
     fixed = 0 if source.endswith(" memory") else int(OVERHEAD)  # accelerators compile on the host
     step += fixed
     est = Estimate(step, resident_bytes(), available, source)

@@ -48,10 +48,21 @@ def resolve(o: Options, shape: tuple[int, ...]) -> Options:
     options are returned as they are."""
     if o.scales != "auto":
         return o
-    sizes, its = auto_schedule(max(shape[-3:-1]), o.iterations)
+    if o.method == "strotss":
+        sizes, its = strotss_schedule(shape[-3:-1], o.iterations)
+    else:
+        sizes, its = auto_schedule(max(shape[-3:-1]), o.iterations)
     if not sizes:
         return dataclasses.replace(o, scales=None, scale_iterations=None)
     return dataclasses.replace(o, scales=sizes, scale_iterations=its)
+
+
+def strotss_schedule(hw: tuple[int, ...], iterations: int) -> tuple[tuple[int, ...], tuple]:
+    """Kolkin et al.'s schedule: the longer side divided by 2, 4, 8... while the shorter side
+    stays at least 33 px (512x384: 64, 128, 256 and 512), ``iterations`` at every stage."""
+    h, w = hw
+    sizes = [max(h, w) // 2**k for k in range(1, 10) if min(h, w) // 2**k >= 33][::-1]
+    return tuple(sizes), (iterations,) * (len(sizes) + 1)
 
 
 def stages(o: Options, full: int) -> list[tuple[int, int]]:
@@ -100,11 +111,7 @@ def coarse_to_fine(
     content = jnp.asarray(content, jnp.float32)
     if content.ndim != 3:
         raise ValueError("scales work with one content image")
-    if sweep_grid(o)[0]:
-        raise ValueError(
-            "scales do not combine with sweeps (several weights or seeds) yet; "
-            "run one value at a time"
-        )
+    batched = bool(sweep_grid(o)[0])  # a sweep: each member carries its own image up
     full = max(content.shape[:2])
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     base = dataclasses.asdict(o) | {"scales": None, "scale_iterations": None}
@@ -113,14 +120,19 @@ def coarse_to_fine(
     t0 = time.monotonic()
     for i, (c, st, m, opts) in enumerate(plan):
         opts = opts | {"init": _start(image, base["init"], c.shape)}
+        if o.method == "strotss":
+            opts |= strotss_stage(o, i, len(plan), c, st, image)
         if o.max_seconds is not None:  # one budget for all stages; a late stage only starts
             opts["max_seconds"] = max(o.max_seconds - (time.monotonic() - t0), 1e-3)
         if i + 1 < len(plan):  # the next stage's program compiles while this one descends
             _compile_ahead(plan[i + 1], kw.get("variables"))
         r = run(c, st if len(st) > 1 else st[0], content_masks=m, **kw, **opts)
-        if r.diverged_at is not None:
+        d = r.diverged_at  # (a list for a sweep)
+        if any(x is not None for x in d) if isinstance(d, list) else d is not None:
             return r
         image = jnp.asarray(r.image)
+        if not batched:
+            image = image.reshape(c.shape)
         results.append(r)
     return _combine(results, o)
 
@@ -165,11 +177,38 @@ def _compile_ahead(stage: tuple, variables: Any) -> None:
 
 def _start(previous: jax.Array | None, init: Any, shape: tuple[int, ...]) -> Any:
     """The previous stage's image upsampled, else the user's init (an array is resized)."""
-    if previous is not None:
+    if previous is not None:  # (N, H, W, 3) for a sweep: one start per member
+        shape = previous.shape[:-3] + tuple(shape)
         return jnp.clip(jax.image.resize(previous, shape, "lanczos3"), 0.0, 1.0)
     if isinstance(init, str):
         return init
     return jnp.clip(jax.image.resize(jnp.asarray(init, jnp.float32), shape, "lanczos3"), 0.0, 1.0)
+
+
+def strotss_stage(o: Options, i: int, n: int, content, styles, previous) -> dict:
+    """``method="strotss"``'s stage ``i`` of ``n``: the content weight halved at each stage, the
+    learning rate halved at the last, and the start: the content's finest Laplacian band on the
+    style's mean colour at the first stage, the previous result upsampled plus that band in
+    between, the previous result alone at the last (as the reference code does)."""
+    from jaxnst.optim import param
+
+    half = 0.5**i
+    cw = o.content_weight
+    out: dict = {
+        "content_weight": tuple(v * half for v in cw) if isinstance(cw, tuple) else cw * half
+    }
+    if n > 1 and i == n - 1:
+        out["learning_rate"] = o.learning_rate / 2
+    if not isinstance(o.init, str) or o.init != "content" or (i == n - 1 and i > 0):
+        return out
+    small = tuple(-(-s // 2) for s in content.shape[:2])
+    band = content - param.upsample(param.downsample(content, small), content.shape[:2])
+    if previous is None:
+        mean = jnp.mean(jnp.stack([jnp.mean(s, axis=(0, 1)) for s in styles]), 0)
+        out["init"] = jnp.clip(band + mean, 0.0, 1.0)
+    else:
+        out["init"] = jnp.clip(_start(previous, None, content.shape) + band, 0.0, 1.0)
+    return out
 
 
 def _combine(results: list[Result], o: Options) -> Result:

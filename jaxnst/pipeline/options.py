@@ -46,12 +46,16 @@ class Options:
     iterations: int = _field(500, "descent steps (L-BFGS iterations or Adam steps)")
     optimizer: Any = _field(
         "lbfgs",
-        "lbfgs (paper, default) or adam; in the API also any optax.GradientTransformation, run "
-        "like Adam (one evaluation per step; learning_rate is then the transformation's own)",
-        choices=("lbfgs", "adam"),
+        "lbfgs (paper, default), adam, or rmsprop (STROTSS's; PyTorch's defaults: decay 0.99, "
+        "eps 1e-8); in the API also any optax.GradientTransformation, run like Adam (one "
+        "evaluation per step; learning_rate is then the transformation's own)",
+        choices=("lbfgs", "adam", "rmsprop"),
     )
     learning_rate: float = _field(
-        0.02, "Adam step size, in pixel units of [0, 1] (L-BFGS uses a line search and ignores it)"
+        0.02,
+        "Adam (or RMSprop) step size, in pixel units of [0, 1]; with param=laplacian the pyramid's "
+        "levels share it, each moving learning_rate / levels (L-BFGS uses a line search and "
+        "ignores it)",
     )
     content_weight: float | tuple[float, ...] = _field(1.0, "weight of the content loss (alpha)")
     style_weight: float | tuple[float, ...] = _field(3e-4, "weight of the style loss (beta)")
@@ -93,10 +97,29 @@ class Options:
     )
     style_loss: str = _field(
         "gram",
-        "gram (the paper's) or wasserstein (match each layer's mean "
-        "and covariance: 2-Wasserstein distance between Gaussians)",
-        choices=("gram", "wasserstein"),
+        "gram (the paper's), wasserstein (match each layer's mean and covariance: 2-Wasserstein "
+        "distance between Gaussians) or remd (STROTSS: relaxed earth mover's distance between "
+        "sampled hypercolumns, plus moments and palette; jaxnst.loss.sampled)",
+        choices=("gram", "wasserstein", "remd"),
     )
+    content_loss: str = _field(
+        "mse",
+        "mse (the paper's: squared difference of activations) or self_similarity (STROTSS: "
+        "the cosine self-distances of sampled hypercolumns, as the content's)",
+        choices=("mse", "self_similarity"),
+    )
+    method: str = _field(
+        "gatys",
+        "gatys, or strotss: Kolkin et al. 2019's recipe (remd style, self-similarity content, "
+        "laplacian param, rmsprop, content weight 16 halved each scale, their coarse-to-fine "
+        "schedule); options given explicitly override it",
+        choices=("gatys", "strotss"),
+    )
+    samples: int = _field(
+        1024, "remd / self_similarity: points compared per evaluation (the paper's 1024)"
+    )
+    style_samples: int = _field(5000, "remd: points of the style, drawn once (the paper's 5000)")
+    resample_every: int = _field(1, "remd / self_similarity: new points every N steps")
     ema_decay: float | None = _field(
         None,
         "Adam only: return an exponential moving average of "
@@ -180,12 +203,38 @@ def make_options(**options: Any) -> Options:
     for k in options:
         if k not in names:
             raise ValueError(f"unknown option {k!r}; expected one of {', '.join(sorted(names))}")
-    o = Options(**_normalise(dict(options)))
+    o = Options(**_normalise(_method(dict(options))))
     checks.check_numbers(o)
     checks.check_sequences(o)
     checks.check_choices(o)
     checks.check_api_only(o)
     return o
+
+
+# What ``method="strotss"`` sets, unless given: Kolkin et al.'s reference code, in our units
+# (its images are in [-1, 1], ours in [0, 1]: its learning rate 2e-3 per level is our 1e-3).
+STROTSS = dict(
+    style_loss="remd",
+    content_loss="self_similarity",
+    param="laplacian",
+    optimizer="rmsprop",
+    learning_rate=6e-3,  # 1e-3 for each of the 6 levels (pyramid_levels=5 halvings)
+    content_weight=16.0,
+    style_weight=1.0,
+    tv_weight=0.0,
+    iterations=200,
+    scales="auto",
+)
+
+
+def _method(options: dict[str, Any]) -> dict[str, Any]:
+    """``method``'s presets under the options given; REMD's scale is not the Gram loss's, so
+    ``style_loss="remd"`` alone defaults ``style_weight`` to 1 (the paper's)."""
+    if options.get("method") == "strotss":
+        return STROTSS | options
+    if options.get("style_loss") == "remd":
+        return {"style_weight": 1.0} | options
+    return options
 
 
 def _normalise(options: dict[str, Any]) -> dict[str, Any]:
@@ -252,6 +301,11 @@ def check_masks(o: Options) -> None:
         raise ValueError(
             "content_masks need guided Gram matrices, which the tiled objective (tile=) does not "
             "compute; use one or the other"
+        )
+    if o.style_loss == "remd" or o.content_loss == "self_similarity":
+        raise ValueError(
+            "content_masks do not combine with the sampled terms (style_loss='remd', "
+            "content_loss='self_similarity') yet; use the gram style loss for spatial control"
         )
 
 

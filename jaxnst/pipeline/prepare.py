@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst.loss import color, losses, tiled
+from jaxnst.loss import color, losses, sampled, tiled
 from jaxnst.model import vgg
 from jaxnst.pipeline.options import MIN_SIDE, Options, check_masks
 
@@ -67,7 +67,7 @@ def prepare(
     original_contents = contents
     contents, styles = _colour(contents, styles, o)
     variables, digest = default_variables(variables)
-    layers = tuple(n for n in vgg.LAYERS if n in set(o.content_layers) | set(o.style_layers))
+    layers = tuple(n for n in vgg.LAYERS if n in objective_layers(o))
     for n in layers:
         if n not in variables["params"]:
             raise ValueError(f"layer {n!r} is not in these weights")
@@ -85,6 +85,16 @@ def prepare(
         layers,
         many_contents,
     )
+
+
+def objective_layers(o: Options) -> set[str]:
+    """The layers the objective reads: the content and style layers of the terms in use, and
+    STROTSS's hypercolumn layers for the sampled terms."""
+    out = set(o.content_layers if o.content_loss == "mse" else ())
+    out |= set(o.style_layers if o.style_loss != "remd" else ())
+    if o.content_loss == "self_similarity" or o.style_loss == "remd":
+        out |= set(sampled.LAYERS)
+    return out
 
 
 def _colour(
@@ -336,9 +346,9 @@ def prepare_targets(
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     w = np.ones(len(styles)) if blend is None else np.asarray(blend, np.float64)
     w = w / w.sum()
-    layers = tuple(options.style_layers)
+    layers = tuple(options.style_layers) if options.style_loss != "remd" else ()
     features_of, grams_of = _target_programs(options, channels)
-    content_layers = tuple(options.content_layers)
+    content_layers = tuple(options.content_layers) if options.content_loss == "mse" else ()
     cf = features_of(content, variables, content_layers) if content_layers else {}
     grams: dict[str, Any] = {}
     moments: dict[str, Any] = {}
@@ -363,8 +373,22 @@ def prepare_targets(
         }
         lmasks = layer_masks(masks, layers)
     return losses.Targets(
-        content={n: cf[n] for n in options.content_layers},
+        content={n: cf[n] for n in content_layers},
         grams=grams,
         moments=moments,
         masks=lmasks,
+        sampled=_sampled(content, styles, w, variables, options),
     )
+
+
+def _sampled(contents, styles, w, variables, o: Options) -> Any:
+    """STROTSS's targets (:mod:`jaxnst.loss.sampled`) when its terms are in use, else None."""
+    c_on, s_on = o.content_loss == "self_similarity", o.style_loss == "remd"
+    if not (c_on or s_on):
+        return None
+    channels = vgg.channels_of(variables)
+
+    def feats(image: Any) -> dict:
+        return _features(image, variables, sampled.LAYERS, o.pooling, channels)
+
+    return sampled.make(contents, styles, w, feats, o.style_samples, c_on, s_on)
