@@ -32,6 +32,12 @@ LBFGS_EVALS_PER_STEP = 1.05
 TARGETS_EVALS = 2.0 / 3.0
 TILED_PASSES = 4.0 / 3.0
 SLOW = 3600.0  # seconds: above this the line says what would be faster
+# STROTSS's sampled terms cost the same at every size (points, not pixels): in megapixels of a
+# Gatys evaluation, measured at 256 px on the AVX-512 Xeon (``scripts/bench_strotss.py``): REMD,
+# moments and palette with 1024 x 5000 points 0.46 s and the self-similarity 0.22 s, against
+# 0.44 s for Gatys's 0.0435 MP.
+REMD_MP = 0.046  # at samples=1024, style_samples=5000; scales with their product
+SELF_SIM_MP = 0.022  # at samples=1024; scales with its square
 
 
 def _speed_path() -> Path:
@@ -108,8 +114,17 @@ def seconds(h: int, w: int, members: int, options: Any, per_megapixel: float) ->
         if options.tile and size > options.tile:
             overhead = (1 + 2 * tiled.halo(layers) / options.tile) ** 2 * TILED_PASSES
         evals = TARGETS_EVALS + 1 + per_step * n
-        total += evals * per_megapixel * mp * members * overhead
+        total += evals * per_megapixel * (mp * overhead + sampled_mp(options)) * members
     return total
+
+
+def sampled_mp(options: Any) -> float:
+    """The sampled terms' cost per evaluation, in megapixels of a Gatys evaluation."""
+    p = getattr(options, "samples", 1024) / 1024
+    mp = SELF_SIM_MP * p * p if getattr(options, "content_loss", "mse") == "self_similarity" else 0
+    if getattr(options, "style_loss", "gram") == "remd":
+        mp += REMD_MP * p * options.style_samples / 5000
+    return mp
 
 
 def _clock(s: float) -> str:
