@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jaxnst.loss import losses
+from jaxnst.loss import losses, sampled
 from jaxnst.optim import optimize
 from jaxnst.pipeline import layout, prepare
 from jaxnst.pipeline.options import Options, make_options
@@ -151,8 +151,6 @@ def objective(
 
 
 def _points(s: Any, batch: Any, first: Any) -> Any:
-    from jaxnst.loss import sampled
-
     content = None if s.content is None else first(s.content)
     c = batch.config
     idx = sampled.draw(batch.hyper.keys[0], 0, c.resample_every, s.points.shape[0], c.samples)

@@ -23,6 +23,8 @@ from typing import Any, NamedTuple, cast
 import jax
 import jax.numpy as jnp
 
+from jaxnst.loss import sampled
+
 Array = jax.Array
 
 
@@ -248,8 +250,6 @@ def objective(
     else:
         ls = jnp.zeros((), jnp.float32)
     if targets.sampled is not None:  # STROTSS's terms replace the ones they stand for
-        from jaxnst.loss import sampled
-
         c, s = sampled.terms(image, feats, targets.sampled, weights.content)
         lc, ls = (lc if c is None else c), (ls if s is None else s)
     lt = tv_loss(image.astype(jnp.float32), wrap)

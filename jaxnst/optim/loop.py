@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxnst.loss import losses
+from jaxnst.loss import losses, sampled
 from jaxnst.optim import linesearch
 from jaxnst.optim.linesearch import SearchState
 
@@ -123,8 +123,6 @@ def iterate_member(
     s, stop = x
     go = jnp.asarray(True) if alone else active(s, stop)
     if targets.sampled is not None:  # this step's sample points, one draw per step
-        from jaxnst.loss import sampled
-
         g = targets.sampled.points.shape[0]
         idx = sampled.draw(s.key, s.step, config.resample_every, g, config.samples)
         targets = targets._replace(sampled=targets.sampled._replace(idx=idx))

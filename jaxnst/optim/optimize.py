@@ -40,7 +40,7 @@ import optax
 from jax import lax
 
 from jaxnst import _interrupt
-from jaxnst.loss import losses
+from jaxnst.loss import losses, sampled
 from jaxnst.model import vgg
 from jaxnst.optim import loop, param
 from jaxnst.optim.linesearch import (  # noqa: F401 (re-exported)
@@ -192,9 +192,8 @@ def _batched(fn, config: Config):
         sampled=None,  # type: ignore[arg-type]
     )
     if config.samples:  # STROTSS's content hypercolumns go with the content
-        from jaxnst.loss.sampled import Sampled
-
-        t_axes = t_axes._replace(sampled=Sampled(None, 0 if config.batched_content else None))
+        axis = 0 if config.batched_content else None
+        t_axes = t_axes._replace(sampled=sampled.Sampled(None, axis))  # type: ignore[arg-type]
 
     def call(x, variables, targets, hyper):
         def one(x, t, w):

@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxnst.optim import param
 from jaxnst.pipeline.collect import Result
 from jaxnst.pipeline.layout import sweep_grid
 from jaxnst.pipeline.options import Options
@@ -190,8 +191,6 @@ def strotss_stage(o: Options, i: int, n: int, content, styles, previous) -> dict
     learning rate halved at the last, and the start: the content's finest Laplacian band on the
     style's mean colour at the first stage, the previous result upsampled plus that band in
     between, the previous result alone at the last (as the reference code does)."""
-    from jaxnst.optim import param
-
     half = 0.5**i
     cw = o.content_weight
     out: dict = {
