@@ -146,3 +146,20 @@ def test_fast_remd_matches_autodiff_of_the_reference_terms(rng):
             for g, r in zip(got[1], ref[1]):
                 np.testing.assert_allclose(np.asarray(g), np.asarray(r), atol=1e-12)
         assert sides == {True, False}
+
+
+def test_the_preflight_counts_the_sampled_terms(monkeypatch):
+    """Measured at 512 px (bundled pair): STROTSS's four stages peaked at 3.45 GiB RSS, its last
+    stage alone at 1.89 GiB, Gatys at 1.46 GiB; the model must see the difference."""
+    from jaxnst.pipeline import memory
+
+    gatys = make_options()
+    single = make_options(method="strotss", scales="none")
+    staged = make_options(method="strotss")
+    b = [memory.sampled_bytes(1, o, shape=(341, 512)) for o in (gatys, single, staged)]
+    assert b[0] == 0 and 0.2 * 2**30 < b[1] < b[2]
+    base = memory.step_bytes(341, 512, 1, ("conv5_1",)) + memory.OVERHEAD
+    monkeypatch.setenv(memory.LIMIT_ENV, str(int(memory.resident_bytes() + base + 0.2 * 2**30)))
+    assert memory.check(341, 512, 1, gatys) is not None
+    with pytest.raises(memory.MemoryRefused, match="not enough memory"):
+        memory.check(341, 512, 1, staged)
