@@ -177,3 +177,16 @@ def test_torch_reference_is_the_same_objective(small_vars, pooling):
     np.testing.assert_allclose(tv.item(), float(value), rtol=1e-5)
     tg = timg.grad[0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(tg, np.asarray(grad), rtol=1e-3, atol=1e-4 * np.abs(tg).max())
+
+
+@pytest.mark.parametrize("script", ["bench_speckle.py", "bench_strotss.py", "compare_methods.py"])
+def test_issue_21_scripts_explain_themselves(script):
+    """Their runs take minutes (speckle, Gatys against STROTSS): here only that they start."""
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "usage:" in p.stdout and "--json" in p.stdout
