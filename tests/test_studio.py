@@ -68,7 +68,7 @@ def test_form_defaults_and_validation_come_from_options():
     fields = {f["name"]: f for f in s["fields"]}
     assert fields["style_weight"]["default"] == Options.style_weight
     assert fields["iterations"]["default"] == Options.iterations
-    assert fields["optimizer"]["choices"] == ["lbfgs", "adam"]
+    assert fields["optimizer"]["choices"] == ["lbfgs", "adam", "rmsprop"]
     assert fields["seed"]["sweep"] and fields["seed"]["kind"] == "integers"
     assert "weights" not in fields and "content_layers" not in fields
     size, o = forms.parse(
