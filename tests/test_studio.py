@@ -146,7 +146,15 @@ def test_stop_keeps_the_image_and_cancel_drops_a_queued_job(client):
     assert client.post(f"/api/jobs/{long['id']}/stop").status_code == 409
 
 
-def test_what_the_pipeline_refuses_fails_the_job_with_its_one_line_message(client):
+def test_what_the_pipeline_refuses_fails_the_job_with_its_one_line_message(client, monkeypatch):
+    # (Scales with a sweep, the refusal this test used, now runs; the form checks every option,
+    # so the pipeline's refusal is made to happen where it would: in prepare.)
+    from jaxnst.pipeline import prepare
+
+    def refuse(*a, **k):
+        raise ValueError("scales: a refusal\nof the pipeline's, on two lines")
+
+    monkeypatch.setattr(prepare, "prepare", refuse)
     job = submit(client, scales="16", style_weight="1e-4 1e-3").json()
     done = events_of(client, job["id"])[-1][2]
     assert done["status"] == "failed" and "scales" in done["message"]
