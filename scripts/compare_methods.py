@@ -1,4 +1,4 @@
-"""Gatys against STROTSS, side by side: content, style, Gatys, STROTSS for each pair.
+"""Gatys against STROTSS, side by side: (content, style,) Gatys, STROTSS for each pair.
 
     python scripts/compare_methods.py --size 512 --images ../shared/images \\
         --out docs/strotss_compare.jpg --json docs/strotss_compare.json
@@ -71,19 +71,23 @@ def main() -> int:
             r = json.loads(stem.with_suffix(".json").read_text())
             keys = ("wall_seconds", "compile_seconds", "run_seconds", "iterations", "evaluations")
             report[name][m] = {k: r.get(k) for k in keys}
-        cells = [tile(content, a.row_height), tile(style, a.row_height)]
+        # Only the bundled (credited) images themselves go into the figure; of the shared ones,
+        # which are not ours to publish, only the results, with their names.
+        inputs = [content, style] if name == "bundled" else []
+        cells = [tile(p, a.row_height) for p in inputs]
         cells += [tile(stems[m].with_suffix(".png"), a.row_height) for m in ("gatys", "strotss")]
-        rows.append((cells, report[name]))
+        heads = ["content", "style"] if inputs else []
+        pair = "" if inputs else f"{content.stem} x {style.stem}, "
+        secs = {m: report[name][m]["wall_seconds"] for m in ("gatys", "strotss")}
+        heads += [f"{pair}{m}: {s:.0f} s" for m, s in secs.items()]
+        rows.append((cells, heads))
     width = max(sum(c.width for c in cells) + 8 * (len(cells) - 1) for cells, _ in rows)
     label = 18
     fig = Image.new("RGB", (width, len(rows) * (a.row_height + label + 8)), "white")
     draw = ImageDraw.Draw(fig)
     y = 0
-    for cells, rep in rows:
+    for cells, texts in rows:
         x = 0
-        texts = ["content", "style"] + [
-            f"{m}: {rep[m]['wall_seconds']:.0f} s" for m in ("gatys", "strotss")
-        ]
         for c, t in zip(cells, texts):
             draw.text((x + 4, y + 2), t, fill="black")
             fig.paste(c, (x, y + label))
