@@ -15,7 +15,7 @@ Pairs: the bundled sample pair (chelsea.jpg x swirls.png, as ``jaxnst --demo``),
 ``--images DIR`` also tubingen.jpg x starry_night.jpg from DIR. Each result is saved as PNG under
 --out, with a side-by-side <pair>_<mode>_<optimizer>.png (pixels left, laplacian right).
 
-    python scripts/bench_speckle.py --images ../shared/images --json speckle.json
+    python scripts/bench_speckle.py --images DIR --json speckle.json  # DIR: tubingen, starry_night
 """
 
 from __future__ import annotations

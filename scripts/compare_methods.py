@@ -1,6 +1,6 @@
 """Gatys against STROTSS, side by side: (content, style,) Gatys, STROTSS for each pair.
 
-    python scripts/compare_methods.py --size 512 --images ../shared/images \\
+    python scripts/compare_methods.py --size 512 --images DIR \\
         --out docs/strotss_compare.jpg --json docs/strotss_compare.json
 
 Each result is one ``jaxnst`` command line (defaults, plus ``--method strotss`` for STROTSS), run
