@@ -88,7 +88,7 @@ def style_columns(key: Array, image: Array, feats: Mapping[str, Array], n: int) 
     return columns(image, feats, pts)
 
 
-def draw(key: Array, step: Array, every: int, g: int, p: int) -> Array:
+def draw(key: Array, step: Array | int, every: int, g: int, p: int) -> Array:
     """The (p,) grid indices an evaluation at ``step`` compares: a permutation of the ``g``
     candidates by ``fold_in(key, step // every)`` (raw uint32 key data), so a line search sees
     one objective and the draw changes every ``every`` steps, the same for the same key."""
@@ -166,6 +166,7 @@ def terms(image: Array, feats: Mapping[str, Array], t: Sampled, alpha: Array) ->
         content = t.idx.shape[0] * strotss.self_similarity(out, jnp.take(t.content, t.idx, axis=0))
     style = None
     if t.style is not None:
+        assert t.style_moments is not None
         y = t.style
         style = (
             remd_cosine(out, y)

@@ -189,7 +189,7 @@ def _batched(fn, config: Config):
         masks=None,  # type: ignore[arg-type]
         warped=0,  # type: ignore[arg-type]
         reliability=0,  # type: ignore[arg-type]
-        sampled=None,  # type: ignore[arg-type]
+        sampled=None,
     )
     if config.samples:  # STROTSS's content hypercolumns go with the content
         axis = 0 if config.batched_content else None

@@ -64,8 +64,8 @@ def _interp(x: Array, n_out: int, axis: int, wrap: bool) -> Array:
         i0, i1 = np.clip(i0, 0, n_in - 1), np.clip(i1, 0, n_in - 1)
     shape = [1] * x.ndim
     shape[axis] = n_out
-    f = jnp.asarray(f.reshape(shape), x.dtype)
-    return jnp.take(x, i0, axis=axis) * (1 - f) + jnp.take(x, i1, axis=axis) * f
+    wt = jnp.asarray(f.reshape(shape), x.dtype)
+    return jnp.take(x, i0, axis=axis) * (1 - wt) + jnp.take(x, i1, axis=axis) * wt
 
 
 def upsample(x: Array, shape: tuple[int, int], wrap: bool = False) -> Array:
@@ -78,7 +78,8 @@ def downsample(x: Array, shape: tuple[int, int], wrap: bool = False) -> Array:
     constants (a triangle filter two output pixels wide: antialiased, and circular with
     ``wrap``)."""
     small = jax.ShapeDtypeStruct((*x.shape[:-3], *shape, x.shape[-1]), x.dtype)
-    t = jax.linear_transpose(functools.partial(upsample, shape=x.shape[-3:-1], wrap=wrap), small)
+    big = (int(x.shape[-3]), int(x.shape[-2]))
+    t = jax.linear_transpose(functools.partial(upsample, shape=big, wrap=wrap), small)
     (num,) = t(x)
     (den,) = t(jnp.ones_like(x))
     return num / den

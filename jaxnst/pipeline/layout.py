@@ -216,7 +216,8 @@ def _levels(o: Options, problem: Problem) -> int:
     pixels would)."""
     if o.param != "laplacian":
         return 1
-    return param.levels_for(*problem.contents.shape[1:3], o.pyramid_levels) + 1
+    h, w = problem.contents.shape[1:3]
+    return param.levels_for(h, w, o.pyramid_levels) + 1
 
 
 def _raw_keys(seeds: np.ndarray) -> np.ndarray:
@@ -229,7 +230,7 @@ def _coarse_noise(raw_keys: jax.Array, shape: tuple[int, ...], levels: int) -> j
     """``param="laplacian"``'s noise start: uniform noise on the pyramid's coarsest level,
     upsampled through the others. White noise at full size would sit in the finest level, whose
     gradient is the pixels' own, and stay as speckle (issue 21's measurement)."""
-    shapes = param.level_shapes(shape[0], shape[1], param.levels_for(*shape[:2], levels))
+    shapes = param.level_shapes(shape[0], shape[1], param.levels_for(shape[0], shape[1], levels))
     x = _noise(raw_keys, (*shapes[-1], shape[2]))
     for s in reversed(shapes[:-1]):
         x = param.upsample(x, s)
