@@ -93,21 +93,54 @@ def _ready(arrays: list) -> bool:
 _RUNNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxnst-run")
 
 
+class Cancelled(Exception):
+    """The event of :func:`cancel_on` was set while a program ran (a studio job's Stop): the
+    program's result is not to be used, as on Ctrl-C."""
+
+
+_cancel = threading.local()
+
+
+@contextlib.contextmanager
+def cancel_on(event: threading.Event) -> Iterator[None]:
+    """While the block runs on this thread, :func:`run` answers ``event`` as it answers Ctrl-C
+    (which reaches only the main thread), raising :class:`Cancelled` instead: a worker thread's
+    Stop then ends the program in flight, not only the next one."""
+    before = getattr(_cancel, "event", None)
+    _cancel.event = event
+    try:
+        yield
+    finally:
+        _cancel.event = before
+
+
+def _wait(future: concurrent.futures.Future) -> Any:
+    event = getattr(_cancel, "event", None)
+
+    def check() -> None:
+        time.sleep(POLL_SECONDS)
+        if event is not None and event.is_set():
+            raise Cancelled
+
+    while not future.done():
+        check()
+    out = future.result()
+    arrays = [a for a in jax.tree.leaves(out) if isinstance(a, jax.Array)]
+    while not _ready(arrays):
+        check()
+    return out
+
+
 def run(fn: Callable[..., Any], *args: Any, reads_flag: bool = False) -> Any:
     """``fn(*args)`` (a compiled program's call) on a runner thread, its result waited for in short
-    sleeps, answering Ctrl-C at once. A program that ``reads_flag`` is given up to
-    :data:`WIND_DOWN_SECONDS` to wind down (its result is then not to be used); one still running
-    after that, or one that does not read the flag, is left running (:func:`in_flight`).
-    KeyboardInterrupt is raised again."""
+    sleeps, answering Ctrl-C at once (and, on a thread inside :func:`cancel_on`, its event). A
+    program that ``reads_flag`` is given up to :data:`WIND_DOWN_SECONDS` to wind down (its result
+    is then not to be used); one still running after that, or one that does not read the flag, is
+    left running (:func:`in_flight`). KeyboardInterrupt (or :class:`Cancelled`) is raised again."""
     future = _RUNNER.submit(fn, *args)
     try:
-        while not future.done():
-            time.sleep(POLL_SECONDS)
-        out = future.result()
-        arrays = [a for a in jax.tree.leaves(out) if isinstance(a, jax.Array)]
-        while not _ready(arrays):
-            time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
+        return _wait(future)
+    except (KeyboardInterrupt, Cancelled):
         if reads_flag:
             _STOP.set()
             deadline = time.monotonic() + WIND_DOWN_SECONDS
@@ -117,7 +150,6 @@ def run(fn: Callable[..., Any], *args: Any, reads_flag: bool = False) -> Any:
         if not _finished(future):
             _in_flight.set()
         raise
-    return out
 
 
 def _finished(future: concurrent.futures.Future) -> bool:

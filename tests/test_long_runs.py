@@ -44,6 +44,16 @@ def test_max_seconds_spans_every_scale(small_vars, pair):
     assert time.perf_counter() - t < 3.0 + 30.0  # (compiling both stages counts in the budget)
 
 
+def test_a_stop_in_an_early_stage_ends_coarse_to_fine_at_full_size(small_vars, pair):
+    stages = []
+    r = stylize(
+        *pair, variables=small_vars, scales=(24,), callback=lambda s, *_: stages.append(s) or 1,
+        **{**KW, "iterations": 40},
+    )  # fmt: skip
+    assert r.stopped and stages == [KW["chunk"]] and r.iterations == KW["chunk"]
+    assert r.image.shape == pair[0].shape and np.isfinite(r.image).all()
+
+
 def test_max_seconds_is_checked(small_vars, pair):
     with pytest.raises(ValueError, match="max_seconds"):
         stylize(*pair, variables=small_vars, max_seconds=-1, iterations=1)
@@ -72,6 +82,73 @@ def test_ctrl_c_inside_a_long_tiled_chunk_is_answered_at_once(small_vars):
     assert waited < 1.5, (waited, one)
     assert len(saved) == 1 and saved[0].step == 0  # the start, evaluated: the last whole state
     assert not _interrupt.in_flight()
+
+
+def test_pace_aims_at_seconds_and_keeps_the_chunk_multiples():
+    from jaxnst.optim.pace import CHUNK_SECONDS, Pace
+
+    assert Pace(50).steps(7) == 43  # speed unknown: up to the next multiple of the chunk
+    assert Pace(50, CHUNK_SECONDS / 10).steps(0) == 10
+    assert Pace(50, CHUNK_SECONDS / 10).steps(45) == 5  # never past step 50
+    assert Pace(50, CHUNK_SECONDS * 30).steps(3) == 1  # slower than the aim: one step at a time
+    p = Pace(50)
+    p.measured(2 * CHUNK_SECONDS, 8)
+    assert p.steps(0) == 4
+
+
+def test_short_chunks_change_nothing_but_how_often_the_host_looks(small_vars, pair, monkeypatch):
+    """Chunks paced at one step each (a slow run's) give the same images, losses and checkpoints
+    as whole chunks, with a callback and history entry per step, and still end at the multiples
+    of ``chunk`` a front end asked for (checkpoint_every)."""
+    from jaxnst.optim import pace
+
+    kw = dict(variables=small_vars, iterations=7, chunk=3, style_weight=30.0)
+    seen, saved = [], []
+    whole = stylize(*pair, callback=lambda s, *_: seen.append(s), **kw)
+    assert seen == [3, 6, 7] and list(whole.history["step"]) == [0, 3, 6, 7]
+    monkeypatch.setattr(pace, "CHUNK_SECONDS", 1e-9)
+    seen.clear()
+    short = stylize(
+        *pair,
+        callback=lambda s, *_: seen.append(s),
+        checkpoint_every=3,
+        on_checkpoint=saved.append,
+        **kw,
+    )
+    assert seen == [1, 2, 3, 4, 5, 6, 7] and list(short.history["step"]) == list(range(8))
+    np.testing.assert_array_equal(short.image, whole.image)
+    np.testing.assert_array_equal(short.losses, whole.losses)
+    np.testing.assert_array_equal(short.history["total"][[0, 3, 6, 7]], whole.history["total"])
+    assert [c.step for c in saved] == [3, 6]
+    resumed = stylize(*pair, resume=saved[0], **kw)
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    np.testing.assert_array_equal(resumed.losses, whole.losses)
+    assert list(resumed.history["step"]) == [0, 1, 2, 3, 6, 7]  # (its speed is not measured)
+
+
+def test_a_stop_ends_the_chunk_in_flight(small_vars):
+    """The studio's Stop (an event, on the worker thread: Ctrl-C reaches only the main thread)
+    ends a tiled chunk that takes minutes within a second and returns the last completed
+    image, marked ``stopped``."""
+    img = np.random.default_rng(1).uniform(size=(160, 160, 3)).astype(np.float32)
+    kw = dict(variables=small_vars, tile=16, style_weight=30.0, chunk=20)
+    stylize(img, img, iterations=1, **kw)  # compiled (as by the test above) before the clock
+    stop, out = threading.Event(), {}
+
+    def work():
+        with _interrupt.cancel_on(stop):
+            out["r"] = stylize(img, img, iterations=1000, **kw)
+        out["t"] = time.perf_counter()
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    time.sleep(4.0)
+    t = time.perf_counter()
+    stop.set()
+    worker.join(60)
+    r = out["r"]
+    assert out["t"] - t < 1.5, out["t"] - t
+    assert r.stopped and r.iterations < 1000 and np.isfinite(r.image).all()
 
 
 def test_time_estimate_from_the_measured_speed(tmp_path, monkeypatch, small_vars):

@@ -140,6 +140,7 @@ class _Fake:
     batch_evaluations: int = 1
     options: object = None
     stopped_on_time: bool = False
+    stopped: bool = False
 
 
 def test_stages_within_one_tile_run_untiled(monkeypatch):

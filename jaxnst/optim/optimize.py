@@ -43,6 +43,7 @@ from jaxnst import _interrupt
 from jaxnst.loss import losses, sampled
 from jaxnst.model import vgg
 from jaxnst.optim import loop, param
+from jaxnst.optim.compilation import compile_stats
 from jaxnst.optim.linesearch import (  # noqa: F401 (re-exported)
     ArmijoInfo,
     ArmijoState,
@@ -50,6 +51,7 @@ from jaxnst.optim.linesearch import (  # noqa: F401 (re-exported)
     armijo_backtracking,
 )
 from jaxnst.optim.loop import LoopState  # noqa: F401 (re-exported)
+from jaxnst.optim.pace import Interrupted, Pace, Progress  # noqa: F401 (re-exported)
 from jaxnst.optim.param import pixels, variable  # noqa: F401 (re-exported)
 from jaxnst.optim.programs import CPU_COMPILER_OPTIONS, _program  # noqa: F401 (re-exported)
 
@@ -310,24 +312,6 @@ def run_chunk(
     return state, totals, jnp.max(state.evals - evals), state.parts
 
 
-class Progress(NamedTuple):
-    """Everything a run has produced so far: enough to report, checkpoint or resume it."""
-
-    state: LoopState
-    totals: list  # per chunk: (chunk, N) total loss after each step
-    parts: list  # at the start and after each chunk: losses.Parts of (N,) arrays
-    paid: int  # evaluations the batch paid for
-    on_time: bool = False  # stopped at the wall-clock deadline (the chunk in flight dropped)
-
-
-class Interrupted(Exception):
-    """Ctrl-C arrived; ``progress`` is the last completed chunk (nothing of the one in flight)."""
-
-    def __init__(self, progress: Progress):
-        super().__init__("interrupted")
-        self.progress = progress
-
-
 def descend(
     images: Array,
     variables: dict,
@@ -341,14 +325,18 @@ def descend(
     """Run chunks until every member has taken ``hyper.iterations`` steps or diverged.
 
     ``callback(progress)`` runs after each chunk (the only host sync); returning True stops early.
+    Chunks take about :data:`jaxnst.optim.pace.CHUNK_SECONDS` each (:class:`~pace.Pace`).
     ``start`` resumes from an earlier :class:`Progress` instead of initialising at ``images``.
     KeyboardInterrupt becomes :class:`Interrupted` carrying the last completed chunk; the state is
-    never donated to the compiled chunk, so it survives a chunk cut short. ``deadline`` (a
-    ``time.monotonic()`` value): stop there, with the last completed chunk (``on_time``); a chunk
-    still running then winds down as on Ctrl-C and is dropped.
+    never donated to the compiled chunk, so it survives a chunk cut short. A Stop
+    (:func:`jaxnst._interrupt.cancel_on`) returns the last completed chunk (``stopped``).
+    ``deadline`` (a ``time.monotonic()`` value): stop there, with the last completed chunk
+    (``on_time``); a chunk still running then winds down as on Ctrl-C and is dropped.
     """
+    speed = None
     if start is None:
         state, unknown = init_state(images, variables, targets, hyper, config)
+        t0, c0 = time.perf_counter(), compile_stats()["seconds"]
         try:  # the same program with no steps: it only evaluates the starting images
             out = _interrupt.run(
                 run_chunk, state, variables, targets, hyper, config, np.int32(0),
@@ -356,37 +344,46 @@ def descend(
             )  # fmt: skip
             state, _, cost, parts0 = out
         except KeyboardInterrupt:  # nothing completed yet: the fresh state is what there is
-            raise Interrupted(Progress(state, [], [unknown], 0)) from None
-        progress = Progress(state, [], [parts0], int(cost))
+            raise Interrupted(Progress(state, [], [unknown], 0, ends=(0,))) from None
+        except _interrupt.Cancelled:
+            return Progress(state, [], [unknown], 0, ends=(0,), stopped=True)
+        # one evaluation's seconds, less what compiling took (a guess for a step's)
+        speed = time.perf_counter() - t0 - (compile_stats()["seconds"] - c0)
+        progress = Progress(state, [], [parts0], int(cost), ends=(0,))
     else:
         progress = start
     n = int(hyper.iterations)
+    pace = Pace(config.chunk, speed)
     with _interrupt.alarm(deadline if config.interruptible else None):
-        return _chunks(progress, n, variables, targets, hyper, config, callback, deadline)
+        return _chunks(progress, n, variables, targets, hyper, config, callback, deadline, pace)
 
 
-def _chunks(progress, n, variables, targets, hyper, config, callback, deadline) -> Progress:
+def _chunks(progress, n, variables, targets, hyper, config, callback, deadline, pace) -> Progress:
     """:func:`descend`'s loop over chunks, from ``progress`` to ``n`` steps."""
     try:
         while True:
-            done = (np.asarray(progress.state.step) >= n) | (
-                np.asarray(progress.state.diverged_at) >= 0
-            )
-            if bool(done.all()):
+            step = np.asarray(progress.state.step)
+            if bool(((step >= n) | (np.asarray(progress.state.diverged_at) >= 0)).all()):
                 return progress
             if deadline is not None and time.monotonic() >= deadline:
                 return progress._replace(on_time=True)
+            t0, first = time.perf_counter(), int(step.max())
             state, t, cost, p = _interrupt.run(
                 run_chunk, progress.state, variables, targets, hyper, config,
-                np.int32(config.chunk), reads_flag=config.interruptible,
+                np.int32(pace.steps(first)), reads_flag=config.interruptible,
             )  # fmt: skip
             if _interrupt.alarm_rang():  # wound down at the deadline: this chunk is not whole
                 return progress._replace(on_time=True)
-            cost = int(cost)
+            cost, last = int(cost), int(np.asarray(state.step).max())
+            pace.measured(time.perf_counter() - t0, last - first)
+            ends = (progress.ends or (0,) * len(progress.parts)) + (last,)
             progress = Progress(
-                state, progress.totals + [t], progress.parts + [p], progress.paid + cost
-            )
+                state, progress.totals + [t], progress.parts + [p], progress.paid + cost,
+                ends=ends,
+            )  # fmt: skip
             if callback is not None and callback(progress):
-                return progress
+                return progress._replace(stopped=True)
     except KeyboardInterrupt:
         raise Interrupted(progress) from None
+    except _interrupt.Cancelled:
+        return progress._replace(stopped=True)

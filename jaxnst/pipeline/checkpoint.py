@@ -38,6 +38,7 @@ class Checkpoint:
     totals: np.ndarray  # (chunks, chunk, N) total loss after each step
     parts: dict[str, np.ndarray]  # field -> (chunks + 1, N)
     paid: int
+    ends: tuple[int, ...] = ()  # the furthest step at each entry of parts (chunks may be short)
 
 
 def fingerprint(content: np.ndarray, style: np.ndarray, options, weights_digest: str) -> str:
@@ -75,6 +76,7 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         "paid": int(ckpt.paid),
         "leaves": len(ckpt.leaves),
         "parts": sorted(ckpt.parts),
+        "ends": [int(e) for e in ckpt.ends],
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     with atomic_path(p) as tmp, open(tmp, "wb") as f:
@@ -99,6 +101,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
                 z["totals"],
                 {k: z[f"parts_{k}"] for k in meta["parts"]},
                 meta["paid"],
+                tuple(meta.get("ends", ())),
             )
     except CheckpointError:
         raise
@@ -156,6 +159,7 @@ def snapshot(fp: str, progress: Any, chunk: int, rows: int) -> Checkpoint:
         totals,
         parts,
         progress.paid,
+        tuple(progress.ends),
     )
 
 
@@ -185,4 +189,9 @@ def resume_progress(
         losses.Parts(*(jax.device_put(ckpt.parts[f][i]) for f in losses.Parts._fields))
         for i in range(ckpt.parts["total"].shape[0])
     ]
-    return optimize.Progress(state, [jax.device_put(t) for t in ckpt.totals], parts, ckpt.paid)
+    ends = ckpt.ends
+    if len(ends) != len(parts):  # written before chunks could be short: they were whole
+        chunk = ckpt.totals.shape[1] if ckpt.totals.ndim == 3 else 0
+        ends = tuple(min(i * chunk, ckpt.step) for i in range(len(parts)))
+    totals = [jax.device_put(t) for t in ckpt.totals]
+    return optimize.Progress(state, totals, parts, ckpt.paid, ends=tuple(ends))

@@ -48,6 +48,9 @@ class Result:
         (the CLI turns the cache on; see ``jaxnst --help``).
     stopped_on_time: the ``max_seconds`` budget ended the descent (the last completed chunk's
         image; ``iterations`` says how far it got).
+    stopped: the descent ended early because ``callback`` returned True or a studio's Stop
+        (:func:`jaxnst._interrupt.cancel_on`) cancelled the chunk in flight (the last completed
+        chunk's image); coarse-to-fine runs no further stages.
 
     A batched run (a sweep, or several content images) puts a leading batch axis on ``image``,
     ``losses``, the history's parts, ``evaluations`` and ``iterations``; ``diverged_at`` is a list.
@@ -69,6 +72,7 @@ class Result:
     devices: int = 1
     compile_cache_hits: int = 0
     stopped_on_time: bool = False
+    stopped: bool = False
 
 
 class Clock(NamedTuple):
@@ -91,8 +95,7 @@ def collect(
     o = problem.options
     per_member, paid = _per_member(progress, lay, batch, o.iterations)
     steps_done, totals = per_member["steps"], per_member["totals"]
-    chunk, n_parts = batch.config.chunk, len(progress.parts)
-    steps = [0] + [min((i + 1) * chunk, int(steps_done.max())) for i in range(n_parts - 1)]
+    steps = list(_ends(progress, batch.config.chunk, int(steps_done.max())))
     history = {"step": np.asarray(steps), **{f: per_member[f] for f in losses.Parts._fields}}
     image = np.clip(per_member["image"], 0.0, 1.0)
     if o.preserve_color == "luminance":
@@ -109,6 +112,7 @@ def collect(
         batch_evaluations=paid,
         devices=lay.n_dev * jax.process_count(),
         stopped_on_time=bool(progress.on_time),
+        stopped=bool(progress.stopped),
     )
     evals = per_member["evals"]
     if lay.batched:
@@ -150,7 +154,7 @@ def _per_member(
     per_member = {
         "steps": np.asarray(state.step)[:m],
         "totals": (  # (no chunk at all: a budget that ended before the first)
-            np.concatenate([np.asarray(t) for t in progress.totals], 0)[:iterations, :m].T
+            np.concatenate(_taken(progress, batch.config.chunk), 0)[:iterations, :m].T
             if progress.totals
             else np.zeros((m, 0), np.float32)
         ),
@@ -172,6 +176,21 @@ def _per_member(
         per_member = gather_members(per_member, lay.n)
         paid = int(np.max(gather_members({"paid": np.full(m, paid)}, lay.n)["paid"]))
     return per_member, paid
+
+
+def _ends(progress: optimize.Progress, chunk: int, furthest: int) -> tuple[int, ...]:
+    """The furthest member's step at each entry of ``progress.parts`` (chunks may be shorter
+    than ``chunk``, see :mod:`jaxnst.optim.pace`; a checkpoint of an older version has no ends:
+    its chunks were whole)."""
+    if len(progress.ends) == len(progress.parts):
+        return progress.ends
+    return tuple(min(i * chunk, furthest) for i in range(len(progress.parts)))
+
+
+def _taken(progress: optimize.Progress, chunk: int) -> list[np.ndarray]:
+    """Each chunk's (chunk, N) totals cut to the steps it took, so that rows are steps."""
+    ends = _ends(progress, chunk, 2**31)
+    return [np.asarray(t)[: max(0, b - a)] for t, a, b in zip(progress.totals, ends, ends[1:])]
 
 
 def _ema_images(

@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnst.optim import param
 from jaxnst.pipeline.collect import Result
@@ -131,6 +132,10 @@ def coarse_to_fine(
         d = r.diverged_at  # (a list for a sweep)
         if any(x is not None for x in d) if isinstance(d, list) else d is not None:
             return r
+        if r.stopped:  # a callback or a Stop ended it: no further stages, the image at full size
+            big = _start(jnp.asarray(r.image), None, content.shape)
+            results.append(dataclasses.replace(r, image=np.asarray(big)))
+            break
         image = jnp.asarray(r.image)
         if not batched:
             image = image.reshape(c.shape)
@@ -221,4 +226,5 @@ def _combine(results: list[Result], o: Options) -> Result:
         batch_evaluations=sum(r.batch_evaluations for r in results),
         options=o,
         stopped_on_time=any(r.stopped_on_time for r in results),
+        stopped=results[-1].stopped,
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnst import _interrupt
 from jaxnst.studio import results
 from jaxnst.studio.store import ACTIVE, Store, new_id
 
@@ -187,8 +188,8 @@ class JobQueue:
         return [j.record for j in sorted(jobs, key=lambda j: -j.record["created"])]
 
     def stop(self, job_id: str) -> bool:
-        """Stop a running job at its next chunk (its image so far is kept) or cancel a queued
-        one. False when the job is not active."""
+        """Stop a running job within a second (the chunk in flight is dropped; the image of the
+        last completed one is kept) or cancel a queued one. False when the job is not active."""
         job = self.get(job_id)
         if job is None:
             return False
@@ -227,7 +228,7 @@ class JobQueue:
             self._thread.start()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop the worker: the running job stops at its next chunk and is marked interrupted
+        """Stop the worker: the running job stops within a second and is marked interrupted
         (its image so far is saved); queued jobs are marked interrupted."""
         run = self.running
         if run is not None:
@@ -307,7 +308,10 @@ class JobQueue:
         variables, digest = self._weights()
         cb = results.Previews(self.store, job)
         t0 = time.perf_counter()
-        result = stylize(job.content, job.style, variables=variables, callback=cb, **job.options)
+        with _interrupt.cancel_on(job.stop):  # Stop ends the chunk in flight, not the next one
+            result = stylize(
+                job.content, job.style, variables=variables, callback=cb, **job.options
+            )
         wall = time.perf_counter() - t0
         status = job.stop_reason if job.stop.is_set() else "finished"
         files, final = results.write(self.store, job, result, wall, digest, status)
