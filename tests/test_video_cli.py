@@ -137,6 +137,35 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(files, tmp_path, cap
     assert list(out.parent.iterdir()) == []
 
 
+def test_a_clip_that_will_not_fit_is_refused_before_it_starts(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAXNST_MEMORY_LIMIT", "1M")
+    out = tmp_path / "o.mp4"
+    code, err = run([files / "clip.mp4", files / "style.png", "-o", out, *FAST], capsys)
+    lines = err.strip().splitlines()
+    assert code == 4 and len(lines) == 1 and "available" in lines[0], err
+    assert not out.exists()
+
+
+def test_memory_and_time_lines_count_the_largest_batch_and_every_pass(monkeypatch, small_vars):
+    from jaxnst.cli import estimate
+    from jaxnst.pipeline.options import make_options
+
+    monkeypatch.setenv("JAXNST_MEMORY_LIMIT", "16G")
+    monkeypatch.setenv("JAXNST_TIME_ESTIMATE", "1")
+    monkeypatch.setattr(estimate, "seconds_per_megapixel", lambda *a: 100.0)
+    o = make_options(iterations=10)
+    evals = estimate.TARGETS_EVALS + 1 + estimate.LBFGS_EVALS_PER_STEP * 10
+    seq = vrun.plan_lines((4, 300, 300, 3), o, small_vars, 0, 5)
+    assert seq[0].startswith("memory: ~") and "(JAXNST_MEMORY_LIMIT=16G)" in seq[0], seq
+    minutes = 4 * evals * 100 * 0.09 / 60
+    assert seq[1] == f"time: ~{minutes:.0f} min estimated for the descent (plus compiling)"
+    multi = vrun.plan_lines((4, 300, 300, 3), o, small_vars, 2, 5)
+    again = 2 * 4 * (estimate.TARGETS_EVALS + 1 + estimate.LBFGS_EVALS_PER_STEP * 5)
+    assert multi[1].startswith(f"time: ~{minutes + again * 100 * 0.09 / 60:.0f} min"), multi
+    gib = [float(x.split("~")[1].split(" ")[0]) for x in (seq[0], multi[0])]
+    assert gib[1] > gib[0]  # all four frames at once in the first pass
+
+
 def test_without_the_extra_one_line_names_the_install(files, tmp_path, capsys, monkeypatch):
     from jaxnst.video import cli as vcli
 

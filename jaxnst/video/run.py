@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -176,6 +177,14 @@ def run(args: Any) -> int:
     )
     h, w = clip.frames.shape[1:3]
     _announce(args.quiet or not writer, t_n, w, h, sequential, args.passes, resume)
+    try:  # before anything is compiled, as for a still image
+        for line in plan_lines(
+            clip.frames.shape, opts, variables, args.passes, args.pass_iterations
+        ):
+            _say(args.quiet or not writer, line)
+    except RuntimeError as e:  # memory.MemoryRefused: will not fit
+        print(f"jaxnst: error: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
     bar = _Progress(
         t_n if sequential else args.passes + 1,
         resume.done if resume else 0,
@@ -256,6 +265,44 @@ def _finish(
         f"wrote {out} ({len(result.frames)} frames, {wall:.1f} s, "
         f"{np.mean(result.seconds):.2f} s per frame)",
     )
+
+
+def plan_lines(
+    shape: tuple[int, ...], opts: Any, variables: dict, passes: int, pass_iterations: int
+) -> list[str]:
+    """The memory and time lines before a clip's descent (the still image's, for the largest
+    batch: one frame in sequential mode, all T in multi-pass's first pass). A clip whose batch
+    fits only in tiles is refused (MemoryRefused, one line): video does not tile."""
+    from jaxnst.cli import estimate
+    from jaxnst.model import vgg
+    from jaxnst.pipeline import memory
+
+    t_n, h, w = shape[:3]
+    members = 1 if passes == 0 else t_n
+    est = memory.check(h, w, members, opts, vgg.channels_of(variables))
+    lines = []
+    if est is not None:
+        if est.tile is not None:
+            raise memory.MemoryRefused(
+                f"{members} frame(s) of {w}x{h} px at once need ~{memory._gib(est.untiled)}, "
+                f"{memory._gib(est.available)} available: use a smaller --size"
+                + (" or --passes 0 (one frame at a time)" if passes else "")
+            )
+        lines.append(
+            f"memory: ~{memory._gib(est.resident + est.step)} peak estimated, "
+            f"{memory._gib(est.available)} available ({est.source})"
+        )
+    if os.environ.get(estimate.OFF_ENV) != "0":
+        try:
+            per_mp = estimate.seconds_per_megapixel(variables, opts.precision)
+            s = t_n * estimate.seconds(h, w, 1, opts, per_mp)
+            if passes:
+                again = dataclasses.replace(opts, iterations=pass_iterations)
+                s += passes * t_n * estimate.seconds(h, w, 1, again, per_mp)
+            lines.append(f"time: ~{estimate._clock(s)} estimated for the descent (plus compiling)")
+        except Exception as e:  # noqa: BLE001 (an estimate never stops a run)
+            lines.append(f"time: not estimated ({type(e).__name__})")
+    return lines
 
 
 def _announce(
