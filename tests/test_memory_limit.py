@@ -1,0 +1,70 @@
+"""The memory preflight under a hard limit (issue 22): a tiled descent runs in a process whose
+data segment (``RLIMIT_DATA``: heap and private mappings, where XLA's buffers live) may grow by
+no more than the preflight's own estimate of the descent's step. An underestimate kills the run
+(std::bad_alloc) and fails the test, instead of a user's run at 4096 px."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# Both parts run in a fresh process: the limit must not outlive it, and the run must start cold
+# (compiling is part of the peak).
+PREAMBLE = """
+import resource
+def status(k):
+    for line in open("/proc/self/status"):
+        if line.startswith(k):
+            return int(line.split()[1]) * 1024
+def limit(extra):
+    lim = int(status("VmData") + extra)
+    resource.setrlimit(resource.RLIMIT_DATA, (lim, lim))
+"""
+
+DESCENT = """
+import numpy as np
+from jaxnst.model import vgg, weights
+from jaxnst.pipeline import memory
+from jaxnst.pipeline.options import make_options
+from jaxnst.stylize import stylize
+variables, _ = weights.load_variables(fetch=False)
+rng = np.random.default_rng(0)
+c, s = (rng.uniform(size=(288, 384, 3)).astype(np.float32) for _ in range(2))
+o = make_options(tile=128, iterations=1)
+est = memory.check(288, 384, 1, o, vgg.channels_of(variables))
+before = status("VmData")
+limit(est.step)
+r = stylize(c, s, variables=variables, tile=128, iterations=1, chunk=1)
+assert np.isfinite(r.image).all() and r.evaluations >= 2
+grew = (status("VmData") - before) / est.step
+print("grew", grew, "peak", status("VmHWM") / (est.resident + est.step))
+"""
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAXNST_MEMORY_LIMIT="64G", JAXNST_CPU_BF16="0")
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(PREAMBLE + code)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def test_the_limit_bites():
+    """The control: under the same limit a 256 MiB allocation fails (the limit is real)."""
+    p = _run("import numpy as np\nlimit(64 * 2**20)\nnp.ones(2**25)\n")
+    assert p.returncode != 0 and "MemoryError" in p.stderr, p.stderr[-500:]
+
+
+@pytest.mark.slow  # real weights, a tiled descent compiled in a fresh process (~50 s)
+def test_a_tiled_descent_stays_within_the_preflight_estimate(real_vars):
+    p = _run(DESCENT)
+    assert p.returncode == 0, p.stderr[-800:]
+    grew, peak = (float(x) for x in p.stdout.split()[1::2])
+    # (measured on a Xeon, 2 cores: the data segment grew by 0.53 of the step estimate, peak RSS
+    # 0.77 of the peak estimate; the model errs on the safe side, by at most 30 % at this size)
+    assert grew <= 1.0 and 0.5 <= peak <= 1.0, p.stdout
