@@ -101,7 +101,8 @@ def objective(
             and ``scales`` are refused: vmap ``parts_fn`` over stacked weights instead.
             With STROTSS's sampled terms (``style_loss="remd"``,
             ``content_loss="self_similarity"``), ``loss_fn`` compares the points that the
-            descent's first step would (``targets.sampled.idx``, drawn from ``seed``/``key``);
+            descent's first step would (``targets.sampled.idx``, drawn from ``seed``/``key``;
+            with content masks one array per region: :func:`jaxnst.loss.sampled.pick`);
             replace ``idx`` to draw others.
 
     Returns:
@@ -151,10 +152,9 @@ def objective(
 
 
 def _points(s: Any, batch: Any, first: Any) -> Any:
-    content = None if s.content is None else first(s.content)
+    s = s._replace(content=None if s.content is None else first(s.content))
     c = batch.config
-    idx = sampled.draw(batch.hyper.keys[0], 0, c.resample_every, s.points.shape[0], c.samples)
-    return s._replace(content=content, idx=idx)
+    return sampled.pick(s, batch.hyper.keys[0], 0, c.resample_every, c.samples)
 
 
 def _loss(

@@ -45,7 +45,7 @@ class LoopState(NamedTuple):
     fresh: Array  # bool: ``image`` is not evaluated yet (the next iteration evaluates it)
     direction: Any  # L-BFGS: the search direction at ``image``
     search: SearchState | None  # L-BFGS: the line search along ``direction`` in progress
-    key: Array  # (2,) uint32 raw PRNG key: the sampled terms' draws (jaxnst.loss.sampled.draw)
+    key: Array  # (2,) uint32 raw PRNG key: the sampled terms' draws (jaxnst.loss.sampled.pick)
 
 
 class Ops(NamedTuple):
@@ -123,9 +123,8 @@ def iterate_member(
     s, stop = x
     go = jnp.asarray(True) if alone else active(s, stop)
     if targets.sampled is not None:  # this step's sample points, one draw per step
-        g = targets.sampled.points.shape[0]
-        idx = sampled.draw(s.key, s.step, config.resample_every, g, config.samples)
-        targets = targets._replace(sampled=targets.sampled._replace(idx=idx))
+        t = sampled.pick(targets.sampled, s.key, s.step, config.resample_every, config.samples)
+        targets = targets._replace(sampled=t)
     opt = ops.optimizer(config, hyper.learning_rate)
     if config.optimizer == "lbfgs":
         new, value, recorded = _lbfgs(s, go, opt, ops, variables, targets, hyper, config)
