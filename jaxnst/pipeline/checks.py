@@ -174,3 +174,18 @@ def check_sampled(o: Any) -> None:
                 f"{k} does not combine with the sampled terms (style_loss='remd', "
                 "content_loss='self_similarity'): they need whole activations"
             )
+
+
+def check_mask_terms(o: Any, regions: int) -> None:
+    """``content_masks`` with ``regions`` masks and the style term: guided Gram matrices (gram)
+    or region-wise sampling (remd, at least 2 sample points per region); not wasserstein."""
+    if o.style_loss == "wasserstein":
+        raise ValueError(
+            "content_masks work with style_loss='gram' (guided Gram matrices) or 'remd' "
+            "(region-wise sampling), not 'wasserstein'"
+        )
+    if o.style_loss == "remd" and o.samples < 2 * regions:
+        raise ValueError(
+            f"content_masks with style_loss='remd' need samples >= 2 per region "
+            f"({2 * regions} for {regions}), got {o.samples}"
+        )

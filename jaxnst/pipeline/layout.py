@@ -155,6 +155,9 @@ def _shard(batch: Batch, mesh: jax.sharding.Mesh) -> Batch:
             style_moments=None
             if t.sampled.style_moments is None
             else jax.device_put(t.sampled.style_moments, rep),
+            regions=None  # content masks: shared by every member, like the style's points
+            if t.sampled.regions is None
+            else jax.device_put(t.sampled.regions, rep),
         ),
     )
     hyper = batch.hyper._replace(weights=jax.device_put(batch.hyper.weights, row))

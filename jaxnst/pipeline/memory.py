@@ -123,12 +123,15 @@ def sampled_bytes(
     options: Any,
     channels: tuple[int, ...] = vgg.CHANNELS,
     shape: tuple[int, int] = (512, 512),
+    regions: int = 0,
 ) -> int:
     """Bytes STROTSS's sampled terms add (:mod:`jaxnst.loss.sampled`; 0 when not in use): the
     content's hypercolumns at the grid (G x D per member), the style's (S x D), and per
     evaluation the output's (P x D, a few copies with the gradient), the cost matrices' blocks
     (P x CHUNK, REMD and palette, forward and backward) and the P x P self-similarities. Size-
-    independent: the points are counted, not the pixels."""
+    independent: the points are counted, not the pixels. With ``regions`` content masks the
+    style term holds each style's S points and covariance, and each region's output covariance
+    (and its gradient) per evaluation."""
     from jaxnst.loss import sampled
 
     if options.style_loss != "remd" and options.content_loss != "self_similarity":
@@ -136,8 +139,9 @@ def sampled_bytes(
     d = 3 + sum(channels[int(n[4]) - 1] for n in sampled.LAYERS)
     p, g = options.samples, sampled.GRID_POINTS
     content = g * d * (options.content_loss == "self_similarity")
-    style = (options.style_samples + d) * d * (options.style_loss == "remd")  # points, covariance
-    per_eval = 4 * p * d + 6 * p * sampled.CHUNK + 6 * p * p
+    r = max(regions, 1) if options.style_loss == "remd" else 1
+    style = r * (options.style_samples + d) * d * (options.style_loss == "remd")  # points, cov
+    per_eval = 4 * p * d + 6 * p * sampled.CHUNK + 6 * p * p + (r - 1) * 2 * d * d
     targets = 4 * (members * content + style)
     stages = _stages(options, shape)
     # Coarse-to-fine holds more than its largest stage: STROTSS at 512 px (four stages) peaked
@@ -226,18 +230,19 @@ def check(
     options: Any,
     channels: tuple[int, ...] = vgg.CHANNELS,
     device: Any = None,
-    masks: bool = False,
+    masks: int = 0,
 ) -> Estimate | None:
     """Raise :class:`MemoryRefused` when a descent over ``members`` (H, W) images with
     ``options`` (an :class:`~jaxnst.pipeline.options.Options`) will not fit; else return the
-    estimate (None when the available memory is unknown or the check is off). ``masks``: the run has
-    content masks, which tiles do not support. With coarse-to-fine (``scales``) (H, W) is the final,
-    largest stage: the earlier ones are smaller and free their memory when they end."""
+    estimate (None when the available memory is unknown or the check is off). ``masks``: how many
+    content masks the run has (0: none; tiles do not support them). With coarse-to-fine
+    (``scales``) (H, W) is the final, largest stage: the earlier ones are smaller and free their
+    memory when they end."""
     available, source = available_bytes(device)
     if available is None:
         return None
     layers = tuple(options.content_layers) + tuple(options.style_layers)
-    extra = sampled_bytes(members, options, channels, (h, w))
+    extra = sampled_bytes(members, options, channels, (h, w), int(masks))
     if extra:
         from jaxnst.loss import sampled
 
@@ -289,7 +294,8 @@ def preflight_line(inputs: Any) -> str | None:
     h, w = inputs.contents[0].shape[:2]
     n = len(inputs.contents) * sweep_grid(inputs.options)[1].shape[0]
     channels = vgg.channels_of(inputs.variables)
-    est = check(h, w, n, inputs.options, channels, masks=getattr(inputs, "masks", None) is not None)
+    masks = getattr(inputs, "masks", None)
+    est = check(h, w, n, inputs.options, channels, masks=0 if masks is None else len(masks))
     if est is None:
         return None
     line = (

@@ -302,11 +302,6 @@ def check_masks(o: Options) -> None:
             "content_masks need guided Gram matrices, which the tiled objective (tile=) does not "
             "compute; use one or the other"
         )
-    if o.style_loss == "remd" or o.content_loss == "self_similarity":
-        raise ValueError(
-            "content_masks do not combine with the sampled terms (style_loss='remd', "
-            "content_loss='self_similarity') yet; use the gram style loss for spatial control"
-        )
 
 
 def key_data(key: Any) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxnst.loss import color, losses, sampled, tiled
 from jaxnst.model import vgg
+from jaxnst.pipeline.checks import check_mask_terms
 from jaxnst.pipeline.options import MIN_SIDE, Options, check_masks
 
 
@@ -128,8 +129,7 @@ def _check_masks(masks: Any, contents: jax.Array, styles: list, o: Options) -> j
             f"content_masks has {masks.shape[0]} regions for "
             f"{len(styles)} style images (one style per region)"
         )
-    if o.style_loss != "gram":
-        raise ValueError("content_masks work with style_loss='gram' (guided Gram matrices)")
+    check_mask_terms(o, masks.shape[0])
     return masks
 
 
@@ -377,11 +377,11 @@ def prepare_targets(
         grams=grams,
         moments=moments,
         masks=lmasks,
-        sampled=_sampled(content, styles, w, variables, options),
+        sampled=_sampled(content, styles, w, variables, options, masks),
     )
 
 
-def _sampled(contents, styles, w, variables, o: Options) -> Any:
+def _sampled(contents, styles, w, variables, o: Options, masks: Any = None) -> Any:
     """STROTSS's targets (:mod:`jaxnst.loss.sampled`) when its terms are in use, else None."""
     c_on, s_on = o.content_loss == "self_similarity", o.style_loss == "remd"
     if not (c_on or s_on):
@@ -391,4 +391,4 @@ def _sampled(contents, styles, w, variables, o: Options) -> Any:
     def feats(image: Any) -> dict:
         return _features(image, variables, sampled.LAYERS, o.pooling, channels)
 
-    return sampled.make(contents, styles, w, feats, o.style_samples, c_on, s_on)
+    return sampled.make(contents, styles, w, feats, o.style_samples, c_on, s_on, masks)
