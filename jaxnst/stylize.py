@@ -86,7 +86,8 @@ def stylize(
     returning True stops early.
 
     Spatial control: ``content_masks`` (R, H, W) in [0, 1], one mask per style image, assigns
-    region r of the content to style r through guided Gram matrices (Gatys et al. 2017).
+    region r of the content to style r through guided Gram matrices (Gatys et al. 2017), or
+    with ``style_loss="remd"`` (STROTSS) region-wise sampling (:mod:`jaxnst.loss.sampled`).
 
     Coarse-to-fine: ``scales=(256, 512)`` optimises at those sizes first; ``scales="auto"`` picks
     the sizes and iterations from the content's size and ``iterations``
