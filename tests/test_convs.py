@@ -143,6 +143,13 @@ def test_auto_with_bf16_units_picks_the_fastest_and_caches(monkeypatch, tmp_path
     assert set(cache.values()) == {"row3:bf16x3", "xla:fp32"}
 
 
+def test_large_images_are_timed_at_a_512_px_size():
+    assert convs.timed_size(384, 512) == (384, 512)
+    assert convs.timed_size(1536, 2048) == (384, 512)
+    h, w = convs.timed_size(3071, 4096)
+    assert abs(h * w - convs.TIMED_PIXELS) < 600 and abs(w / h - 4096 / 3071) < 0.01
+
+
 def test_stylize_with_auto_plan_runs(small_vars, monkeypatch, tmp_path):
     """A whole run through the per-layer plan (forced), against the fp32 run: close, not equal."""
     from jaxnst import stylize as stylize_fn
@@ -170,9 +177,12 @@ def test_forms_with_wide_patch_buffers_are_left_out_at_large_sizes(monkeypatch):
         convs, "fastest", lambda shape, cands: timed.append((shape, cands)) or "xla:fp32"
     )
     convs.choose_plan(1536, 2048, ("conv1_1", "conv2_1", "conv5_1"), vgg.CHANNELS)
-    by_shape = dict(timed)
-    assert not any(c.startswith(("im2col", "row3")) for c in by_shape[(1536, 2048, 64, 64)])
-    assert "im2col:bf16x3" in by_shape[(96, 128, 512, 512)]  # 75 MB at conv5: still a candidate
-    assert by_shape[(1536, 2048, 3, 64)] == convs.CANDIDATES  # conv1_1: 3 channels, 0.7 GB
+    # (forward, backward) per layer, timed at 384x512 (TIMED_PIXELS), chosen among the forms
+    # that fit at 1536x2048
+    assert timed[0] == ((384, 512, 3, 64), convs.CANDIDATES)  # conv1_1: 3 channels, 0.7 GB
+    assert timed[2][0] == (384, 512, 64, 64)  # conv1_2
+    assert not any(c.startswith(("im2col", "row3")) for c in timed[2][1])
+    assert timed[-2][0] == (24, 32, 512, 512)  # conv5_1 forward
+    assert "im2col:bf16x3" in timed[-2][1]  # 75 MB at conv5: still a candidate
     small = convs._fitting((64, 64, 64, 64), convs.CANDIDATES)
     assert small == convs.CANDIDATES

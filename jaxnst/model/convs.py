@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 import time
@@ -255,14 +256,38 @@ def choose_plan(
     candidates: Sequence[str] = CANDIDATES,
 ) -> tuple[tuple[str, str], ...]:
     """Per convolution up to the deepest of ``layers``: (forward, input-gradient) formulation,
-    each the fastest of ``candidates`` measured on this machine at this layer's shape."""
+    each the fastest of ``candidates`` measured on this machine at this layer's shape (timed at
+    most at :data:`TIMED_PIXELS`; the candidates are those that fit at the real shape)."""
+    th, tw = timed_size(height, width)
+    timed = layer_shapes(th, tw, layers, channels).values()
     plan = []
-    for h, w, c, o in layer_shapes(height, width, layers, channels).values():
+    for (h, w, c, o), (sh, sw, _, _) in zip(
+        layer_shapes(height, width, layers, channels).values(), timed
+    ):
         fwd, bwd = (h, w, c, o), (h, w, o, c)
         plan.append(
-            (fastest(fwd, _fitting(fwd, candidates)), fastest(bwd, _fitting(bwd, candidates)))
+            (
+                fastest((sh, sw, c, o), _fitting(fwd, candidates)),
+                fastest((sh, sw, o, c), _fitting(bwd, candidates)),
+            )
         )
     return tuple(plan)
+
+
+# Formulations are timed at most at this many pixels, the image scaled down at its aspect: a
+# convolution's time grows with its pixels alike for every form, and the choices measured at
+# 384x512, 681x1024, 768x1024 and 1536x2048 px on our Xeon were the same (xla:fp32 for the
+# full-size layers), but timing them at 2048x1536 took over 4 minutes of a first run (issue 22);
+# a large image now reuses the timings of a 512 px one.
+TIMED_PIXELS = 512 * 384
+
+
+def timed_size(height: int, width: int) -> tuple[int, int]:
+    """The image size whose layer shapes are timed for a (height, width) image."""
+    if height * width <= TIMED_PIXELS:
+        return height, width
+    s = math.sqrt(TIMED_PIXELS / (height * width))
+    return max(1, round(height * s)), max(1, round(width * s))
 
 
 # The widest buffer a formulation may add: im2col holds 9 C values per pixel and row3 3 C, in the

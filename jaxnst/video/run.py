@@ -177,13 +177,7 @@ def run(args: Any) -> int:
     )
     h, w = clip.frames.shape[1:3]
     _announce(args.quiet or not writer, t_n, w, h, sequential, args.passes, resume)
-    try:  # before anything is compiled, as for a still image
-        for line in plan_lines(
-            clip.frames.shape, opts, variables, args.passes, args.pass_iterations
-        ):
-            _say(args.quiet or not writer, line)
-    except RuntimeError as e:  # memory.MemoryRefused: will not fit
-        print(f"jaxnst: error: {e}", file=sys.stderr)
+    if not _preflight(args, clip.frames.shape, opts, variables, args.quiet or not writer):
         return EXIT_RUNTIME
     bar = _Progress(
         t_n if sequential else args.passes + 1,
@@ -265,6 +259,19 @@ def _finish(
         f"wrote {out} ({len(result.frames)} frames, {wall:.1f} s, "
         f"{np.mean(result.seconds):.2f} s per frame)",
     )
+
+
+def _preflight(args: Any, shape: tuple, opts: Any, variables: dict, quiet: bool) -> bool:
+    """Print the memory and time lines before anything is compiled, as for a still image; False
+    (after one line) when the clip will not fit."""
+    try:
+        lines = plan_lines(shape, opts, variables, args.passes, args.pass_iterations)
+    except RuntimeError as e:  # memory.MemoryRefused
+        print(f"jaxnst: error: {e}", file=sys.stderr)
+        return False
+    for line in lines:
+        _say(quiet, line)
+    return True
 
 
 def plan_lines(
