@@ -128,11 +128,16 @@ def test_check_switches_to_tiles_when_only_they_fit(monkeypatch):
     want = memory.tiled_step_bytes(1536, 2048, 1, layers, est.tile) + memory.OVERHEAD
     assert est.step == pytest.approx(want, abs=1)
     assert est.step <= 4 * 2**30
-    bigger = [t for t in memory.TILES if t > est.tile]  # the largest tile that fits is chosen
-    assert all(
-        memory.tiled_step_bytes(1536, 2048, 1, layers, t) + memory.OVERHEAD > 4 * 2**30
-        for t in bigger
-    )
+    # of the tiles that fit, the one computing the least area (tile plus halo, whole crops)
+    fit = [
+        t
+        for t in memory.TILES
+        if t < 2048
+        and memory.tiled_step_bytes(1536, 2048, 1, layers, t) + memory.OVERHEAD <= 4 * 2**30
+    ]
+    halo = 96
+    area = {t: -(-1536 // t) * -(-2048 // t) * (t + 2 * halo) ** 2 for t in fit}
+    assert est.tile == min(fit, key=lambda t: (area[t], -t)) and len(fit) > 1
     # Options the tiled objective does not support are refused instead.
     with pytest.raises(memory.MemoryRefused):
         memory.check(1536, 2048, 1, make_options(style_loss="wasserstein"))

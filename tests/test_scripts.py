@@ -179,9 +179,12 @@ def test_torch_reference_is_the_same_objective(small_vars, pooling):
     np.testing.assert_allclose(tg, np.asarray(grad), rtol=1e-3, atol=1e-4 * np.abs(tg).max())
 
 
-@pytest.mark.parametrize("script", ["bench_speckle.py", "bench_strotss.py", "compare_methods.py"])
-def test_issue_21_scripts_explain_themselves(script):
-    """Their runs take minutes (speckle, Gatys against STROTSS): here only that they start."""
+@pytest.mark.parametrize(
+    "script", ["bench_speckle.py", "bench_strotss.py", "compare_methods.py", "bench_tiles.py"]
+)
+def test_long_benchmarks_explain_themselves(script):
+    """Their runs take minutes (speckle, Gatys against STROTSS, tiles at 2048 px): here only
+    that they start."""
     p = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), "--help"],
         capture_output=True,

@@ -154,13 +154,13 @@ def test_memory_and_time_lines_count_the_largest_batch_and_every_pass(monkeypatc
     monkeypatch.setenv("JAXNST_TIME_ESTIMATE", "1")
     monkeypatch.setattr(estimate, "seconds_per_megapixel", lambda *a: 100.0)
     o = make_options(iterations=10)
-    evals = estimate.TARGETS_EVALS + 1 + estimate.LBFGS_EVALS_PER_STEP * 10
+    evals = estimate.TARGETS_EVALS + 1 + estimate.LBFGS_EVALS_PER_STEP * 10 + 3
     seq = vrun.plan_lines((4, 300, 300, 3), o, small_vars, 0, 5)
     assert seq[0].startswith("memory: ~") and "(JAXNST_MEMORY_LIMIT=16G)" in seq[0], seq
     minutes = 4 * evals * 100 * 0.09 / 60
     assert seq[1] == f"time: ~{minutes:.0f} min estimated for the descent (plus compiling)"
     multi = vrun.plan_lines((4, 300, 300, 3), o, small_vars, 2, 5)
-    again = 2 * 4 * (estimate.TARGETS_EVALS + 1 + estimate.LBFGS_EVALS_PER_STEP * 5)
+    again = 2 * 4 * (estimate.TARGETS_EVALS + 1 + estimate.LBFGS_EVALS_PER_STEP * 5 + 3)
     assert multi[1].startswith(f"time: ~{minutes + again * 100 * 0.09 / 60:.0f} min"), multi
     gib = [float(x.split("~")[1].split(" ")[0]) for x in (seq[0], multi[0])]
     assert gib[1] > gib[0]  # all four frames at once in the first pass

@@ -7,8 +7,9 @@ nothing said so. :func:`time_line` gives one line beside the memory preflight:
 
 ``seconds_per_megapixel`` is measured once per machine, backend and precision (one compiled
 value-and-gradient of the objective at :data:`PROBE` px, best of two) and kept in
-``~/.cache/jaxnst/eval_speed.json``. ``tiled_overhead`` is the halo's extra area, (1 + 2 halo /
-tile)^2, times :data:`TILED_PASSES` (pass 1 runs each tile forward, pass 2 forward and backward).
+``~/.cache/jaxnst/eval_speed.json``. ``tiled_overhead`` is the area the tiles compute per image
+pixel (:func:`jaxnst.loss.tiled.area`: whole crops of tile plus halo) times
+:data:`TILED_PASSES` (pass 1 runs each tile forward, pass 2 forward and backward, and more).
 ``evaluations``: Adam and optax transformations one per step, L-BFGS one per line-search trial
 (:data:`LBFGS_EVALS_PER_STEP` per iteration on the bundled pair and tubingen x starry_night,
 ``docs/bench_linesearch_cpu.json``), plus the start, plus the targets (:data:`TARGETS_EVALS`).
@@ -28,9 +29,17 @@ from typing import Any
 
 PROBE = 256  # px, square: the measured evaluation
 LBFGS_EVALS_PER_STEP = 1.05
+# The first L-BFGS iterations search for a step size with little curvature known: 2.5 evaluations
+# each in a 2048 px sweep of 2 (tubingen x starry_night, iterations 1 and 2), where the average
+# over 500 is 1.05; a short run's estimate was 2.5x too low without them.
+LBFGS_START_EVALS = 1.5  # extra evaluations in each of the first two iterations
 # The targets: the content's and the style's forward passes, about a third of an evaluation each.
 TARGETS_EVALS = 2.0 / 3.0
-TILED_PASSES = 4.0 / 3.0
+# Measured (scripts/bench_tiles.py, tubingen x starry_night, Adam): 512 px tiles cost 4.23x the
+# untiled evaluation at 1024x768 and 3.21x at 2048x1536, where the tiles' area is 2.52x and 1.89x:
+# 1.68 and 1.70 per computed pixel, not the 4/3 that pass 1's forward and pass 2's forward and
+# backward would take alone.
+TILED_PASSES = 1.7
 SLOW = 3600.0  # seconds: above this the line says what would be faster
 # STROTSS's sampled terms cost the same at every size (points, not pixels): in megapixels of a
 # Gatys evaluation, measured at 256 px on the AVX-512 Xeon (``scripts/bench_strotss.py``): REMD,
@@ -112,8 +121,11 @@ def seconds(h: int, w: int, members: int, options: Any, per_megapixel: float) ->
         mp = h * w * (size / full) ** 2 / 1e6
         overhead = 1.0
         if options.tile and size > options.tile:
-            overhead = (1 + 2 * tiled.halo(layers) / options.tile) ** 2 * TILED_PASSES
+            sh, sw = round(h * size / full), round(w * size / full)
+            overhead = tiled.area(sh, sw, options.tile, layers) * TILED_PASSES
         evals = TARGETS_EVALS + 1 + per_step * n
+        if options.optimizer == "lbfgs":
+            evals += LBFGS_START_EVALS * min(n, 2)
         total += evals * per_megapixel * (mp * overhead + sampled_mp(options)) * members
     return total
 

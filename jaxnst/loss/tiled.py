@@ -60,6 +60,13 @@ def halo(layers: tuple[str, ...]) -> int:
     return -(-radius(deepest) // ALIGN) * ALIGN
 
 
+def area(h: int, w: int, t: int, layers: tuple[str, ...]) -> float:
+    """The pixels a tiled evaluation computes per pixel of the (h, w) image: every tile's crop
+    (tile plus halo on each side, whole even where the image ends), ``ceil(h/t) * ceil(w/t)``
+    of them."""
+    return math.ceil(h / t) * math.ceil(w / t) * (t + 2 * halo(layers)) ** 2 / (h * w)
+
+
 def _masked_features(crop, masks, variables, layers, pooling):
     """VGG19 activations of a (S, S, 3) crop, each layer multiplied by the image's extent at its
     resolution (``masks[b]``: (S / 2**b,) * 2, 0/1): zero outside the image at every layer, as SAME

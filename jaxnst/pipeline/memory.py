@@ -91,7 +91,11 @@ def step_bytes(
 # chunk's). XLA's buffer assignment of the tiled chunk at 4096x3072 px: arguments 4.27 GiB,
 # results 3.80 GiB, temporaries 1.78 GiB; the model counted the state once and said 7.1 GiB.
 STATE_COPIES = 2
-TILES = (512, 384, 256, 192, 128, 96, 64)  # tile sizes the preflight tries, largest first
+# Tile sizes the preflight tries. Of those that fit it takes the one whose crops cover the least
+# area (the halo costs (1 + 2 * 96 / tile)^2, partial tiles a whole crop; jaxnst.loss.tiled.area):
+# a tiled evaluation's time follows that area (scripts/bench_tiles.py: 1.7 s-units per computed
+# pixel at 1024 and 2048 px). At 4096x3072 on 22 GiB: 1024 px tiles, 0.75x 512 px tiles' area.
+TILES = (1024, 768, 512, 384, 256, 192, 128, 96, 64)
 # Measured: one tiled evaluation at 1024x768 px in 256 px tiles peaked at 2.19 GiB RSS, 0.8 GiB
 # above the crop-and-image model; charged to the crop's activations (both passes hold a crop's
 # worth, plus XLA's scan buffers). One measurement: an upper-side guess, not a fit.
@@ -260,10 +264,16 @@ def check(
     if step <= available:
         return est
     if not options.tile and not masks and _can_tile(options):  # the same objective, tile by tile
-        for t in TILES:
+        from jaxnst.loss import tiled
+
+        fits = {}
+        for t in (t for t in TILES if t < max(h, w)):
             s = tiled_step_bytes(h, w, members, layers, t, channels, options.lbfgs_memory) + fixed
             if s <= available:
-                return est._replace(step=s, tile=t, untiled=step)
+                fits[t] = s
+        if fits:  # the fastest: the least area computed (ties: the larger tile)
+            t = min(fits, key=lambda t: (tiled.area(h, w, t, layers), -t))
+            return est._replace(step=fits[t], tile=t, untiled=step)
     # The largest size of the same aspect (and batch) whose step fits.
     scale = math.sqrt(max(available - fixed, 0) / (step - fixed))
     fit_h, fit_w = int(h * scale), int(w * scale)
