@@ -266,14 +266,14 @@ def check(
     if not options.tile and not masks and _can_tile(options):  # the same objective, tile by tile
         from jaxnst.loss import tiled
 
-        fits = {}
+        ok: dict[int, int] = {}
         for t in (t for t in TILES if t < max(h, w)):
             s = tiled_step_bytes(h, w, members, layers, t, channels, options.lbfgs_memory) + fixed
             if s <= available:
-                fits[t] = s
-        if fits:  # the fastest: the least area computed (ties: the larger tile)
-            t = min(fits, key=lambda t: (tiled.area(h, w, t, layers), -t))
-            return est._replace(step=fits[t], tile=t, untiled=step)
+                ok[t] = s
+        if ok:  # the fastest: the least area computed (ties: the larger tile)
+            t = min(ok, key=lambda t: (tiled.area(h, w, t, layers), -t))
+            return est._replace(step=ok[t], tile=t, untiled=step)
     # The largest size of the same aspect (and batch) whose step fits.
     scale = math.sqrt(max(available - fixed, 0) / (step - fixed))
     fit_h, fit_w = int(h * scale), int(w * scale)
