@@ -177,7 +177,7 @@ def ema_image(state: LoopState, decay) -> Array:
     d = jnp.asarray(decay, jnp.float32)
     corr = 1.0 - d ** state.step.astype(jnp.float32)
     ema = jax.tree.map(lambda e: e / jnp.maximum(corr, 1e-12), state.ema)
-    return param.render(loop._select((d > 0) & (state.step > 0), ema, state.image))
+    return param.render(loop._select((d > 0) & (state.step > 0), ema, state.image))  # (Adam)
 
 
 def _batched(fn, config: Config):
@@ -223,7 +223,7 @@ def _squeeze_sampled(s: Any) -> Any:
 
 
 def _parts(x, variables, targets, weights, config):  # parts_fn, looked up at call time
-    return parts_fn(param.render(x, config.tileable), variables, targets, weights, config)
+    return parts_fn(param.render_for(x, config), variables, targets, weights, config)
 
 
 # (Tests replace parts_fn to count evaluations; the loop finds it through _parts.)

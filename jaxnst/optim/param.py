@@ -17,6 +17,14 @@ Why: a gradient step on the pixels moves each pixel on its own, and the Gram los
 pixel-scale noise, so it stays (speckle). On a pyramid, the gradient of a coarse level is the sum
 of the pixel gradient over the area it covers: the descent moves large areas coherently first.
 Kolkin et al.'s STROTSS and NNST optimise this way; the loss is the same function of the image.
+
+Preconditioned for L-BFGS: a coarse level's gradient sums the pixel gradient over 4^k pixels, so
+a plain gradient step moves level K about 4^K = 1024 times as far (in the image) as level 0. Adam
+and RMSprop divide that out per parameter; L-BFGS starts from the plain step, and at 1024 px
+with ``--scales auto`` it painted the sky and river over in flat blotches of colour (full-size
+style loss 16x the pixels' run; issue 21's scales comparison). So for ``optimizer="lbfgs"`` the
+state holds level k divided by its gain ``2**-k`` and the image is ``sum_k up^k(2**-k L_k)``
+(:func:`gains`): a plain step then adds every scale's blurred gradient alike.
 """
 
 from __future__ import annotations
@@ -85,8 +93,16 @@ def downsample(x: Array, shape: tuple[int, int], wrap: bool = False) -> Array:
     return num / den
 
 
-def build(image: Array, levels: int, wrap: bool = False) -> tuple[Array, ...]:
-    """Take (..., H, W, 3) images apart into ``levels + 1`` pyramid levels (finest first)."""
+def gains(n: int, precondition: bool) -> tuple[float, ...]:
+    """Each of ``n`` levels' factor in the image: ``2**-k`` preconditioned (L-BFGS), else 1."""
+    return tuple(0.5**k if precondition else 1.0 for k in range(n))
+
+
+def build(
+    image: Array, levels: int, wrap: bool = False, precondition: bool = False
+) -> tuple[Array, ...]:
+    """Take (..., H, W, 3) images apart into ``levels + 1`` pyramid levels (finest first), each
+    divided by its :func:`gains`."""
     image = jnp.asarray(image)
     if not jnp.issubdtype(image.dtype, jnp.floating):
         image = image.astype(jnp.float32)
@@ -95,20 +111,28 @@ def build(image: Array, levels: int, wrap: bool = False) -> tuple[Array, ...]:
     for s in shapes[1:]:
         lows.append(downsample(lows[-1], s, wrap))
     out = [lows[k] - upsample(lows[k + 1], shapes[k], wrap) for k in range(levels)]
-    return (*out, lows[-1])
+    g = gains(levels + 1, precondition)
+    return tuple(x / gk for x, gk in zip((*out, lows[-1]), g))
 
 
-def render(pyramid: Any, wrap: bool = False) -> Array:
+def render(pyramid: Any, wrap: bool = False, precondition: bool = False) -> Array:
     """The image a pyramid (a tuple of levels, finest first) stands for: (..., H, W, 3)."""
     if not isinstance(pyramid, (tuple, list)):
         return pyramid  # pixels
-    x = pyramid[-1]
-    for level in reversed(pyramid[:-1]):
-        x = level + upsample(x, level.shape[-3:-1], wrap)
+    g = gains(len(pyramid), precondition)
+    x = pyramid[-1] * g[-1]
+    for level, gk in zip(reversed(pyramid[:-1]), reversed(g[:-1])):
+        x = level * gk + upsample(x, level.shape[-3:-1], wrap)
     return x
 
 
-def to_param(images: Array, param: str, levels: int | None = None, wrap: bool = False) -> Any:
+def to_param(
+    images: Array,
+    param: str,
+    levels: int | None = None,
+    wrap: bool = False,
+    precondition: bool = False,
+) -> Any:
     """(..., H, W, 3) images as the descent's variable: the images for ``"pixels"``, their
     pyramid for ``"laplacian"`` (:func:`levels_for` halvings)."""
     if param == "pixels":
@@ -116,26 +140,38 @@ def to_param(images: Array, param: str, levels: int | None = None, wrap: bool = 
     if param != "laplacian":
         raise ValueError(f"unknown param {param!r}; expected 'pixels' or 'laplacian'")
     h, w = images.shape[-3:-1]
-    return build(images, levels_for(h, w, levels), wrap)
+    return build(images, levels_for(h, w, levels), wrap, precondition)
 
 
 # ------------------------------------------------------------ for the loop's state and its callers
 
 
-@functools.partial(jax.jit, static_argnames="wrap")
-def _render(x: Any, wrap: bool) -> Array:
-    return render(x, wrap)
+def preconditioned(config: Any) -> bool:
+    """Whether a run's pyramid levels carry :func:`gains` (L-BFGS; see the module docstring)."""
+    return isinstance(config.optimizer, str) and config.optimizer == "lbfgs"
+
+
+def render_for(x: Any, config: Any) -> Array:
+    """:func:`render` with a run's wrap and gains (traced inside the descent's programs)."""
+    return render(x, config.tileable, preconditioned(config))
+
+
+@functools.partial(jax.jit, static_argnames=("wrap", "precondition"))
+def _render(x: Any, wrap: bool, precondition: bool) -> Array:
+    return render(x, wrap, precondition)
 
 
 def pixels(x: Any, config: Any) -> Any:
     """The images (..., H, W, 3) that a state's variable ``x`` stands for (``x`` itself for
     ``param="pixels"``; a pyramid's sum, on the device, for ``"laplacian"``)."""
-    return x if config.param == "pixels" else _render(x, config.tileable)
+    if config.param == "pixels":
+        return x
+    return _render(x, config.tileable, preconditioned(config))
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "levels", "wrap"))
-def _to_param(images: Array, kind: str, levels: int | None, wrap: bool) -> Any:
-    return to_param(images, kind, levels, wrap)
+@functools.partial(jax.jit, static_argnames=("kind", "levels", "wrap", "precondition"))
+def _to_param(images: Array, kind: str, levels: int | None, wrap: bool, precondition: bool) -> Any:
+    return to_param(images, kind, levels, wrap, precondition)
 
 
 def variable(images: Array, config: Any) -> Any:
@@ -143,4 +179,6 @@ def variable(images: Array, config: Any) -> Any:
     Laplacian pyramids (:mod:`jaxnst.optim.param`)."""
     if config.param == "pixels":
         return images
-    return _to_param(images, config.param, config.pyramid_levels, config.tileable)
+    return _to_param(
+        images, config.param, config.pyramid_levels, config.tileable, preconditioned(config)
+    )
