@@ -11,7 +11,11 @@ unweighted content, style and TV losses). Prints a table and the JSON, writes ``
 ``scales_compare.jpg`` (left single-scale, right auto) in --out.
 
     python scripts/bench_scales.py --size 1024 --iterations 500 [--content C --style S]
-        [--out DIR] [--weights vgg19.h5] [--tile N]
+        [--out DIR] [--weights vgg19.h5] [--tile N] [--param laplacian]
+
+Coarse-to-fine exists for the large structures a full-size Gram does not see, so both results
+are also judged by the style loss at half and quarter size (``style_loss_half``,
+``style_loss_quarter``: the result, the content and the style each downsampled, antialiased).
 
 For a quick check at a small size, lower the coarsest stage: ``--size 128 --min-side 32``.
 """
@@ -41,6 +45,25 @@ def full_res_losses(evaluate, image) -> dict:
         "content_loss": float(parts.content),
         "tv_loss": float(parts.tv),
     }
+
+
+def coarse_evaluators(content, style, variables, options: dict) -> dict:
+    """``{"half": f, "quarter": f}``: f(image) -> the style loss of ``image`` downsampled by 2
+    (4) against the style downsampled alike (the objective rebuilt at that size)."""
+    out = {}
+    for name, k in (("half", 2), ("quarter", 4)):
+        c, st = (_down(x, k) for x in (content, style))
+        obj = jaxnst.objective(c, st, variables=variables, **options)
+        f = jax.jit(lambda im, obj=obj, k=k: obj.loss_fn(_down(im, k))[1].style)
+        out[name] = f
+    return out
+
+
+def _down(image, k: int):
+    h, w = np.shape(image)[:2]
+    return jax.image.resize(
+        jax.numpy.asarray(image, jax.numpy.float32), (h // k, w // k, 3), "linear", antialias=True
+    )
 
 
 def run_auto(content, style, variables, iterations: int, options: dict) -> tuple[dict, object]:
@@ -105,13 +128,17 @@ def run_single(content, style, variables, budget: float, options: dict, chunk: i
 
 
 def table(rep: dict) -> str:
-    rows = ["| run | total loss | style loss | content loss | wall s | iterations per stage |"]
-    rows.append("| --- | --- | --- | --- | --- | --- |")
+    rows = [
+        "| run | total loss | style loss | style at 1/2 | style at 1/4 | content loss | wall s "
+        "| iterations per stage |"
+    ]
+    rows.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in ("none", "auto"):
         r = rep[name]
         its = ", ".join(f"{x['iterations']} @ {x['size']} px" for x in r["schedule"])
         rows.append(
             f"| --scales {name} | {r['total_loss']:.4g} | {r['style_loss']:.4g} | "
+            f"{r['style_loss_half']:.4g} | {r['style_loss_quarter']:.4g} | "
             f"{r['content_loss']:.4g} | {r['wall_s']:.1f} | {its} |"
         )
     return "\n".join(rows)
@@ -132,6 +159,7 @@ def main() -> int:
         default=None,
         help=f"coarsest stage of auto (default {multiscale.AUTO_MIN_SIDE}; lower for small tests)",
     )
+    ap.add_argument("--param", default="pixels", help="pixels | laplacian (both runs)")
     ap.add_argument("--chunk", type=int, default=5, help="single-scale: steps between time checks")
     ap.add_argument("--max-iterations", type=int, default=100_000, help="single-scale cap")
     a = ap.parse_args()
@@ -141,26 +169,35 @@ def main() -> int:
     content = load_sized(a.content, a.size)
     style = load_sized(a.style, a.size)  # the CLI's default: the content's longer side
     options = {"tile": a.tile} if a.tile else {}
+    descent = options | {"param": a.param}
     # Compiled and run once before either clock starts, so neither pays the runtime's start-up.
     evaluate = jax.jit(jaxnst.objective(content, style, variables=variables, **options).loss_fn)
     start = full_res_losses(evaluate, content)
-    auto, ra = run_auto(content, style, variables, a.iterations, options)
+    coarse = coarse_evaluators(content, style, variables, options)
+    auto, ra = run_auto(content, style, variables, a.iterations, descent)
     none, rn = run_single(
-        content, style, variables, auto["wall_s"], options, a.chunk, a.max_iterations
+        content, style, variables, auto["wall_s"], descent, a.chunk, a.max_iterations
     )
-    auto.update(full_res_losses(evaluate, ra.image))
-    none.update(full_res_losses(evaluate, rn.image))
+    for rep_, r in ((auto, ra), (none, rn)):
+        rep_.update(full_res_losses(evaluate, r.image))
+        rep_.update({f"style_loss_{k}": float(f(r.image)) for k, f in coarse.items()})
     rep = {
         "size": list(content.shape[:2]),
         "content": a.content,
         "style": a.style,
         "iterations": a.iterations,
+        "param": a.param,
         "device": jax.devices()[0].device_kind,
         "start": start,  # the content image itself, where both runs start
         "none": none,
         "auto": auto,
         "style_loss_ratio_none_over_auto": none["style_loss"] / auto["style_loss"],
         "total_loss_ratio_none_over_auto": none["total_loss"] / auto["total_loss"],
+        **{
+            f"style_loss_{k}_ratio_none_over_auto": none[f"style_loss_{k}"]
+            / auto[f"style_loss_{k}"]
+            for k in coarse
+        },
     }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
