@@ -188,9 +188,13 @@ def _ends(progress: optimize.Progress, chunk: int, furthest: int) -> tuple[int, 
 
 
 def _taken(progress: optimize.Progress, chunk: int) -> list[np.ndarray]:
-    """Each chunk's (chunk, N) totals cut to the steps it took, so that rows are steps."""
+    """Each chunk's (chunk, N) totals cut to the steps it took, so that rows are steps; the last
+    keeps its NaN rows (steps not taken: a member that diverged or a run that ended)."""
     ends = _ends(progress, chunk, 2**31)
-    return [np.asarray(t)[: max(0, b - a)] for t, a, b in zip(progress.totals, ends, ends[1:])]
+    cut = [np.asarray(t)[: max(0, b - a)] for t, a, b in zip(progress.totals, ends, ends[1:])]
+    if cut:
+        cut[-1] = np.asarray(progress.totals[-1])
+    return cut
 
 
 def _ema_images(
