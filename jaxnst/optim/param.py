@@ -57,11 +57,8 @@ def level_shapes(h: int, w: int, levels: int) -> tuple[tuple[int, int], ...]:
     return tuple(shapes)
 
 
-def _interp(x: Array, n_out: int, axis: int, wrap: bool) -> Array:
-    """Linear interpolation of ``x`` along ``axis`` to ``n_out`` samples, half-pixel centres."""
-    n_in = x.shape[axis]
-    if n_in == n_out:
-        return x
+def _taps(n_in: int, n_out: int, wrap: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two source indices and the second one's weight of each of ``n_out`` samples."""
     src = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
     i0 = np.floor(src).astype(np.int64)
     f = (src - i0).astype(np.float32)
@@ -70,6 +67,27 @@ def _interp(x: Array, n_out: int, axis: int, wrap: bool) -> Array:
         i0, i1 = i0 % n_in, i1 % n_in
     else:
         i0, i1 = np.clip(i0, 0, n_in - 1), np.clip(i1, 0, n_in - 1)
+    return i0, i1, f
+
+
+def _column_sums(n_in: int, n_out: int, wrap: bool) -> np.ndarray:
+    """(n_in,) the weight each source sample gives out along one axis: the 1-D transpose of the
+    interpolation applied to ones (NumPy, at trace time: no constant for XLA to fold)."""
+    if n_in == n_out:
+        return np.ones(n_in, np.float32)
+    i0, i1, f = _taps(n_in, n_out, wrap)
+    out = np.zeros(n_in, np.float64)
+    np.add.at(out, i0, 1.0 - f)
+    np.add.at(out, i1, f)
+    return out.astype(np.float32)
+
+
+def _interp(x: Array, n_out: int, axis: int, wrap: bool) -> Array:
+    """Linear interpolation of ``x`` along ``axis`` to ``n_out`` samples, half-pixel centres."""
+    n_in = x.shape[axis]
+    if n_in == n_out:
+        return x
+    i0, i1, f = _taps(n_in, n_out, wrap)
     shape = [1] * x.ndim
     shape[axis] = n_out
     wt = jnp.asarray(f.reshape(shape), x.dtype)
@@ -89,8 +107,9 @@ def downsample(x: Array, shape: tuple[int, int], wrap: bool = False) -> Array:
     big = (int(x.shape[-3]), int(x.shape[-2]))
     t = jax.linear_transpose(functools.partial(upsample, shape=big, wrap=wrap), small)
     (num,) = t(x)
-    (den,) = t(jnp.ones_like(x))
-    return num / den
+    rows = _column_sums(shape[0], big[0], wrap)[:, None, None]
+    cols = _column_sums(shape[1], big[1], wrap)[None, :, None]
+    return num / jnp.asarray(rows * cols, x.dtype)
 
 
 def gains(n: int, precondition: bool) -> tuple[float, ...]:
