@@ -22,6 +22,7 @@ from jaxnst.loss import color, losses, sampled, tiled
 from jaxnst.model import vgg
 from jaxnst.pipeline.checks import check_mask_terms
 from jaxnst.pipeline.options import MIN_SIDE, Options, check_masks
+from jaxnst.pipeline.targets import _features, _style_grams, _target_gram  # noqa: F401
 
 
 class Problem(NamedTuple):
@@ -259,29 +260,6 @@ def features(
     return _features(
         jnp.asarray(image, jnp.float32), variables, layers, pooling, vgg.channels_of(variables)
     )
-
-
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _features(image, variables, layers, pooling, channels):
-    return vgg.VGG19(pooling=pooling, channels=channels).apply(variables, image, layers)
-
-
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _style_grams(image, variables, layers, pooling, channels):
-    """One style image's ``{layer: (C, C) Gram}``, features and Grams in one program (eagerly,
-    the Grams took six small programs per layer)."""
-    feats = vgg.VGG19(pooling=pooling, channels=channels).apply(variables, image, layers)
-    return {n: _target_gram(feats[n]) for n in layers}
-
-
-def _target_gram(f: jax.Array) -> jax.Array:
-    """:func:`jaxnst.loss.losses.gram` bit for bit as its eager form computes it. Inside a jit XLA
-    folds the transpose into the product, which changes the last bit of some entries, and L-BFGS
-    carries that far (mean 4/255 on the image after 50 iterations at 128 px); the barrier keeps
-    the transpose, so the targets, and the images, stay what they were."""
-    h, w, c = f.shape
-    x = f.reshape(h * w, c).astype(jnp.float32)
-    return (jax.lax.optimization_barrier(x.T) @ x) / (h * w)
 
 
 def _blend(w: np.ndarray, xs: list[Any]) -> Any:
