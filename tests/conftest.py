@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jaxnst.model import vgg
+from jaxnst.optim import stored
 
 # CLI runs inside the tests must not turn on (or fill) the user's persistent compilation cache;
 # the one test of the cache passes --compile-cache explicitly.
@@ -46,6 +47,15 @@ def real_vars():
         if os.environ.get("CI"):
             pytest.fail(f"real weights needed in CI: {e}")
         pytest.skip(f"real weights not available: {e}")
+
+
+@pytest.fixture(autouse=True)
+def _store_off_after_each_test():
+    """A test that turns the compile cache on in this process must not leave jaxnst's executable
+    store on for the tests after it: a program keyed before tracing would not see their
+    monkeypatches (tests replace parts_fn to count evaluations)."""
+    yield
+    stored.enable(None)
 
 
 @pytest.fixture

@@ -45,7 +45,9 @@ def test_a_precompiled_program_is_used_and_gives_the_same_result(small_vars):
     plain = jax.jit(optimize.run_chunk.__wrapped__, static_argnames="config")
     s, *_ = plain(args[0], *args[1:4], config=args[4], steps=np.int32(0))
     ref = plain(s, *args[1:4], config=args[4], steps=np.int32(6))
-    np.testing.assert_allclose(ahead[1], ref[1], rtol=1e-5)
+    # (rtol: the reference is compiled without the CPU compiler options, so its convolutions
+    # round differently, and six L-BFGS steps carry that to 2.5e-5 of the loss.)
+    np.testing.assert_allclose(ahead[1], ref[1], rtol=1e-4)
     np.testing.assert_allclose(ahead[0].image, ref[0].image, atol=1e-5)
 
 

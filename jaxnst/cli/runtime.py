@@ -74,6 +74,11 @@ def enable_compile_cache(path: Path | None, quiet: bool) -> None:
             )
         return
     jax.config.update("jax_compilation_cache_dir", str(path))
+    # jaxnst's own programs (descent, targets) also go in a store keyed before tracing, which a
+    # warm run loads without tracing or lowering them (jaxnst.optim.stored).
+    from jaxnst.optim import stored
+
+    stored.enable(path / "jaxnst-programs")
     # Keep every program: besides the descent loop (seconds) a run compiles ~70 small helpers
     # (resizing, targets, ...) that together took as long again; cached, a 32 px run's
     # compilation went from 10.1 s to 2.0 s (the rest is tracing and lowering).

@@ -11,6 +11,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxnst.optim import stored
+from jaxnst.optim.compilation import record_load
+
 # XLA:CPU compiler options for the descent programs. XLA:CPU hands convolutions and dots to
 # YNNPACK "library fusions" by default; with those off, convolutions run on XLA's own (Eigen) path,
 # which measured ~20 % faster per evaluation than YNNPACK on our CPU machine, alternating with
@@ -45,6 +48,12 @@ def _ready(ahead: dict, k: Any) -> Any:
         return None
 
 
+def _done(value: Any) -> concurrent.futures.Future:
+    f: concurrent.futures.Future = concurrent.futures.Future()
+    f.set_result(value)
+    return f
+
+
 def _program(fun):
     """``jax.jit`` with ``config`` static; on the CPU backend compiled with
     :data:`CPU_COMPILER_OPTIONS` unless ``config.xla_cpu_ynn``, on GPUs with
@@ -74,14 +83,34 @@ def _program(fun):
             args = args[:at]
         return args, kw
 
-    def pick(args, kw):
+    def choice(args, kw):  # (the jitted function, its compiler options, called inside a trace)
         config = kw["config"]
         nested = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw)))
         # (Inside a caller's jit or eval_shape, compiler options are the caller's to set.)
         backend = jax.default_backend()
         if nested or (backend == "cpu" and config.xla_cpu_ynn) or backend not in tuned:
-            return plain
-        return tuned[backend]
+            return plain, None, nested
+        return tuned[backend], options[backend], nested
+
+    def pick(args, kw):
+        return choice(args, kw)[0]
+
+    def build(args, kw):
+        """Lower and compile; through the executable store when it is on (:mod:`stored`)."""
+        fn, opts, nested = choice(args, kw)
+        sk = None
+        if not nested and stored.directory() is not None:
+            leaves, tree = jax.tree.flatten((args, {k: v for k, v in kw.items() if k != "config"}))
+            sk = stored.key(
+                f"{fun.__module__}.{fun.__qualname__}", opts, tree, leaves, kw["config"]
+            )
+        if sk is None:
+            return fn.lower(*args, **kw).compile()
+        compiled, seconds = stored.timed_load(sk)
+        if compiled is not None:
+            record_load(f"jit({fun.__name__})", seconds)
+            return compiled
+        return stored.compile_fresh(lambda: fn.lower(*args, **kw).compile(), sk)
 
     def key(args, kw):
         dyn = (args, {k: v for k, v in kw.items() if k != "config"})
@@ -91,7 +120,13 @@ def _program(fun):
     @functools.wraps(fun)
     def call(*args, **kw):
         args, kw = normal(args, kw)
-        compiled = _ready(ahead, key(args, kw)) if ahead else None
+        k = key(args, kw)
+        if k not in ahead and stored.directory() is not None and not choice(args, kw)[2]:
+            try:  # a stored program skips tracing and lowering
+                ahead[k] = _done(build(args, kw))
+            except Exception:  # noqa: BLE001 (the plain call below compiles and reports errors)
+                pass
+        compiled = _ready(ahead, k) if ahead else None
         if compiled is not None:
             try:
                 return compiled(*args, **{k: v for k, v in kw.items() if k != "config"})
@@ -103,7 +138,7 @@ def _program(fun):
         args, kw = normal(args, kw)
         k = key(args, kw)
         if k not in ahead:
-            ahead[k] = _AHEAD.submit(lambda: pick(args, kw).lower(*args, **kw).compile())
+            ahead[k] = _AHEAD.submit(lambda: build(args, kw))
         return ahead[k]
 
     def lower(*args, **kw):
