@@ -7,6 +7,6 @@ A front end: may import the API (:mod:`jaxnst.stylize`), the pipeline and everyt
 :mod:`jaxnst.video` and :mod:`jaxnst.studio` reuse its flags and runtime set-up.
 """
 
-from jaxnst.cli.command import main
+from jaxnst.cli.command import entry, main
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]

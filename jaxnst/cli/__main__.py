@@ -1,7 +1,5 @@
 """``python -m jaxnst.cli ...``: the ``jaxnst`` command."""
 
-import sys
+from jaxnst.cli.command import entry
 
-from jaxnst.cli.command import main
-
-sys.exit(main())
+entry()

@@ -147,7 +147,8 @@ def _save(d: Path, k: str, compiled: Any) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     files = sorted(d.glob("*.bin"), key=lambda p: p.stat().st_mtime)
-    for old in files[: max(0, len(files) - LIMIT)]:
+    stale = [t for t in d.glob(".tmp-*") if t.stat().st_mtime < time.time() - 3600]
+    for old in files[: max(0, len(files) - LIMIT)] + stale:  # (stale: a process killed mid-write)
         old.unlink(missing_ok=True)
 
 

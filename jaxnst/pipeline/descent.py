@@ -123,7 +123,7 @@ def _on_chunk(
     iterations: int,
 ) -> bool | None:
     state, parts = progress.state, progress.parts[-1]
-    step = int(np.max(state.step))
+    step = int(np.asarray(state.step).max())  # (np.max would call jax's .max: a program)
     every = hooks.checkpoint_every
     if hooks.on_checkpoint is not None and every and step % every == 0 and step < iterations:
         hooks.on_checkpoint(_snapshot(progress, fp, batch))
