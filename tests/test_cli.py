@@ -421,7 +421,9 @@ def test_compile_cache_makes_the_second_run_compile_less(files, tmp_path, real_v
     first, second = reports
     assert first["compile_cache"] == str(cache) and first["compile_cache_hits"] == 0
     missed = [ln for ln in p.stderr.splitlines() if "PERSISTENT COMPILATION CACHE MISS" in ln]
-    assert second["compile_cache_hits"] >= 5 and misses == 0, (second["compile_cache_hits"], missed)
+    # (hits: the descent and the two target programs from jaxnst's store, and JAX's for the rest)
+    assert second["compile_cache_hits"] >= 4 and misses == 0, (second["compile_cache_hits"], missed)
+    assert len(list((cache / "jaxnst-programs").glob("*.bin"))) == 3
     assert second["compile_seconds"] < 0.5 * first["compile_seconds"], (
         first["compile_seconds"],
         second["compile_seconds"],
