@@ -104,5 +104,9 @@ def test_round_trip_corrupt_files_and_the_limit(store, monkeypatch):
     for n in (4, 5, 6):
         stored.compile_fresh(lambda n=n: _compiled(n), hashlib.sha256(bytes([n])).hexdigest())
     assert len(list(store.glob("*.bin"))) == 2
-    stored.enable(None)
+    monkeypatch.setenv("JAXNST_EXECUTABLE_STORE", "0")
     assert stored.load(hashlib.sha256(bytes([6])).hexdigest()) is None  # off: nothing is read
+    monkeypatch.delenv("JAXNST_EXECUTABLE_STORE")
+    assert stored.load(hashlib.sha256(bytes([6])).hexdigest()) is not None
+    stored.enable(None)
+    assert stored.load(hashlib.sha256(bytes([6])).hexdigest()) is None

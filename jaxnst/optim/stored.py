@@ -51,9 +51,12 @@ def enable(path: Path | None) -> None:
 
 
 def directory() -> Path | None:
-    """The store's directory, or None when it is off (also in multi-process runs)."""
+    """The store's directory, or None when it is off: not enabled, ``JAXNST_EXECUTABLE_STORE=0``
+    (JAX's cache only: to compare, or to rule the store out), or a multi-process run."""
     d = _state["dir"]
-    return d if d is not None and jax.process_count() == 1 else None
+    if d is None or os.environ.get("JAXNST_EXECUTABLE_STORE") == "0":
+        return None
+    return d if jax.process_count() == 1 else None
 
 
 @functools.cache
