@@ -48,10 +48,33 @@ def _ready(ahead: dict, k: Any) -> Any:
         return None
 
 
-def _done(value: Any) -> concurrent.futures.Future:
+def _now(build, args, kw) -> concurrent.futures.Future:
+    """``build(args, kw)`` run on this thread, as a done future. A failure leaves None, so the
+    calls with these shapes compile as usual, through jit (which reports any error), and never
+    try the store again."""
     f: concurrent.futures.Future = concurrent.futures.Future()
-    f.set_result(value)
+    try:
+        f.set_result(build(args, kw))
+    except Exception:  # noqa: BLE001
+        f.set_result(None)
     return f
+
+
+def _compile(fun, fn, opts, nested, args, kw) -> Any:
+    """Lower and compile ``fn`` (``fun`` jitted with compiler options ``opts``) for these
+    arguments; through the executable store when it is on (:mod:`stored`): loaded, or compiled
+    past JAX's cache and kept."""
+    sk = None
+    if not nested and stored.directory() is not None:
+        leaves, tree = jax.tree.flatten((args, {k: v for k, v in kw.items() if k != "config"}))
+        sk = stored.key(f"{fun.__module__}.{fun.__qualname__}", opts, tree, leaves, kw["config"])
+    if sk is None:
+        return fn.lower(*args, **kw).compile()
+    compiled, seconds = stored.timed_load(sk)
+    if compiled is not None:
+        record_load(f"jit({fun.__name__})", seconds)
+        return compiled
+    return stored.compile_fresh(lambda: fn.lower(*args, **kw).compile(), sk)
 
 
 def _program(fun):
@@ -92,25 +115,8 @@ def _program(fun):
             return plain, None, nested
         return tuned[backend], options[backend], nested
 
-    def pick(args, kw):
-        return choice(args, kw)[0]
-
     def build(args, kw):
-        """Lower and compile; through the executable store when it is on (:mod:`stored`)."""
-        fn, opts, nested = choice(args, kw)
-        sk = None
-        if not nested and stored.directory() is not None:
-            leaves, tree = jax.tree.flatten((args, {k: v for k, v in kw.items() if k != "config"}))
-            sk = stored.key(
-                f"{fun.__module__}.{fun.__qualname__}", opts, tree, leaves, kw["config"]
-            )
-        if sk is None:
-            return fn.lower(*args, **kw).compile()
-        compiled, seconds = stored.timed_load(sk)
-        if compiled is not None:
-            record_load(f"jit({fun.__name__})", seconds)
-            return compiled
-        return stored.compile_fresh(lambda: fn.lower(*args, **kw).compile(), sk)
+        return _compile(fun, *choice(args, kw), args, kw)
 
     def key(args, kw):
         dyn = (args, {k: v for k, v in kw.items() if k != "config"})
@@ -122,17 +128,14 @@ def _program(fun):
         args, kw = normal(args, kw)
         k = key(args, kw)
         if k not in ahead and stored.directory() is not None and not choice(args, kw)[2]:
-            try:  # a stored program skips tracing and lowering
-                ahead[k] = _done(build(args, kw))
-            except Exception:  # noqa: BLE001 (the plain call below compiles and reports errors)
-                pass
+            ahead[k] = _now(build, args, kw)  # a stored program skips tracing and lowering
         compiled = _ready(ahead, k) if ahead else None
         if compiled is not None:
             try:
                 return compiled(*args, **{k: v for k, v in kw.items() if k != "config"})
             except (TypeError, ValueError):  # e.g. other shardings: compile as usual
                 ahead.pop(key(args, kw), None)
-        return pick(args, kw)(*args, **kw)
+        return choice(args, kw)[0](*args, **kw)
 
     def precompile(*args, **kw) -> concurrent.futures.Future:
         args, kw = normal(args, kw)
@@ -143,7 +146,7 @@ def _program(fun):
 
     def lower(*args, **kw):
         args, kw = normal(args, kw)  # (config and what follows it by keyword)
-        return pick(args, kw).lower(*args, **kw)
+        return choice(args, kw)[0].lower(*args, **kw)
 
     call.lower = lower
     call.precompile = precompile

@@ -63,11 +63,10 @@ def directory() -> Path | None:
 def _environment() -> bytes:
     import jaxlib
 
-    import jaxnst
     from jaxnst.model.convs import cpu_flags, cpu_model
 
     h = hashlib.sha256()
-    root = Path(jaxnst.__file__).parent
+    root = Path(__file__).resolve().parents[1]  # the jaxnst package
     for f in sorted(root.rglob("*.py")):
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     d = jax.devices()[0]
