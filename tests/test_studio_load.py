@@ -48,9 +48,11 @@ def test_twenty_concurrent_jobs_none_lost_and_health_stays_fast(small_vars, tmp_
 
         def submit(i: int):
             with httpx2.Client(base_url=srv.url, timeout=60) as c:
-                # 80 steps: the programs are compiled by then (test_studio's), so 6-step jobs all
-                # finished within the probe's first second on a quiet machine.
-                data = {**SAMPLES, **SMALL, "iterations": "80", "seed": str(i)}
+                # 24 steps (12 chunks of 2, each a preview and events): the programs are compiled
+                # by then (test_studio's), so 6-step jobs all finished within the probe's first
+                # second on a quiet machine; these keep the server busy ~14 s (~280 probes; 80
+                # steps: 45 s of the same load).
+                data = {**SAMPLES, **SMALL, "iterations": "24", "seed": str(i)}
                 return c.post("/api/jobs", data=data)
 
         with ThreadPoolExecutor(N_JOBS) as pool:
