@@ -9,6 +9,11 @@ import pytest
 from jaxnst import stylize
 from jaxnst.optim import param
 
+# The pyramid's functions as one compiled program per shape (as the descent runs them): called
+# op by op, build's transposed upsampling compiled ~140 small programs per shape (~6 s each).
+build = jax.jit(param.build, static_argnums=(1, 2, 3))
+render = jax.jit(param.render, static_argnums=(1, 2))
+
 
 def _np_upsample_axis(x, n_out, axis, wrap):
     """Bilinear resampling, half-pixel centres, written as explicit weights per output sample."""
@@ -43,10 +48,10 @@ def test_upsample_matches_numpy(rng, wrap):
 def test_pyramid_reproduces_the_image(rng, hw, wrap):
     x = rng.random((2, *hw, 3)).astype(np.float32)  # a batch: leading axes are kept
     levels = param.levels_for(*hw)
-    pyr = param.build(x, levels, wrap)
+    pyr = build(x, levels, wrap)
     assert len(pyr) == levels + 1
     assert [p.shape[1:3] for p in pyr] == list(param.level_shapes(*hw, levels))
-    np.testing.assert_allclose(np.asarray(param.render(pyr, wrap)), x, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(render(pyr, wrap)), x, atol=2e-6)
     # The coarsest level is a low-pass of the image: its mean is the image's (up to the border).
     assert abs(float(pyr[-1].mean()) - float(x.mean())) < 0.05
     # Pixels pass through untouched.
@@ -66,13 +71,14 @@ def test_gradient_through_the_pyramid_matches_finite_differences(rng, wrap):
     x = rng.random((9, 12, 3))
     target = rng.random((9, 12, 3))
     with jax.enable_x64(True):
-        pyr = param.build(jnp.asarray(x, jnp.float64), 3, wrap)
+        pyr = build(jnp.asarray(x, jnp.float64), 3, wrap)
 
+        @jax.jit
         def loss(p):
             img = param.render(p, wrap)
             return jnp.sum(jnp.sin(3 * img) * target) + jnp.sum(img**2)
 
-        grads = jax.grad(loss)(pyr)
+        grads = jax.jit(jax.grad(loss))(pyr)
         for k in range(len(pyr)):
             flat = np.asarray(pyr[k]).ravel()
             for i in rng.choice(flat.size, 4, replace=False):
@@ -147,7 +153,7 @@ def test_laplacian_noise_starts_on_the_coarsest_level():
     assert hf(coarse) < 0.05 * hf(white)
     assert coarse.std() > 0.1 and not np.allclose(coarse[0], coarse[1])  # colourful, seeded
     levels = param.level_shapes(64, 48, param.levels_for(64, 48))
-    pyr = param.build(jnp.asarray(coarse), len(levels) - 1)
+    pyr = build(jnp.asarray(coarse), len(levels) - 1)
     assert float(jnp.abs(pyr[0]).max()) < 0.02  # (bilinear up and down are not exact inverses)
 
 
@@ -156,19 +162,18 @@ def test_lbfgs_levels_are_preconditioned_so_every_scale_moves_alike():
     gradient step on a smooth gradient moves each scale of the image alike (unscaled, level k
     moved 4**k times as far: flat blotches at 1024 px)."""
     x = jnp.asarray(np.random.default_rng(3).uniform(size=(40, 48, 3)), jnp.float32)
-    pre = param.build(x, 3, precondition=True)
-    plain = param.build(x, 3)
-    np.testing.assert_allclose(np.asarray(param.render(pre, precondition=True)), x, atol=2e-6)
+    pre = build(x, 3, False, True)
+    plain = build(x, 3, False, False)
+    np.testing.assert_allclose(np.asarray(render(pre, False, True)), x, atol=2e-6)
     for k, (a, b) in enumerate(zip(pre, plain)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b) * 2.0**k, rtol=1e-5, atol=1e-6)
 
     def step(p, precondition):  # the image moved by one plain step on loss = sum(image)
-        g = jax.grad(lambda q: jnp.sum(param.render(q, precondition=precondition)))(p)
+        g = jax.jit(jax.grad(lambda q: jnp.sum(param.render(q, precondition=precondition))))(p)
         return [
             np.asarray(
-                param.render(
-                    tuple(gi if i == k else 0 * gi for i, gi in enumerate(g)),
-                    precondition=precondition,
+                render(
+                    tuple(gi if i == k else 0 * gi for i, gi in enumerate(g)), False, precondition
                 )
             ).mean()
             for k in range(len(g))
