@@ -47,7 +47,8 @@ def test_sampled_terms_match_numpy_from_the_activations(small_vars, rng):
     obj = jaxnst.objective(
         content, style, style_loss="remd", content_loss="self_similarity", tv_weight=0.0, **kw
     )
-    total, parts = obj.loss_fn(image)
+    # (loss_fn as one compiled program, as the loop runs it; op by op: ~200 small programs)
+    total, parts = jax.jit(obj.loss_fn)(image)
     s = obj.targets.sampled
     points = np.asarray(s.points)[np.asarray(s.idx)]
     assert points.shape == (60, 2) and len(np.unique(np.asarray(s.idx))) == 60
@@ -66,7 +67,7 @@ def test_sampled_terms_match_numpy_from_the_activations(small_vars, rng):
     np.testing.assert_allclose(float(total), 3.0 * lc + 1.0 * ls, rtol=2e-4)
     # Each term alone keeps the other one Gatys's.
     alone = jaxnst.objective(content, style, style_loss="remd", tv_weight=0.0, **kw)
-    assert float(alone.loss_fn(image)[1].style) == pytest.approx(ls, rel=2e-4)
+    assert float(jax.jit(alone.loss_fn)(image)[1].style) == pytest.approx(ls, rel=2e-4)
     assert alone.targets.sampled.content is None and alone.targets.content
 
 
@@ -140,8 +141,9 @@ def test_fast_remd_matches_autodiff_of_the_reference_terms(rng):
             y = jnp.asarray(rng.standard_normal((m, 9)))
             c = np.asarray(strotss.cosine_cost(x, y))
             sides.add(bool(c.min(1).mean() >= c.min(0).mean()))
-            ref = jax.value_and_grad(lambda a, b: strotss.remd(a, b), argnums=(0, 1))(x, y)
-            got = jax.value_and_grad(sampled.remd_cosine, argnums=(0, 1))(x, y)
+            # (each side one compiled program: op by op they compiled ~200 small ones, ~10 s)
+            ref = jax.jit(jax.value_and_grad(strotss.remd, argnums=(0, 1)))(x, y)
+            got = jax.jit(jax.value_and_grad(sampled.remd_cosine, argnums=(0, 1)))(x, y)
             np.testing.assert_allclose(float(got[0]), float(ref[0]), rtol=1e-12)
             for g, r in zip(got[1], ref[1]):
                 np.testing.assert_allclose(np.asarray(g), np.asarray(r), atol=1e-12)

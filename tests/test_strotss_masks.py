@@ -3,6 +3,7 @@ with style k only (jaxnst.loss.sampled's notes: region-wise sampling). The regio
 weighting against NumPy, the draws, an end-to-end run through coarse-to-fine, and the draw
 without masks unchanged."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -61,7 +62,8 @@ def test_region_wise_terms_match_numpy(rng):
     masks, points = _masks(h, w), sampled.grid(h, w)
     content = jnp.asarray(rng.standard_normal((len(points), d)), jnp.float32)
     t = sampled.pick(_targets(masks, points, styles, content), KEY, 0, 1, 40)
-    c, s = sampled.terms(jnp.asarray(image), feats, t, jnp.float32(3.0))
+    # (one compiled program, as the loop runs it; op by op it compiled ~200 small ones)
+    c, s = jax.jit(sampled.terms)(jnp.asarray(image), feats, t, jnp.float32(3.0))
 
     idx = np.concatenate([np.asarray(i) for i in t.idx])
     out = _np_columns(image, {k: np.asarray(v) for k, v in feats.items()}, points[idx])
