@@ -377,6 +377,7 @@ def test_blend_and_modes(files, tmp_path, capsys, real_vars):
         assert Image.open(o).size == (32, 32)
 
 
+@pytest.mark.slow  # two CLI processes, real weights
 def test_compile_cache_makes_the_second_run_compile_less(files, tmp_path, real_vars):
     """Two CLI processes with the same shapes: the second loads every program it needs from the
     persistent cache (hits reported, no miss in JAX's log, compile time at least halved, less wall

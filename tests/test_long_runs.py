@@ -206,6 +206,7 @@ def test_time_estimate_from_the_measured_speed(tmp_path, monkeypatch, small_vars
     assert "faster" not in estimate.time_line(small)
 
 
+@pytest.mark.slow  # a CLI process, real weights, its whole 8 s budget
 def test_cli_max_time_writes_the_image_so_far_a_checkpoint_and_exits_0(tmp_path, real_vars):
     import json
     import subprocess

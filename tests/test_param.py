@@ -185,6 +185,7 @@ def test_lbfgs_levels_are_preconditioned_so_every_scale_moves_alike():
     assert unscaled[-1] > 30 * unscaled[0]  # the coarsest moves ~4**3 times as far
 
 
+@pytest.mark.slow  # video end to end: three clips
 def test_video_descends_the_pyramid_and_its_temporal_term_acts(small_vars):
     """``stylize_video(..., param="laplacian")``: each frame's start (the warped previous result)
     becomes a pyramid, and the temporal term pulls through it: without that term the frames

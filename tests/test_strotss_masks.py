@@ -113,6 +113,7 @@ def test_draws_stay_in_their_regions_with_documented_counts():
     assert [i.shape[0] for i in every.idx] == list(n)
 
 
+@pytest.mark.slow  # end to end through two stages (~20-40 s)
 def test_left_and_right_regions_take_their_own_style(small_vars, rng):
     """Red noise for the left mask, blue for the right, at 64 px through two stages (32 and 64
     px: the masks are resized per stage). Mean red - blue: +0.67 left and -0.69 right; with

@@ -41,6 +41,7 @@ class HealthProbe(threading.Thread):
                 self.done.wait(0.05)
 
 
+@pytest.mark.slow  # a real server under 20 concurrent jobs (~15 s)
 def test_twenty_concurrent_jobs_none_lost_and_health_stays_fast(small_vars, tmp_path):
     with Server(create_app(tmp_path, variables=small_vars)) as srv:
         probe = HealthProbe(srv.url)

@@ -114,6 +114,7 @@ def test_bad_sweep_values(small_vars, pair):
         stylize(*pair, variables=small_vars, style_weight=[])
 
 
+@pytest.mark.slow  # real weights, 64 px, 40 iterations
 def test_style_loss_falls_as_style_weight_rises_on_real_images(real_vars):
     variables, _ = real_vars
     content = image_io.resize(image_io.load(sample_path("chelsea.jpg")), 64)
@@ -140,6 +141,7 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a 4-device subprocess
 def test_batch_is_sharded_across_devices_with_padding(small_vars, pair, tmp_path):
     out = str(tmp_path / "sharded.npy")
     env = dict(
