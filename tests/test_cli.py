@@ -322,7 +322,7 @@ def test_control_flags(files, tmp_path, capsys, real_vars, extra):
             "--size",
             32,
             "--iterations",
-            2,
+            1,  # the flags reach a run; (wasserstein: ~2 s an evaluation, 512x512 eigh)
             "--quiet",
             *extra,
         ],
