@@ -60,7 +60,8 @@ def test_lbfgs_sweep_slices_equal_single_runs(small_vars, pair, linesearch):
 
 
 def test_new_sweep_values_do_not_recompile(small_vars, pair):
-    kw = dict(variables=small_vars, iterations=4, chunk=4, init="noise", **TINY)
+    # (chunk=5: the L-BFGS sweep test's program, when that test ran first)
+    kw = dict(variables=small_vars, iterations=4, chunk=5, init="noise", **TINY)
     stylize(*pair, style_weight=SW, **kw)
     c0 = compile_stats()["compiles"]
     stylize(*pair, style_weight=[1e-1, 2e-2, 5e-3], **kw)
@@ -74,7 +75,7 @@ def test_grid_is_a_cartesian_product_last_fastest(small_vars, pair):
         variables=small_vars,
         optimizer="adam",
         iterations=3,
-        chunk=3,
+        chunk=4,  # (as the other small Adam runs: the single run's program is theirs)
         init="noise",
         content_weight=cw,
         style_weight=sw,
@@ -88,7 +89,7 @@ def test_grid_is_a_cartesian_product_last_fastest(small_vars, pair):
         variables=small_vars,
         optimizer="adam",
         iterations=3,
-        chunk=3,
+        chunk=4,
         init="noise",
         content_weight=2.0,
         style_weight=1e-2,
