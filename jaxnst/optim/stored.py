@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import os
 import pickle
 import re
@@ -161,11 +162,22 @@ def _install_bypass() -> None:
     if getattr(compiler.compile_or_get_cached, "_jaxnst_fresh", False):
         return
     cached, direct = compiler.compile_or_get_cached, compiler.backend_compile_and_load
+    signature = inspect.signature(cached)
+    needed = {"backend", "computation", "executable_devices", "compile_options", "host_callbacks"}
+    if not needed <= set(signature.parameters):
+        raise AttributeError("jax's compile_or_get_cached changed")  # (enable: store off)
 
-    def compile_or_get_cached(backend, computation, devices, options, callbacks, exe_devices, *a):
+    def compile_or_get_cached(*args, **kwargs):  # everything else passes through untouched
         if getattr(_fresh, "on", False):
-            return direct(backend, computation, exe_devices, options, callbacks)
-        return cached(backend, computation, devices, options, callbacks, exe_devices, *a)
+            a = signature.bind(*args, **kwargs).arguments
+            return direct(
+                a["backend"],
+                a["computation"],
+                a["executable_devices"],
+                a["compile_options"],
+                a["host_callbacks"],
+            )
+        return cached(*args, **kwargs)
 
     compile_or_get_cached._jaxnst_fresh = True  # type: ignore[attr-defined]
     compiler.compile_or_get_cached = compile_or_get_cached
