@@ -133,8 +133,8 @@ def _program(fun):
         if compiled is not None:
             try:
                 return compiled(*args, **{k: v for k, v in kw.items() if k != "config"})
-            except (TypeError, ValueError):  # e.g. other shardings: compile as usual
-                ahead.pop(key(args, kw), None)
+            except (TypeError, ValueError):  # e.g. other shardings: compile as usual, from now on
+                ahead[k] = _now(lambda *_: None, args, kw)
         return choice(args, kw)[0](*args, **kw)
 
     def precompile(*args, **kw) -> concurrent.futures.Future:
