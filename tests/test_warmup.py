@@ -36,7 +36,7 @@ def test_warmup_fills_the_cache_for_a_run_of_that_shape(tmp_path, real_vars):
     total = re.search(
         r"(\d+) programs \((\d+) compiled, \d+ already cached\), ([0-9.]+) s", lines[-1]
     )
-    assert total and int(total[2]) >= 5 and f"cache: {cache}" in lines[-1], lines[-1]
+    assert total and int(total[2]) >= 4 and f"cache: {cache}" in lines[-1], lines[-1]
     # (JAX's entries, and jaxnst's own programs in the store: jaxnst-programs/)
     assert sum(p.is_file() for p in cache.rglob("*")) >= int(total[2])
     assert len(list((cache / "jaxnst-programs").glob("*.bin"))) >= 3  # descent, 2 targets
