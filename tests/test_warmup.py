@@ -51,7 +51,7 @@ def test_warmup_fills_the_cache_for_a_run_of_that_shape(tmp_path, real_vars):
     report = __import__("json").loads(rep.read_text())
     missed = [ln for ln in r.stderr.splitlines() if "PERSISTENT COMPILATION CACHE MISS" in ln]
     assert report["image_size"] == [32, 24] and missed == [], missed
-    assert report["compile_cache_hits"] >= 5
+    assert report["compile_cache_hits"] >= 4  # the descent, two targets, one helper: all hits
     assert report["compile_seconds"] < 0.5 * float(total[3]), (report, lines[-1])
 
 
