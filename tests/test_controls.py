@@ -227,6 +227,7 @@ def test_masks_assign_regions_to_styles(real_vars):
         stylize(content, red, variables=variables, content_masks=np.stack([left, 1 - left]))
 
 
+@pytest.mark.slow  # three stages, three programs (11 s)
 def test_multiscale_runs_each_scale_from_the_previous_result(small_vars, rng, monkeypatch):
     c, s = smooth_image(rng, 64, 48), smooth_image(rng, 40, 40)
     seen = []

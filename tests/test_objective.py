@@ -40,7 +40,8 @@ def test_loss_is_what_stylize_descends_one_adam_step(small_vars, pair, obj):
         chunk=4,  # as the suite's other small runs: their compiled program serves
         **W,
     )
-    (total, parts), g = obj.value_and_grad(obj.init_image)
+    # (one compiled program; op by op it was ~260 small ones, ~10 s of a test run)
+    (total, parts), g = jax.jit(obj.value_and_grad)(obj.init_image)
     # stylize's history starts at the loss of its starting image, which is objective's init_image.
     np.testing.assert_allclose(r.history["total"][0], total, rtol=1e-5)
     for f in ("content", "style", "tv"):

@@ -195,6 +195,7 @@ def test_tiny_image_is_refused(small_vars):
         )
 
 
+@pytest.mark.slow  # optax's search compiles the objective in both branches, twice (13 s)
 def test_lbfgs_matches_optax_lbfgs_with_its_zoom_line_search(small_vars, pair):
     """Second code path: optax.lbfgs (its own zoom line search, which evaluates inside a cond)
     stepped from Python. Our loop evaluates once per trial and decides afterwards; the trials,

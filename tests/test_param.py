@@ -113,6 +113,7 @@ def test_laplacian_run_starts_at_the_pixel_runs_loss_and_descends(small_vars, rn
     assert not np.allclose(a.image, b.image, atol=1e-3)  # it is another descent
 
 
+@pytest.mark.slow  # a masked colour sweep and a tileable run: two pyramid programs (15 s)
 def test_laplacian_in_a_sweep_with_masks_colour_and_tiles(small_vars, rng):
     content, style = _pair(rng)
     masks = np.stack([np.ones((32, 32)), np.zeros((32, 32))])
@@ -128,6 +129,7 @@ def test_laplacian_in_a_sweep_with_masks_colour_and_tiles(small_vars, rng):
     assert t.image.shape == (32, 32, 3) and np.isfinite(t.history["total"]).all()
 
 
+@pytest.mark.slow  # two stages, two pyramid programs (13 s)
 def test_laplacian_coarse_to_fine_and_checks(small_vars, rng):
     content, style = _pair(rng, 48, 64)
     r = stylize(content, style, variables=small_vars, iterations=3, scales=(32,), param="laplacian")

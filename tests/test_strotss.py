@@ -81,6 +81,7 @@ def test_draws_are_keyed_by_step_and_seed():
     assert sampled.grid(512, 384).shape[0] == pytest.approx(128 * 128, rel=0.3)
 
 
+@pytest.mark.slow  # four STROTSS runs, two programs (25 s on 2 cores)
 def test_runs_are_deterministic_per_seed_and_sweep_as_one_batch(small_vars, rng):
     content, style = smooth_image(rng, 32, 32), smooth_image(np.random.default_rng(5), 32, 32)
     kw = dict(variables=small_vars, iterations=4, samples=64, style_samples=100, scales="none")
