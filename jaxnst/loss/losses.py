@@ -28,6 +28,12 @@ from jaxnst.loss import sampled
 Array = jax.Array
 
 
+def _f32(x: Array) -> Array:
+    """``x`` in float32, or wider where it already is (float64 under ``jax_enable_x64``: the
+    gradient checks in float64, tests/test_objective.py); bfloat16 activations are widened."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 @jax.custom_vjp
 def gram(f: Array) -> Array:
     """(H, W, C) activations -> (C, C) Gram matrix, averaged over the H * W positions. float32.
@@ -36,7 +42,7 @@ def gram(f: Array) -> Array:
     emits two (``X D`` and ``X D^T``).
     """
     h, w, c = f.shape
-    x = f.reshape(h * w, c).astype(jnp.float32)
+    x = _f32(f.reshape(h * w, c))
     return (x.T @ x) / (h * w)
 
 
@@ -46,7 +52,7 @@ def _gram_fwd(f):
 
 def _gram_bwd(f, d):
     h, w, c = f.shape
-    x = f.reshape(h * w, c).astype(jnp.float32)
+    x = _f32(f.reshape(h * w, c))
     dx = x @ ((d + d.T) / (h * w))
     return (dx.reshape(h, w, c).astype(f.dtype),)
 
@@ -56,7 +62,7 @@ gram.defvjp(_gram_fwd, _gram_bwd)
 
 def content_loss(f: Array, p: Array) -> Array:
     """``sum((f - p)^2) / (2 * f.size)`` for (H, W, C) activations ``f`` and target ``p``."""
-    d = (f - p).astype(jnp.float32)
+    d = _f32(f - p)
     return 0.5 * jnp.mean(d * d)
 
 
@@ -96,7 +102,7 @@ def tv_loss(image: Array, wrap: bool = False) -> Array:
 def mean_cov(f: Array) -> tuple[Array, Array]:
     """(H, W, C) -> channel mean (C,) and covariance (C, C) over positions. float32."""
     h, w, c = f.shape
-    x = f.reshape(h * w, c).astype(jnp.float32)
+    x = _f32(f.reshape(h * w, c))
     mu = x.mean(0)
     d = x - mu
     return mu, (d.T @ d) / (h * w)
@@ -136,7 +142,7 @@ def guided_gram(f: Array, m: Array) -> Array:
     """Gram of (H, W, C) activations weighted by a guidance mask (H, W) in [0, 1], averaged over the
     mask's weight (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style Transfer")."""
     h, w, c = f.shape
-    x = f.reshape(h * w, c).astype(jnp.float32) * m.reshape(h * w, 1)
+    x = _f32(f.reshape(h * w, c)) * m.reshape(h * w, 1)
     return (x.T @ x) / jnp.maximum(jnp.sum(m * m), 1e-8)
 
 
@@ -189,8 +195,8 @@ def temporal_loss(image: Array, warped: Array, reliability: Array) -> Array:
     """Ruder et al.'s short-term temporal loss: ``mean(c * (x - warped)^2)`` over the H * W * 3
     elements of the (H, W, 3) image, with c = ``reliability`` (H, W) broadcast over channels (the
     paper's 1/D sum, D = W H C)."""
-    d = (image - warped).astype(jnp.float32)
-    return jnp.mean(reliability.astype(jnp.float32)[..., None] * d * d)
+    d = _f32(image - warped)
+    return jnp.mean(_f32(reliability)[..., None] * d * d)
 
 
 def _with_temporal(total: Array, image: Array, targets: Targets, weights: Weights) -> Array:
@@ -198,7 +204,7 @@ def _with_temporal(total: Array, image: Array, targets: Targets, weights: Weight
     if targets.warped is None or targets.reliability is None or weights.temporal is None:
         return total
     return total + weights.temporal * temporal_loss(
-        image.astype(jnp.float32), targets.warped, targets.reliability
+        _f32(image), targets.warped, targets.reliability
     )
 
 
@@ -252,7 +258,7 @@ def objective(
     if targets.sampled is not None:  # STROTSS's terms replace the ones they stand for
         c, s = sampled.terms(image, feats, targets.sampled, weights.content)
         lc, ls = (lc if c is None else c), (ls if s is None else s)
-    lt = tv_loss(image.astype(jnp.float32), wrap)
+    lt = tv_loss(_f32(image), wrap)
     total = weights.content * lc + weights.style * ls + weights.tv * lt
     return Parts(_with_temporal(total, image, targets, weights), lc, ls, lt)
 
@@ -293,6 +299,6 @@ def objective_from_terms(
     )
     style = sorted(targets.grams or targets.moments)
     ls: Any = sum(terms[n][1] for n in style) / len(style) if style else zero
-    lt = tv_loss(image.astype(jnp.float32), wrap)
+    lt = tv_loss(_f32(image), wrap)
     total = weights.content * lc + weights.style * ls + weights.tv * lt
     return Parts(_with_temporal(total, image, targets, weights), lc, ls, lt)

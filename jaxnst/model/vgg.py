@@ -293,7 +293,10 @@ class VGG19(nn.Module):
         last = max(LAYERS.index(n) for n in layers)
         single = image.ndim == 3
         x = image[None] if single else image
-        x = (x * 255.0 - jnp.asarray(MEAN_RGB, x.dtype)).astype(PRECISIONS[self.precision])
+        # fp32 keeps a float64 image float64 (jax_enable_x64: the gradient checks in float64)
+        dtype = PRECISIONS[self.precision]
+        dtype = jnp.promote_types(x.dtype, dtype) if self.precision == "fp32" else dtype
+        x = (x * 255.0 - jnp.asarray(MEAN_RGB, x.dtype)).astype(dtype)
         out = {}
         k = 0
         for b, n in enumerate(BLOCKS):
