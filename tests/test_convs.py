@@ -10,6 +10,7 @@ import pytest
 
 from jaxnst.loss import losses
 from jaxnst.model import convs, vgg
+from jaxnst.model.convs import FP32
 
 
 def numpy_conv(x, k):
@@ -142,15 +143,17 @@ def test_auto_with_bf16_units_picks_the_fastest_and_caches(monkeypatch, tmp_path
     assert n > 0
     assert convs.resolve("auto", 64, 64, ["conv4_1"], ch) == ("fp32", plan)
     assert len(calls) == n  # second time: read from the cache, nothing re-measured
-    cache = json.loads((tmp_path / "jaxnst" / "conv_plans.json").read_text())
-    assert set(cache.values()) == {"row3:bf16x3", "xla:fp32"}
+    (records,) = json.loads((tmp_path / "jaxnst" / "conv_plans.json").read_text()).values()
+    assert {convs._pick(r, convs.CANDIDATES) for r in records.values()} == {"row3:bf16x3", FP32}
 
 
-def test_large_images_are_timed_at_a_512_px_size():
-    assert convs.timed_size(384, 512) == (384, 512)
-    assert convs.timed_size(1536, 2048) == (384, 512)
-    h, w = convs.timed_size(3071, 4096)
-    assert abs(h * w - convs.TIMED_PIXELS) < 600 and abs(w / h - 4096 / 3071) < 0.01
+def test_large_images_are_timed_at_the_top_bucket():
+    """A 2048 px photo's layers share the buckets of a 512x256 one (timing at 2048x1536 took over
+    4 minutes of a first run, issue 22)."""
+    big = convs._needs(1536, 2048, ["conv5_1"], vgg.CHANNELS, convs.CANDIDATES)
+    cap = convs._needs(256, 512, ["conv5_1"], vgg.CHANNELS, convs.CANDIDATES)
+    assert [n.key for p in big for n in p][:4] == [n.key for p in cap for n in p][:4]
+    assert convs._timed_shape(big[0][0]) == (256, 512, 3, 64)
 
 
 def test_stylize_with_auto_plan_runs(small_vars, monkeypatch, tmp_path):
@@ -172,20 +175,18 @@ def test_stylize_with_auto_plan_runs(small_vars, monkeypatch, tmp_path):
     assert a.history["total"][-1] < a.history["total"][0]
 
 
-def test_forms_with_wide_patch_buffers_are_left_out_at_large_sizes(monkeypatch):
+def test_forms_with_wide_patch_buffers_are_left_out_at_large_sizes():
     """im2col (9 C per pixel, three bf16 parts) and row3 (3 C) are not candidates where their
     buffer would pass PATCH_LIMIT: at 2048x1536 conv1_2's im2col asked XLA for 43.5 GB."""
-    timed = []
-    monkeypatch.setattr(
-        convs, "fastest", lambda shape, cands: timed.append((shape, cands)) or "xla:fp32"
+    needs = convs._needs(
+        1536, 2048, ("conv1_1", "conv2_1", "conv5_1"), vgg.CHANNELS, convs.CANDIDATES
     )
-    convs.choose_plan(1536, 2048, ("conv1_1", "conv2_1", "conv5_1"), vgg.CHANNELS)
-    # (forward, backward) per layer, timed at 384x512 (TIMED_PIXELS), chosen among the forms
-    # that fit at 1536x2048
-    assert timed[0] == ((384, 512, 3, 64), convs.CANDIDATES)  # conv1_1: 3 channels, 0.7 GB
-    assert timed[2][0] == (384, 512, 64, 64)  # conv1_2
-    assert not any(c.startswith(("im2col", "row3")) for c in timed[2][1])
-    assert timed[-2][0] == (24, 32, 512, 512)  # conv5_1 forward
-    assert "im2col:bf16x3" in timed[-2][1]  # 75 MB at conv5: still a candidate
+    # (forward, backward) per layer, chosen among the forms that fit at 1536x2048
+    assert needs[0][0].shape == (1536, 2048, 3, 64)
+    assert needs[0][0].candidates == convs.CANDIDATES  # conv1_1: 3 channels, 0.7 GB
+    assert needs[1][0].shape == (1536, 2048, 64, 64)  # conv1_2
+    assert not any(c.startswith(("im2col", "row3")) for c in needs[1][0].candidates)
+    assert needs[-1][0].shape == (96, 128, 512, 512)  # conv5_1 forward
+    assert "im2col:bf16x3" in needs[-1][0].candidates  # 75 MB at conv5: still a candidate
     small = convs._fitting((64, 64, 64, 64), convs.CANDIDATES)
     assert small == convs.CANDIDATES

@@ -139,6 +139,45 @@ def sampled_mp(options: Any) -> float:
     return mp
 
 
+def _layers(options: Any) -> tuple[str, ...]:
+    from jaxnst.model import vgg
+
+    return tuple(n for n in vgg.LAYERS if n in {*options.content_layers, *options.style_layers})
+
+
+def _probe_precision(precision: str, options: Any, inputs: Any) -> str:
+    """The precision the speed probe measures: "auto" only where the probe's plan is known
+    already (shipped or cached), else "fp32", so that the probe itself never times forms."""
+    if precision != "auto":
+        return precision
+    from jaxnst.model import convs, vgg
+
+    channels = vgg.channels_of(inputs.variables)
+    _, plan = convs.resolve("auto", PROBE, PROBE, _layers(options), channels, measure=False)
+    known = convs.pending_seconds(PROBE, PROBE, _layers(options), channels) == 0
+    return "auto" if plan is not None and known else "fp32"
+
+
+def form_timing(h: int, w: int, options: Any, variables: dict, per_megapixel: float) -> float:
+    """Seconds ``precision="auto"`` will spend timing convolution forms before the descent (every
+    stage of a coarse-to-fine run; each bounded by a share of a default run at its size,
+    :func:`jaxnst.model.convs.pending_seconds`); 0 where nothing can win or all is known."""
+    from jaxnst.model import convs, vgg
+    from jaxnst.pipeline import multiscale
+
+    full = max(h, w)
+    plan = multiscale.stages(options, full) if options.scales else [(full, options.iterations)]
+    channels = vgg.channels_of(variables)
+    total = 0.0
+    for size, _ in plan:
+        if options.tile and size > options.tile:
+            continue  # (tiled stages run float32)
+        sh, sw = max(1, round(h * size / full)), max(1, round(w * size / full))
+        evaluation = per_megapixel * sh * sw / 1e6
+        total += convs.pending_seconds(sh, sw, _layers(options), channels, evaluation)
+    return total
+
+
 def _clock(s: float) -> str:
     if s < 90:
         return f"{s:.0f} s"
@@ -172,8 +211,16 @@ def _time_line(inputs: Any) -> str:
     o = multiscale.resolve(inputs.options, (h, w, 3))  # (scales="auto" -> the stages)
     members = len(inputs.contents) * sweep_grid(o)[1].shape[0]
     precision = "fp32" if o.tile else o.precision
-    s = seconds(h, w, members, o, seconds_per_megapixel(inputs.variables, precision))
+    per_mp = seconds_per_megapixel(inputs.variables, _probe_precision(precision, o, inputs))
+    s = seconds(h, w, members, o, per_mp)
     line = f"time: ~{_clock(s)} estimated for the descent (plus compiling)"
+    timing = form_timing(h, w, o, inputs.variables, per_mp) if precision == "auto" else 0.0
+    if timing >= 0.5:
+        line = (
+            f"time: ~{_clock(s + timing)} estimated: the descent ~{_clock(s)}, timing this CPU's "
+            f"convolution forms once ~{_clock(timing)} (plus compiling)"
+        )
+        s += timing
     if s <= SLOW:
         return line
     hint = [f"--size {max(h, w) // 2}: ~{_clock(s / 4)}"]

@@ -263,9 +263,12 @@ class _Report:
 
 
 def conv_plans(inputs: Any, o: Any, report: _Report) -> None:
-    """``precision="auto"`` on a CPU with bf16 units times the convolution forms once per layer
-    shape (:func:`jaxnst.model.convs.resolve`, which :func:`jaxnst.pipeline.layout.place` calls for
-    each stage); done first here, so that its programs are reported apart from the run's."""
+    """``precision="auto"`` on a CPU with bf16 instructions and no shipped defaults for its family
+    times the convolution forms once per layer and size bucket; a run does so within a small
+    budget (:data:`jaxnst.model.convs.TIMING_SHARE`), the warm-up here without one, ahead of time
+    and first, so that its programs are reported apart from the run's."""
+    import math
+
     from jaxnst.model import convs, vgg
     from jaxnst.pipeline import multiscale
 
@@ -275,10 +278,10 @@ def conv_plans(inputs: Any, o: Any, report: _Report) -> None:
     for size, _ in multiscale.stages(o, max(h, w)):
         sh, sw = (h, w) if size == max(h, w) else sized(size, (w, h))
         precision = "fp32" if o.tile and size > o.tile else o.precision
-        convs.resolve(precision, sh, sw, layers, vgg.channels_of(inputs.variables))
+        convs.resolve(precision, sh, sw, layers, vgg.channels_of(inputs.variables), math.inf)
     report.aside(
-        "precision auto: timed this CPU's convolution forms once (the plan is kept in "
-        "conv_plans.json; the run needs none of these programs)",
+        "precision auto: timed this CPU's convolution forms for these sizes (the plans are kept "
+        "in conv_plans.json; the run needs none of these programs)",
         time.perf_counter() - t,
     )
 

@@ -25,11 +25,14 @@ input-gradient (this package differentiates with respect to the image only) is t
 convolution with the flipped, transposed kernel, so it gets a formulation of its own: a layer's
 plan is a pair ``(forward, backward)``.
 
-Which one is fastest depends on the CPU and on the layer's shape, so it is measured, not guessed:
-:func:`choose_plan` times the candidates per distinct layer shape (once; cached on disk per CPU
-model and jax version). :func:`resolve` turns ``precision="auto"`` into a plan: float32 XLA
-convolutions everywhere unless the platform is a CPU with bf16 matrix units
-(:func:`cpu_has_bf16_units`).
+Which one is fastest depends on the CPU and on the layer's shape, so it is measured, not guessed,
+and only where a bf16x3 form can win (issue 33): :func:`candidates_for` offers float32 XLA alone on
+a CPU without bf16 instructions (nothing is timed there); :func:`choose_plan` takes a layer's
+choice from this machine's timings of its channels and size bucket (``~/.cache/jaxnst/
+conv_plans.json``, per CPU and jax version), else from the defaults shipped for the CPU's family
+(:mod:`jaxnst.model.conv_defaults`), else times the candidates, heaviest layers first, within
+:data:`TIMING_SHARE` of a default run (``jaxnst warmup`` without a bound). :func:`resolve` turns
+``precision="auto"`` into a plan.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -143,7 +147,7 @@ conv3x3.defvjp(_fwd, _bwd)
 
 
 # ---------------------------------------------------------------------------------------------
-# Which CPU, and which formulation per layer
+# Which CPU
 
 
 def cpu_flags() -> set[str]:
@@ -169,13 +173,100 @@ def cpu_model() -> str:
     return "unknown cpu"
 
 
+# The instructions a bf16 dot can use: x86 AMX-BF16 and AVX512-BF16, Arm's BF16 (BFDOT/BFMMLA).
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
+
+
+class Cpu(NamedTuple):
+    """What identifies a CPU for the plans: ``vendor`` (``vendor_id``, or Arm's implementer),
+    ``family`` and ``model`` (x86 ``cpu family``/``model``, Arm's part; -1 where unknown), the
+    model ``name`` (a VM may show only "AMD EPYC": never enough alone) and the feature ``flags``."""
+
+    vendor: str
+    family: int
+    model: int
+    name: str
+    flags: frozenset[str]
+
+
+def _number(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        return -1
+
+
+CPUINFO = "/proc/cpuinfo"  # (tests point it at another CPU's)
+
+
+def cpu_info() -> Cpu:
+    """This CPU, from the first processor of /proc/cpuinfo. ``JAXNST_CPU_BF16=1`` makes it a CPU
+    with AMX-BF16 (every candidate, timed, no shipped defaults), ``0`` one without bf16
+    instructions (tests, experiments)."""
+    fields: dict[str, str] = {}
+    try:
+        with open(CPUINFO) as f:
+            for line in f:
+                if not line.strip():
+                    break
+                k, _, v = line.partition(":")
+                fields.setdefault(k.strip(), v.strip())
+    except OSError:
+        pass
+    flags = frozenset((fields.get("flags") or fields.get("Features") or "").split())
+    forced = os.environ.get("JAXNST_CPU_BF16")
+    if forced == "1":
+        flags = flags | {"amx_bf16"}
+    elif forced == "0":
+        flags = flags - BF16_FLAGS
+    return Cpu(
+        vendor=fields.get("vendor_id") or fields.get("CPU implementer") or "unknown",
+        family=_number(fields.get("cpu family", "-1")),
+        model=_number(fields.get("model") or fields.get("CPU part") or "-1"),
+        name=fields.get("model name", "unknown cpu"),
+        flags=flags,
+    )
+
+
+def cpu_id(cpu: Cpu) -> str:
+    """The cache's name for a CPU: vendor, family/model, model name and its bf16 flags."""
+    bf16 = ",".join(sorted(cpu.flags & BF16_FLAGS)) or "no bf16"
+    return f"{cpu.vendor} {cpu.family}/{cpu.model} {cpu.name} ({bf16})"
+
+
 def cpu_has_bf16_units() -> bool:
     """True on an x86 CPU with AMX-BF16 or AVX512-BF16, or an Arm CPU with BF16 dot
     instructions. ``JAXNST_CPU_BF16=1``/``0`` overrides the detection (tests, experiments)."""
-    forced = os.environ.get("JAXNST_CPU_BF16")
-    if forced in ("0", "1"):
-        return forced == "1"
-    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16", "bf16"})
+    return bool(cpu_info().flags & BF16_FLAGS)
+
+
+def candidates_for(cpu: Cpu) -> tuple[str, ...]:
+    """The formulations that can win on ``cpu``: the bf16x3 forms only where a bf16 dot has
+    instructions of its own. Without them a bf16 dot is emulated and ``bf16x3`` does three of
+    them, so float32 XLA is the only candidate and nothing is timed (issue 33)."""
+    return CANDIDATES if cpu.flags & BF16_FLAGS else (FP32,)
+
+
+def shipped_defaults(cpu: Cpu) -> dict | None:
+    """The entry of :data:`jaxnst.model.conv_defaults.FAMILIES` that describes ``cpu``: same
+    vendor and family (and model, where the entry names models), every flag it requires and none
+    it rules out. Model names are not matched (virtual machines shorten them)."""
+    from jaxnst.model.conv_defaults import FAMILIES
+
+    for entry in FAMILIES:
+        if (
+            entry["vendor"] == cpu.vendor
+            and entry["family"] == cpu.family
+            and (not entry.get("models") or cpu.model in entry["models"])
+            and set(entry.get("flags", ())) <= cpu.flags
+            and not set(entry.get("absent", ())) & cpu.flags
+        ):
+            return entry
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Plans: keyed by layer (its channels) and size bucket, timed within a budget
 
 
 def layer_shapes(
@@ -191,6 +282,32 @@ def layer_shapes(
         out[name] = (h, w, c, channels[b])
         c = channels[b]
     return out
+
+
+# A layer's plan is keyed by its channels and the octave of its pixel count (2^b <= H W <
+# 2^(b+1)), and timed at the bucket's own shape (2^(b//2) x 2^(b - b//2) px), so every photo size
+# whose layer falls in the octave reuses one measurement. Above BUCKET_CAP (2^17 px, 256 x 512:
+# conv1 of a 512 x 256 image) all sizes share the top bucket: a convolution's time grows with its
+# pixels alike for every form, and the choices measured at 384x512, 681x1024, 768x1024 and
+# 1536x2048 px on an AMX Xeon were the same, but timing them at 2048x1536 took over 4 minutes of a
+# first run (issue 22).
+BUCKET_CAP = 17
+
+
+def bucket(h: int, w: int) -> int:
+    """The size bucket of an (h, w) layer: floor(log2(h w)), at most :data:`BUCKET_CAP`."""
+    return min(max(0, int(math.log2(max(1, h * w)))), BUCKET_CAP)
+
+
+def bucket_shape(b: int, c: int, o: int) -> tuple[int, int, int, int]:
+    """The (H, W, C, O) shape at which bucket ``b`` of a C -> O convolution is timed."""
+    return 2 ** (b // 2), 2 ** (b - b // 2), c, o
+
+
+def plan_key(shape: tuple[int, int, int, int]) -> str:
+    """``"256x512@13"``: a (H, W, C, O) convolution's channels and size bucket."""
+    h, w, c, o = shape
+    return f"{c}x{o}@{bucket(h, w)}"
 
 
 def time_conv(shape: tuple[int, int, int, int], spec: str, reps: int = 3) -> float:
@@ -209,43 +326,170 @@ def time_conv(shape: tuple[int, int, int, int], spec: str, reps: int = 3) -> flo
     return best
 
 
-_told = False
-
-
 def _cache_path() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "jaxnst", "conv_plans.json")
 
 
-def fastest(shape: tuple[int, int, int, int], candidates: Sequence[str] = CANDIDATES) -> str:
-    """The fastest candidate for one convolution shape on this machine (measured once, then read
-    from the cache, keyed by CPU model, jax version and shape)."""
-    key = f"{cpu_model()}|jax {jax.__version__}|{'x'.join(map(str, shape))}|{','.join(candidates)}"
-    path = _cache_path()
+def _load_cache() -> dict:
     try:
-        with open(path) as f:
+        with open(_cache_path()) as f:
             cache = json.load(f)
     except (OSError, ValueError):
-        cache = {}
-    if key not in cache:
-        global _told
-        if not _told:
-            print(
-                f"jaxnst: precision auto: timing the convolution forms for this CPU (once per "
-                f"layer shape; cached in {path})",
-                file=sys.stderr,
+        return {}
+    if not isinstance(cache, dict):
+        return {}
+    return {k: v for k, v in cache.items() if isinstance(v, dict)}  # (not issue 22's flat keys)
+
+
+def _save_cache(cache: dict) -> None:
+    path = _cache_path()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(cache, f, indent=1)
+        os.replace(tmp, path)
+    except OSError:  # an unwritable cache only costs the timing next time
+        pass
+
+
+# Timing is bounded by this share of a default run (500 iterations, an evaluation each) at the
+# size being planned, the evaluation's time guessed from the measured float32 convolutions; the
+# layers that carry the most arithmetic are timed first, and those left over run float32 until a
+# later run (or `jaxnst warmup`, which has no bound) times them.
+TIMING_SHARE = 0.05
+RUN_ITERATIONS = 500
+# Seconds one candidate costs to time (compile and three runs), for the time estimate before any
+# was timed: ~0.55 s on the Zen 4 EPYC (2 cores), 195 of them in 107 s at 384 px.
+FORM_SECONDS = 0.55
+_clock = time.perf_counter  # (tests replace it)
+
+
+class _Need(NamedTuple):
+    """One convolution of the plan: its key, its real (H, W, C, O) shape and its candidates."""
+
+    key: str
+    shape: tuple[int, int, int, int]
+    candidates: tuple[str, ...]
+
+
+def _needs(
+    height: int, width: int, layers: Sequence[str], channels: Sequence[int], cands: Sequence[str]
+) -> list[tuple[_Need, _Need]]:
+    """(forward, input-gradient) needs per convolution up to the deepest of ``layers``."""
+    out = []
+    for h, w, c, o in layer_shapes(height, width, layers, channels).values():
+        fwd, bwd = (h, w, c, o), (h, w, o, c)
+        out.append(
+            (
+                _Need(plan_key(fwd), fwd, _fitting(fwd, cands)),
+                _Need(plan_key(bwd), bwd, _fitting(bwd, cands)),
             )
-            _told = True
-        cache[key] = min(candidates, key=lambda s: time_conv(shape, s))
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(cache, f, indent=1)
-            os.replace(tmp, path)
-        except OSError:
-            pass
-    return str(cache[key])
+        )
+    return out
+
+
+# A bf16x3 form is chosen only where it takes at most this share of float32's time: below that
+# the timings' noise (a busy core, best of three runs) decides, and float32 is exact.
+WIN_MARGIN = 0.9
+
+
+def _pick(rec: dict, candidates: Sequence[str]) -> str:
+    """The fastest of ``candidates`` by the timings ``rec``; float32 XLA unless another beats it
+    by :data:`WIN_MARGIN`."""
+    best = min(candidates, key=lambda s: rec[s])
+    if FP32 in candidates and rec[best] > WIN_MARGIN * rec[FP32]:
+        return FP32
+    return best
+
+
+def _known(need: _Need, records: dict, shipped: dict | None) -> str | None:
+    """The chosen form for ``need`` from this machine's timings or the shipped defaults; None
+    where it is not known yet."""
+    rec = records.get(need.key)
+    if isinstance(rec, dict) and all(s in rec for s in need.candidates):
+        return _pick(rec, need.candidates)
+    if shipped is not None:
+        rec = shipped.get("timings", {}).get(need.key)
+        if rec and any(s in rec for s in need.candidates):
+            return _pick(rec, [s for s in need.candidates if s in rec])
+        if shipped.get("default") in need.candidates:
+            return str(shipped["default"])
+    return None
+
+
+def _flops(shape: tuple[int, int, int, int]) -> float:
+    h, w, c, o = shape
+    return 2.0 * 9 * h * w * c * o
+
+
+def _budget(needs: list[tuple[_Need, _Need]], records: dict) -> float | None:
+    """:data:`TIMING_SHARE` of :data:`RUN_ITERATIONS` evaluations, an evaluation guessed as every
+    forward and input-gradient convolution at the float32 rate measured here; None before any
+    float32 convolution was timed."""
+    rates = [
+        _flops(bucket_shape(int(k.split("@")[1]), *map(int, k.split("@")[0].split("x"))))
+        / rec[FP32]
+        for k, rec in records.items()
+        if isinstance(rec, dict) and rec.get(FP32)
+    ]
+    if not rates:
+        return None
+    total = sum(_flops(n.shape) for pair in needs for n in pair)
+    return TIMING_SHARE * RUN_ITERATIONS * total / max(rates)
+
+
+def _timed_shape(n: _Need) -> tuple[int, int, int, int]:
+    return bucket_shape(int(n.key.split("@")[1]), *n.shape[2:])
+
+
+def _time_unknown(
+    needs: list[tuple[_Need, _Need]], records: dict, shipped: dict | None, budget: float | None
+) -> None:
+    """Time the candidates of every need not known yet, the ones carrying the most arithmetic
+    first, while the time spent stays within ``budget`` (None: :func:`_budget`)."""
+    todo: dict[str, tuple[float, _Need]] = {}
+    for pair in needs:
+        for n in pair:
+            if _known(n, records, shipped) is None:
+                f, _ = todo.get(n.key, (0.0, n))
+                todo[n.key] = (f + _flops(n.shape), n)
+    if not todo:
+        return
+    order = [n for _, n in sorted(todo.values(), key=lambda t: -t[0])]
+    bound = (
+        "all of them"
+        if budget == math.inf
+        else f"at most {TIMING_SHARE:.0%} of a {RUN_ITERATIONS}-iteration run"
+    )
+    print(
+        f"jaxnst: precision auto: timing convolution forms for this CPU ({len(order)} layer "
+        f"shapes, {bound}; cached in {_cache_path()})",
+        file=sys.stderr,
+    )
+    start, forms, left = _clock(), 0, 0
+    if budget is None and _budget(needs, records) is None:  # the rate first: it sets the bound
+        n = order[0]
+        records.setdefault(n.key, {})[FP32] = time_conv(_timed_shape(n), FP32)
+        forms = 1
+    limit = budget if budget is not None else _budget(needs, records)
+    for n in order:
+        rec = records.setdefault(n.key, {})
+        missing = [s for s in dict.fromkeys((FP32, *n.candidates)) if s not in rec]
+        spent = _clock() - start
+        if forms and limit is not None and spent + spent / forms * len(missing) > limit:
+            left += 1
+            continue
+        for s in missing:
+            rec[s] = time_conv(_timed_shape(n), s)
+            forms += 1
+    if left:
+        print(
+            f"jaxnst: precision auto: {left} layer shapes left at fp32 for now (the budget, "
+            f"{_clock() - start:.1f} s, is spent; `jaxnst warmup` times them all)",
+            file=sys.stderr,
+        )
 
 
 def choose_plan(
@@ -253,41 +497,63 @@ def choose_plan(
     width: int,
     layers: Sequence[str],
     channels: Sequence[int],
-    candidates: Sequence[str] = CANDIDATES,
+    candidates: Sequence[str] | None = None,
+    budget: float | None = None,
+    measure: bool = True,
 ) -> tuple[tuple[str, str], ...]:
     """Per convolution up to the deepest of ``layers``: (forward, input-gradient) formulation,
-    each the fastest of ``candidates`` measured on this machine at this layer's shape (timed at
-    most at :data:`TIMED_PIXELS`; the candidates are those that fit at the real shape)."""
-    th, tw = timed_size(height, width)
-    timed = layer_shapes(th, tw, layers, channels).values()
-    plan = []
-    for (h, w, c, o), (sh, sw, _, _) in zip(
-        layer_shapes(height, width, layers, channels).values(), timed
-    ):
-        fwd, bwd = (h, w, c, o), (h, w, o, c)
-        plan.append(
-            (
-                fastest((sh, sw, c, o), _fitting(fwd, candidates)),
-                fastest((sh, sw, o, c), _fitting(bwd, candidates)),
-            )
-        )
-    return tuple(plan)
+    each the fastest of ``candidates`` (default: :func:`candidates_for` this CPU) that fits at
+    the real shape, by this machine's timings of its size bucket, else this CPU family's shipped
+    defaults, else timed now (``measure``) within ``budget`` seconds (None: :data:`TIMING_SHARE`
+    of a default run; ``math.inf`` for ``jaxnst warmup``). What stays unknown is float32."""
+    cpu = cpu_info()
+    cands = candidates_for(cpu) if candidates is None else tuple(candidates)
+    needs = _needs(height, width, layers, channels, cands)
+    if cands == (FP32,):
+        return tuple((FP32, FP32) for _ in needs)
+    shipped = shipped_defaults(cpu)
+    cache = _load_cache()
+    key = f"{cpu_id(cpu)}|jax {jax.__version__}"
+    records = dict(cache.get(key) or {})
+    if measure and any(_known(n, records, shipped) is None for pair in needs for n in pair):
+        _time_unknown(needs, records, shipped, budget)
+        cache = _load_cache()  # (another process may have written meanwhile)
+        cache[key] = {**(cache.get(key) or {}), **records}
+        _save_cache(cache)
+    return tuple(
+        tuple(_known(n, records, shipped) or FP32 for n in pair)  # type: ignore[misc]
+        for pair in needs
+    )
 
 
-# Formulations are timed at most at this many pixels, the image scaled down at its aspect: a
-# convolution's time grows with its pixels alike for every form, and the choices measured at
-# 384x512, 681x1024, 768x1024 and 1536x2048 px on our Xeon were the same (xla:fp32 for the
-# full-size layers), but timing them at 2048x1536 took over 4 minutes of a first run (issue 22);
-# a large image now reuses the timings of a 512 px one.
-TIMED_PIXELS = 512 * 384
-
-
-def timed_size(height: int, width: int) -> tuple[int, int]:
-    """The image size whose layer shapes are timed for a (height, width) image."""
-    if height * width <= TIMED_PIXELS:
-        return height, width
-    s = math.sqrt(TIMED_PIXELS / (height * width))
-    return max(1, round(height * s)), max(1, round(width * s))
+def pending_seconds(
+    height: int,
+    width: int,
+    layers: Sequence[str],
+    channels: Sequence[int],
+    eval_seconds: float | None = None,
+) -> float:
+    """Seconds ``precision="auto"`` will spend timing forms for this size (for the time
+    estimate): :data:`FORM_SECONDS` per candidate not known yet, at most :data:`TIMING_SHARE` of
+    :data:`RUN_ITERATIONS` evaluations of ``eval_seconds`` each. 0 where nothing can win."""
+    if jax.default_backend() != "cpu":
+        return 0.0
+    cpu = cpu_info()
+    cands = candidates_for(cpu)
+    if cands == (FP32,):
+        return 0.0
+    shipped = shipped_defaults(cpu)
+    records = _load_cache().get(f"{cpu_id(cpu)}|jax {jax.__version__}") or {}
+    unknown = {
+        n.key: len(n.candidates)
+        for pair in _needs(height, width, layers, channels, cands)
+        for n in pair
+        if _known(n, records, shipped) is None
+    }
+    s = FORM_SECONDS * sum(unknown.values())
+    if eval_seconds is not None:
+        s = min(s, TIMING_SHARE * RUN_ITERATIONS * eval_seconds)
+    return s
 
 
 # The widest buffer a formulation may add: im2col holds 9 C values per pixel and row3 3 C, in the
@@ -307,18 +573,25 @@ def _fitting(shape: tuple[int, int, int, int], candidates: Sequence[str]) -> tup
 
 
 def resolve(
-    precision: str, height: int, width: int, layers: Sequence[str], channels: Sequence[int]
+    precision: str,
+    height: int,
+    width: int,
+    layers: Sequence[str],
+    channels: Sequence[int],
+    budget: float | None = None,
+    measure: bool = True,
 ) -> tuple[str, tuple[tuple[str, str], ...] | None]:
     """``precision`` as given -> (the VGG module's precision, its per-layer plan or None).
 
     "fp32" and "bf16" pass through unchanged. "auto" is float32 XLA convolutions (no plan) except
-    on a CPU with bf16 matrix units, where each layer gets the fastest measured formulation; a
-    plan that is float32 XLA everywhere is returned as None, so the program is exactly fp32's."""
+    on a CPU with bf16 instructions, where each layer gets the fastest known formulation
+    (:func:`choose_plan`; ``budget`` and ``measure`` go there); a plan that is float32 XLA
+    everywhere is returned as None, so the program is exactly fp32's."""
     if precision != "auto":
         return precision, None
-    if jax.default_backend() != "cpu" or not cpu_has_bf16_units():
+    if jax.default_backend() != "cpu":
         return "fp32", None
-    plan = choose_plan(height, width, layers, channels)
+    plan = choose_plan(height, width, layers, channels, budget=budget, measure=measure)
     if all(p == (FP32, FP32) for p in plan):
         return "fp32", None
     return "fp32", plan
