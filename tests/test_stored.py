@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -90,6 +91,93 @@ def test_key_follows_what_makes_the_program_and_refuses_unstable_text(store):
     assert k != stored.key("m.f", None, tree, leaves, ("cfg", 1))
     assert k != stored.key("m.g", {"o": ""}, tree, leaves, ("cfg", 1))
     assert stored.key("m.f", None, tree, leaves, (lambda x: x,)) is None  # shows an address
+
+
+def _key(*leaves, config=("cfg", 1)):
+    leaves = list(leaves)
+    return stored.key("m.f", None, jax.tree.structure(leaves), leaves, config)
+
+
+def test_key_follows_dtype_weak_type_and_sharding(store):
+    """Each pair below is one leaf whose programs differ only in dtype, weak type or sharding: a
+    program stored for one would be run with the other's arguments."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
+
+    x = np.ones((4, 3), np.float32)
+    mesh = Mesh(np.asarray(jax.devices()[:1]), ("d",))
+    pairs = {
+        "dtype": (x, x.astype(np.float16)),
+        "dtype, integer": (np.int32(1), np.float32(1)),
+        "weak type": (jnp.asarray(1.0), jnp.asarray(1.0, jnp.float32)),  # (both float32)
+        "weak type, Python": (1.0, np.float32(1.0)),
+        "sharding": (
+            jax.device_put(x, SingleDeviceSharding(jax.devices()[0])),
+            jax.device_put(x, NamedSharding(mesh, PartitionSpec("d"))),
+        ),
+        "sharding, spec": (
+            jax.device_put(x, NamedSharding(mesh, PartitionSpec())),
+            jax.device_put(x, NamedSharding(mesh, PartitionSpec("d"))),
+        ),
+    }
+    assert jnp.asarray(1.0).weak_type and not jnp.asarray(1.0, jnp.float32).weak_type
+    for what, (a, b) in pairs.items():
+        ka, kb = _key(a), _key(b)
+        assert ka is not None and kb is not None, what
+        assert ka == _key(a) and ka != kb, what
+
+
+@pytest.fixture
+def environment():
+    """:func:`stored._environment` is computed once per process: each test recomputes it, and the
+    tests after see the real one again."""
+    stored._environment.cache_clear()
+    yield stored._environment.cache_clear
+    stored._environment.cache_clear()
+
+
+def test_key_follows_the_environment(store, environment, monkeypatch, tmp_path):
+    """Stored programs must not outlive what made them: the package's source (any module, in
+    any subpackage), the jax and jaxlib versions and ``XLA_FLAGS`` each change every key. A
+    digest that missed one would run stale programs after an upgrade or a code change."""
+    import os
+    import shutil
+
+    import jaxlib
+
+    leaves, tree = jax.tree.flatten((np.ones((2, 3), np.float32),))
+
+    def k():
+        environment()
+        return stored.key("m.f", None, tree, leaves, ("cfg", 1))
+
+    # The package's source, from a copy that this test can change (the checkout may be edited).
+    package = Path(stored.__file__).resolve().parents[1]
+    copy = tmp_path / "jaxnst"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    monkeypatch.setattr(stored, "__file__", str(copy / "optim" / "stored.py"))
+    base = k()
+    assert base is not None and k() == base
+    module = copy / "loss" / "losses.py"
+    source = module.read_bytes()
+    module.write_bytes(source + b"\n# one comment more\n")
+    assert k() != base, "a change in jaxnst/loss/losses.py"
+    module.write_bytes(source)
+    assert k() == base
+    (copy / "pipeline" / "new_stage.py").write_text("X = 1\n")
+    assert k() != base, "a new module"
+    (copy / "pipeline" / "new_stage.py").unlink()
+    assert k() == base
+
+    with monkeypatch.context() as m:
+        m.setattr(jax, "__version__", jax.__version__ + ".post1")
+        assert k() != base, "jax's version"
+    with monkeypatch.context() as m:
+        m.setattr(jaxlib, "__version__", jaxlib.__version__ + ".post1")
+        assert k() != base, "jaxlib's version"
+    with monkeypatch.context() as m:
+        m.setenv("XLA_FLAGS", (os.environ.get("XLA_FLAGS", "") + " --xla_dump_to=/x").strip())
+        assert k() != base, "XLA_FLAGS"
+    assert k() == base
 
 
 def test_round_trip_corrupt_files_and_the_limit(store, monkeypatch):
