@@ -109,6 +109,37 @@ def load(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{p}: not a readable image ({detail})") from None
 
 
+def load_short_side(path: str | os.PathLike, short_side: int, min_short: int = 1) -> np.ndarray:
+    """Read an image as RGB float32 (H, W, 3) in [0, 1] with its shorter side resized to
+    ``short_side`` px (bilinear; JPEGs are decoded at a reduced scale first, which is most of the
+    speed of a training loader). ImageError if it is unreadable or its shorter side is below
+    ``min_short`` px (too small to crop from without blowing it up)."""
+    p = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as opened:
+                w, h = opened.size
+                if min(w, h) < min_short:
+                    raise ImageError(f"{p}: {w}x{h} px is too small (shorter side < {min_short})")
+                s = short_side / min(w, h)
+                if s < 1.0:
+                    opened.draft("RGB", (max(1, int(w * s)), max(1, int(h * s))))
+                im = _to_srgb(ImageOps.exif_transpose(opened))
+                im.load()
+    except ImageError:
+        raise
+    except Exception as e:  # noqa: BLE001 (corrupt files raise many kinds of errors)
+        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        raise ImageError(f"{p}: not a readable image ({detail})") from None
+    w, h = im.size
+    s = short_side / min(w, h)
+    shape = (max(short_side, round(w * s)), max(short_side, round(h * s)))
+    if im.mode == "RGB":
+        return np.asarray(im.resize(shape, Image.Resampling.BILINEAR), np.float32) / 255.0
+    return resize(_to_float_rgb(im), shape=(shape[1], shape[0]))
+
+
 def resize(
     image: np.ndarray,
     max_side: int | None = None,

@@ -22,11 +22,13 @@ LAYERS = {
     "loss": {"model"},
     "optim": {"loss", "model"},
     "pipeline": {"optim", "loss", "model"},
-    "api": {"pipeline", "optim", "loss", "model", "video"},  # stylize, objective; __init__
-    "cli": {"api", "pipeline", "optim", "loss", "model"},
+    # Feed-forward networks: beside the pipeline, reusing its options and targets.
+    "feedforward": {"pipeline", "optim", "loss", "model"},
+    "api": {"feedforward", "pipeline", "optim", "loss", "model", "video"},  # stylize...; __init__
+    "cli": {"api", "feedforward", "pipeline", "optim", "loss", "model"},
     "video": {"api", "pipeline", "optim", "loss", "model", "cli"},
     "studio": {"api", "pipeline", "optim", "loss", "model", "cli"},
-    "bench": {"api", "pipeline", "optim", "loss", "model", "cli", "video"},  # measures all below
+    "bench": {"api", "feedforward", "pipeline", "optim", "loss", "model", "cli", "video"},
 }
 PART = {
     "_atomic": "base",

@@ -66,7 +66,9 @@ EXIT_RUNTIME = 4
 EXIT_INTERRUPTED = 130
 # Front ends with a command of their own: ``jaxnst NAME ...`` runs ``module.main(argv)``.
 SUBCOMMANDS = {
+    "apply": "jaxnst.cli.apply",
     "serve": "jaxnst.studio.cli",
+    "train": "jaxnst.cli.train",
     "video": "jaxnst.video.cli",
     "warmup": "jaxnst.cli.warmup",
 }

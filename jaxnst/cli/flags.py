@@ -57,7 +57,8 @@ examples:
   jaxnst --mode texture painting.jpg -o wallpaper.png --tileable
 
 other commands: jaxnst video --help (clips), jaxnst serve --help (the studio, a web page),
-jaxnst warmup --help (fill the compile cache ahead of a run)"""
+jaxnst warmup --help (fill the compile cache ahead of a run), jaxnst train --help and
+jaxnst apply --help (feed-forward networks: train once per style, then milliseconds a photo)"""
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -1,0 +1,158 @@
+"""The compiled programs of training: a chunk of optimisation steps (network forward, VGG19 forward
+and backward, optax Adam) as one XLA program, and the held-out loss.
+
+The objective is the still image's (:func:`jaxnst.loss.losses.objective`: content activations of
+the photo itself at the content layers, the style's Gram matrices, total variation), evaluated on
+the network's output, one sample at a time under ``jax.vmap``. A sample drawn at strength ``s``
+(a multiple of the style weight) weighs its style term ``s`` times; its loss is divided by
+``(1 + s) / 2`` so that samples of high strength do not drown those of low strength in the
+shared layers' gradients (with one strength, 1, the factor is 1 and the loss is exactly the still
+image's).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, cast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnst.feedforward.network import NetConfig, TransformNet, conditioning
+from jaxnst.loss import losses
+from jaxnst.model import vgg
+from jaxnst.optim.programs import _program
+
+
+class TrainConfig(NamedTuple):
+    """A training program's static part (a change compiles anew)."""
+
+    net: NetConfig
+    content_layers: tuple[str, ...]
+    style_layers: tuple[str, ...]
+    pooling: str = "max"
+    vgg_channels: tuple[int, ...] = (64, 128, 256, 512, 512)
+    luminance: bool = False  # preserve_color="luminance": the network sees and makes grey images
+    xla_cpu_ynn: bool = False  # (read by _program)
+
+
+class TrainState(NamedTuple):
+    """Everything a step changes: the network's parameters, Adam's moments, the step count and
+    the key every step's draws are folded from (so step t draws the same wherever it runs)."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array  # int32 scalar
+    key: jax.Array  # uint32 (2,), raw threefry key data
+
+
+OPTIMIZER = optax.scale_by_adam()  # optax.adam(lr) is this followed by a scale of -lr
+
+
+def init_state(params: Any, seed: int) -> TrainState:
+    return TrainState(
+        params, OPTIMIZER.init(params), jnp.zeros((), jnp.int32), jax.random.PRNGKey(seed)
+    )
+
+
+def grey(images: jax.Array) -> jax.Array:
+    """RGB -> grey RGB of the luma (BT.601), for luminance-only networks."""
+    y = images @ jnp.asarray([0.299, 0.587, 0.114], images.dtype)
+    return jnp.repeat(y[..., None], 3, axis=-1)
+
+
+def _vgg(images: jax.Array, variables: dict, layers: tuple[str, ...], cfg: TrainConfig) -> dict:
+    net = vgg.VGG19(pooling=cfg.pooling, channels=cfg.vgg_channels)
+    return cast(dict, net.apply(variables, images, layers))
+
+
+def draws(key: jax.Array, step: jax.Array, batch: int, cfg: TrainConfig) -> tuple:
+    """Step ``step``'s style index (B,) and log strength (B,) per sample."""
+    k1, k2 = jax.random.split(jax.random.fold_in(key, step))
+    style = jax.random.randint(k1, (batch,), 0, cfg.net.styles)
+    lo, hi = (float(np.log(s)) for s in cfg.net.strengths)
+    return style, jax.random.uniform(k2, (batch,), jnp.float32, lo, hi)
+
+
+def sample_losses(
+    params: Any,
+    images: jax.Array,
+    style: jax.Array,
+    log_strength: jax.Array,
+    variables: dict,
+    grams: dict,
+    weights: losses.Weights,
+    cfg: TrainConfig,
+) -> losses.Parts:
+    """The still image's objective of each sample's output, (B,) parts. ``images`` (B, H, W, 3);
+    ``grams`` {layer: (S, C, C)}; the style weight is ``weights.style * exp(log_strength)``."""
+    if cfg.luminance:
+        images = grey(images)
+    cond = conditioning(style, log_strength, cfg.net)
+    out = cast(jax.Array, TransformNet(cfg.net).apply({"params": params}, images, cond))
+    if cfg.luminance:
+        out = grey(out)
+    layers = tuple(n for n in vgg.LAYERS if n in set(cfg.content_layers) | set(cfg.style_layers))
+    fc = jax.lax.stop_gradient(_vgg(images, variables, cfg.content_layers, cfg))
+    fy = _vgg(out, variables, layers, cfg)
+
+    def one(y, f, content, g, sw):
+        t = losses.Targets(content=content, grams=g)
+        return losses.objective(y, f, t, losses.Weights(weights.content, sw, weights.tv))
+
+    return jax.vmap(one)(
+        out,
+        fy,
+        {n: fc[n] for n in cfg.content_layers},
+        {n: grams[n][style] for n in cfg.style_layers},
+        weights.style * jnp.exp(log_strength),
+    )
+
+
+def batch_loss(params, images, style, log_strength, variables, grams, weights, cfg):
+    """The mean over the batch of each sample's total divided by ``(1 + s) / 2``; and the parts."""
+    parts = sample_losses(params, images, style, log_strength, variables, grams, weights, cfg)
+    scale = 2.0 / (1.0 + jnp.exp(log_strength))
+    return jnp.mean(parts.total * scale), parts
+
+
+def step(state: TrainState, images, variables, grams, weights, lr, cfg) -> tuple:
+    """One step: (new state, the batch's loss before it)."""
+    style, log_s = draws(state.key, state.step, images.shape[0], cfg)
+    (loss, _), g = jax.value_and_grad(batch_loss, has_aux=True)(
+        state.params, images, style, log_s, variables, grams, weights, cfg
+    )
+    updates, opt_state = OPTIMIZER.update(g, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, jax.tree.map(lambda u: -lr * u, updates))
+    return TrainState(params, opt_state, state.step + 1, state.key), loss
+
+
+@_program
+def train_chunk(state, batches, count, variables, grams, weights, lr, config: TrainConfig):
+    """``count`` (<= len(batches)) steps on ``batches`` (N, B, H, W, 3), one per step, in one
+    program (any count, one compilation). Returns (state, losses (N,): each step's batch loss,
+    NaN after ``count``)."""
+
+    def body(i, carry):
+        st, hist = carry
+        st, loss = step(st, batches[i], variables, grams, weights, lr, config)
+        return st, hist.at[i].set(loss)
+
+    hist = jnp.full((batches.shape[0],), jnp.nan, jnp.float32)
+    return jax.lax.fori_loop(0, count, body, (state, hist))
+
+
+@_program
+def held_out(params, images, style, log_strength, variables, grams, weights, config: TrainConfig):
+    """The objective's parts of each held-out image's output (no scaling): (B,) parts."""
+    return sample_losses(params, images, style, log_strength, variables, grams, weights, config)
+
+
+@_program
+def style_grams(image, variables, config: TrainConfig):
+    """One style image's Grams at the style layers, {layer: (C, C)}."""
+    if config.luminance:
+        image = grey(image)
+    f = _vgg(image, variables, config.style_layers, config)
+    return {n: losses.gram(f[n]) for n in config.style_layers}

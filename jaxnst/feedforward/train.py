@@ -1,0 +1,399 @@
+"""Training a feed-forward network on jaxnst's own objective: :func:`train_styles`.
+
+The loop: photos are cropped on a background thread (:mod:`~jaxnst.feedforward.data`); each call
+of the compiled :func:`~jaxnst.feedforward.steps.train_chunk` runs a chunk of steps; the batch is
+sharded over every device (data-parallel, :mod:`jax.sharding`); between chunks the host reports
+progress, checks for divergence, writes checkpoints and watches the time budget. Every step's
+randomness derives from ``seed`` and the step number, so a run resumed from a checkpoint continues
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from flax import serialization
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxnst.feedforward import data
+from jaxnst.feedforward import steps as prog
+from jaxnst.feedforward.model_file import Model, ModelError, save
+from jaxnst.feedforward.network import NetConfig, init_params
+from jaxnst.loss import losses
+from jaxnst.model import vgg
+from jaxnst.pipeline import prepare
+from jaxnst.pipeline.options import Options, make_options
+
+# The still image's options that define the objective a network is trained on (their defaults
+# are the still image's, so a network and a descent answer the same objective).
+OBJECTIVE = (
+    "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
+    "pooling", "style_scale", "preserve_color", "style_loss",
+)  # fmt: skip
+
+
+class TrainDiverged(RuntimeError):
+    """The loss became NaN or infinite; ``model`` is the last finite one (also written)."""
+
+    def __init__(self, msg: str, model: Model):
+        super().__init__(msg)
+        self.model = model
+
+
+class Progress(NamedTuple):
+    """What a callback sees after each chunk."""
+
+    step: int
+    steps: int
+    loss: float  # the last chunk's mean batch loss
+    seconds: float  # since the start (compilation included)
+    images_per_second: float  # over the chunks after the first (compiled)
+
+
+class TrainResult(NamedTuple):
+    """What :func:`train_styles` returns: the model and how its training went."""
+
+    model: Model
+    steps: int  # steps done in all (a resumed run counts the earlier ones)
+    seconds: float  # this call's wall time
+    images_per_second: float  # after the first chunk (compilation excluded)
+    waited_seconds: float  # time the step waited for photos (0: the loader kept up)
+    stopped: str | None  # None, "time" (the budget)
+    held_out: dict[str, float]  # held-out objective per style, at strength 1 (or the range's low)
+    skipped: str | None  # the loader's line about unreadable or too-small files
+
+
+def objective_options(options: dict[str, Any]) -> Options:
+    """The still image's options restricted to the objective; ValueError for others."""
+    other = sorted(set(options) - set(OBJECTIVE))
+    if other:
+        raise ValueError(
+            f"train_styles takes the objective's options ({', '.join(OBJECTIVE)}), not {other[0]!r}"
+        )
+    o = make_options(**options)
+    for k in ("content_weight", "style_weight", "tv_weight"):
+        if isinstance(getattr(o, k), tuple):
+            raise ValueError(f"{k}: one value when training (a sweep is a strength range)")
+    if o.style_loss != "gram":
+        raise ValueError(f"style_loss {o.style_loss!r}: networks are trained on Gram matrices")
+    if o.preserve_color == "histogram":
+        raise ValueError(
+            "preserve_color 'histogram' matches the style to one photo's colours; train with "
+            "'luminance' (or apply with preserve_color='luminance')"
+        )
+    return o
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a, np.float32).tobytes()).hexdigest()[:16]
+
+
+def _photos(images: Any, size: int, batch: int, seed: int, held: int) -> tuple:
+    """(training Photos, held-out (M, size, size, 3) array)."""
+    if isinstance(images, (str, Path)) or (
+        isinstance(images, Sequence) and images and isinstance(images[0], (str, Path))
+    ):
+        files = (
+            data.list_images(images)
+            if isinstance(images, (str, Path))
+            else [Path(f) for f in images]
+        )
+        train, val = data.validation_split(files, held)
+        photos: data.Photos = data.Photos(train, size, batch, seed)
+        val_photos = data.Photos(val, size, 1, seed + 1)
+        val_photos.bad = photos.bad  # one count of the files skipped
+        check = [val_photos.sample(i) for i in range(len(val))] if val else []
+    else:
+        a = np.asarray(images, np.float32)
+        if a.ndim != 4 or a.shape[-1] != 3 or len(a) == 0:
+            raise ValueError(f"images must be a folder, files or (N, H, W, 3), got {a.shape}")
+        if min(a.shape[1:3]) < size:
+            raise ValueError(f"images are {a.shape[2]}x{a.shape[1]} px, smaller than size {size}")
+        n_val = min(held, len(a) // 2)
+        photos = ArrayPhotos(a[: len(a) - n_val], size, batch, seed)
+        check = [x[:size, :size] for x in a[len(a) - n_val :]]
+    return photos, (np.stack(check) if check else None)
+
+
+class ArrayPhotos(data.Photos):
+    """:class:`~jaxnst.feedforward.data.Photos` over arrays already in memory (random crops and
+    flips, no rescaling)."""
+
+    def __init__(self, images: np.ndarray, size: int, batch: int, seed: int = 0):
+        super().__init__([Path(str(i)) for i in range(len(images))], size, batch, seed)
+        self.images = images
+
+    def _crop(self, path: Path, rng: np.random.Generator) -> np.ndarray | None:
+        rng.uniform()
+        flip = rng.random() < 0.5
+        u, v = rng.random(2)
+        im = self.images[int(str(path))]
+        h, w = im.shape[:2]
+        y, x = int(u * (h - self.size + 1)), int(v * (w - self.size + 1))
+        crop = im[y : y + self.size, x : x + self.size]
+        return crop[:, ::-1] if flip else crop
+
+
+def style_targets(styles: list[np.ndarray], size: int, o: Options, variables: dict, cfg) -> dict:
+    """{layer: (S, C, C)}: each style's Grams, the style resized to ``style_scale`` x ``size``."""
+    per = []
+    for s in styles:
+        x = prepare.as_image(s, "style")
+        if o.style_scale is not None:
+            x = prepare.rescale(x, o.style_scale * size)
+        per.append(prog.style_grams(x, variables, config=cfg))
+    return {n: jax.numpy.stack([g[n] for g in per]) for n in cfg.style_layers}
+
+
+def _mesh() -> tuple[Mesh, NamedSharding, NamedSharding]:
+    mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    return (
+        mesh,
+        NamedSharding(mesh, PartitionSpec(None, "data")),
+        NamedSharding(mesh, PartitionSpec()),
+    )
+
+
+def _place(chunk: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A chunk (N, B, ...) on the devices, split along B; with several processes each gives its
+    own slice of the same deterministic batch."""
+    p, n = jax.process_index(), jax.process_count()
+    if n == 1:
+        return jax.device_put(chunk, sharding)
+    b = chunk.shape[1] // n
+    return jax.make_array_from_process_local_data(sharding, chunk[:, p * b : (p + 1) * b])
+
+
+def train_styles(
+    styles: Any,
+    images: Any,
+    *,
+    size: int = 256,
+    batch: int = 4,
+    steps: int | None = None,
+    learning_rate: float = 1e-3,
+    width: float = 1.0,
+    strengths: tuple[float, float] | None = None,
+    knots: int = 5,
+    seed: int = 0,
+    chunk: int = 10,
+    max_seconds: float | None = None,
+    resume: Model | str | Path | None = None,
+    variables: dict | None = None,
+    style_names: Sequence[str] | None = None,
+    held_out: int = 4,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 500,
+    callback: Callable[[Progress, Callable[[], Model]], Any] | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Train one network for ``styles`` on photos (Johnson et al. 2016; Dumoulin et al. 2017).
+
+    Args:
+        styles: a style image (H, W, 3) float RGB in [0, 1], or a list of them: one network holds
+            them all (conditional instance norm).
+        images: a folder of photos, a list of files, or (N, H, W, 3) float RGB arrays (at least
+            ``size`` px per side). ``held_out`` of them are kept out of training and scored.
+        size, batch: training crop side and photos per step (a multiple of the device count).
+        steps: training steps (default 2000).
+        learning_rate: Adam's step size (Johnson's 1e-3).
+        width: channel multiplier of the network (Johnson's 1.0 = 32, 64, 128 channels).
+        strengths: (low, high): train over this range of multiples of ``style_weight``, drawn
+            log-uniformly, the network conditioned on it (``knots`` instance-norm settings along
+            log strength); None: the one strength 1.
+        seed: photos' order and crops, style and strength draws, initial parameters.
+        chunk: steps per compiled call.
+        max_seconds: a wall-clock budget; training stops after the chunk that reaches it.
+        resume: a model (or file) written with its training state: continue it, bit for bit.
+        variables: VGG19 variables (default: the verified weights).
+        checkpoint: a model file written every ``checkpoint_every`` steps and at the end (and, by
+            the CLI, on Ctrl-C).
+        callback: ``callback(progress, model)`` after each chunk; ``model()`` builds the current
+            :class:`Model`.
+        **options: the objective, as :func:`jaxnst.stylize` takes it: ``content_weight``,
+            ``style_weight``, ``tv_weight``, ``content_layers``, ``style_layers``, ``pooling``,
+            ``style_scale`` (default 1.0 here: the style at the crop's size), ``preserve_color``
+            ("none" or "luminance").
+
+    Returns:
+        :class:`TrainResult`. Raises ValueError (one line) for bad arguments,
+        :class:`~jaxnst.feedforward.data.DataError` for unusable photos, :class:`TrainDiverged`.
+    """
+    t0 = time.perf_counter()
+    total = 2000 if steps is None else int(steps)
+    options.setdefault("style_scale", 1.0)
+    o = objective_options(options)
+    style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    _check_numbers(size, batch, total, learning_rate, width, knots, chunk, len(style_list))
+    names = list(style_names) if style_names else [f"style {i + 1}" for i in range(len(style_list))]
+    lo, hi = (1.0, 1.0) if strengths is None else (float(strengths[0]), float(strengths[1]))
+    if not (0 < lo <= hi and np.isfinite(hi)):
+        raise ValueError(f"strengths must be 0 < low <= high, got {strengths!r}")
+    net = NetConfig(float(width), len(style_list), 1 if lo == hi else int(knots), (lo, hi))
+    variables, vgg_digest = prepare.default_variables(variables)
+    variables = vgg.with_backward_kernels(variables)
+    cfg = prog.TrainConfig(
+        net, o.content_layers, o.style_layers, o.pooling, vgg.channels_of(variables),
+        o.preserve_color == "luminance",
+    )  # fmt: skip
+    meta = {
+        "styles": names,
+        "style_digests": [_digest(np.asarray(s)) for s in style_list],
+        "vgg19": vgg_digest,
+        "size": int(size),
+        "batch": int(batch),
+        "learning_rate": float(learning_rate),
+        "seed": int(seed),
+        "luminance": cfg.luminance,
+        "objective": {k: _jsonable(getattr(o, k)) for k in OBJECTIVE},
+    }
+    n_dev = jax.device_count()
+    if batch % n_dev:
+        raise ValueError(f"batch {batch} must be a multiple of the device count ({n_dev})")
+    photos, check = _photos(images, size, batch, seed, held_out)
+    grams = style_targets(style_list, size, o, variables, cfg)
+    weights = losses.Weights(*(jax.numpy.float32(getattr(o, k)) for k in ("content_weight",
+                               "style_weight", "tv_weight")))  # fmt: skip
+    state = prog.init_state(init_params(jax.random.PRNGKey(seed), net), seed)
+    history: list[list[float]] = []
+    if resume is not None:
+        state, history = _resumed(resume, state, meta, net)
+    _, batch_sharding, replicated = _mesh()
+    state = jax.device_put(state, replicated)
+    lr = np.float32(learning_rate)
+
+    def model_now(st: prog.TrainState = state) -> Model:
+        return _model(st, net, meta, history)
+
+    start = int(state.step)
+    done, ips_images, ips_seconds, stopped = start, 0, 0.0, None
+    loader = data.Prefetcher(photos, start, chunk)
+    try:
+        while done < total:
+            count = min(chunk, total - done)
+            if max_seconds is not None and done > start:
+                left = max_seconds - (time.perf_counter() - t0)
+                per = ips_seconds / max(ips_images, 1) * batch if ips_images else None
+                if left <= 0 or (per and left < per):
+                    stopped = "time"
+                    break
+                if per:
+                    count = max(1, min(count, int(left / per)))
+            batches = _place(loader.get(), batch_sharding)
+            tc = time.perf_counter()
+            new, hist = prog.train_chunk(
+                state, batches, np.int32(count), variables, grams, weights, lr, config=cfg
+            )
+            hist = np.asarray(hist)[:count]
+            if not np.all(np.isfinite(hist)):
+                bad = done + int(np.argmax(~np.isfinite(hist)))
+                model = model_now(state)
+                if checkpoint is not None:
+                    save(checkpoint, model)
+                raise TrainDiverged(
+                    f"the loss became {hist[~np.isfinite(hist)][0]} at step {bad}; try a smaller "
+                    "learning rate (the last finite model is kept)",
+                    model,
+                )
+            if done > start:  # the first chunk compiles: not a speed sample
+                ips_images += count * batch
+                ips_seconds += time.perf_counter() - tc
+            state, done = new, done + count
+            history.extend([done - count + i, float(v)] for i, v in enumerate(hist))
+            if checkpoint is not None and (
+                done // checkpoint_every > (done - count) // checkpoint_every
+            ):
+                save(checkpoint, model_now(state))
+            if callback is not None:
+                report = Progress(done, total, float(np.mean(hist)), time.perf_counter() - t0,
+                                ips_images / ips_seconds if ips_seconds else 0.0)  # fmt: skip
+                callback(report, functools.partial(model_now, state))
+    except KeyboardInterrupt:
+        if checkpoint is not None:
+            save(checkpoint, model_now(state))
+        raise
+    finally:
+        loader.close()
+    model = model_now(state)
+    if checkpoint is not None:
+        save(checkpoint, model)
+    scores = (
+        held_out_loss(model, check, variables, grams, weights, cfg) if check is not None else {}
+    )
+    return TrainResult(
+        model, done, time.perf_counter() - t0,
+        ips_images / ips_seconds if ips_seconds else 0.0, loader.waited, stopped, scores,
+        photos.skipped_line(),
+    )  # fmt: skip
+
+
+def held_out_loss(model: Model, photos: np.ndarray, variables, grams, weights, cfg) -> dict:
+    """Mean objective of the network's outputs on ``photos`` (M, H, W, 3), per style, at the
+    default strength (1, or the trained range's low end)."""
+    from jaxnst.feedforward.apply import check_strength
+
+    ls = np.float32(np.log(check_strength(model, None)))
+    out = {}
+    for i, name in enumerate(model.styles):
+        idx = np.full((len(photos),), i, np.int32)
+        parts = prog.held_out(
+            jax.device_put(model.params), photos, idx, np.full((len(photos),), ls), variables,
+            grams, weights, config=cfg,
+        )  # fmt: skip
+        out[name] = float(np.mean(np.asarray(parts.total)))
+    return out
+
+
+def _model(state: prog.TrainState, net: NetConfig, meta: dict, history: list) -> Model:
+    host = jax.device_get(state)
+    train = {"state": serialization.to_state_dict(host), "history": np.asarray(history, np.float64)}
+    return Model(host.params, net, {**meta, "steps": int(host.step)}, train)
+
+
+def _resumed(
+    resume: Model | str | Path, fresh: prog.TrainState, meta: dict, net: NetConfig
+) -> tuple:
+    """The training state and history saved in ``resume``; ModelError if it was trained with
+    something else (other styles, objective, crop, batch, network) or holds no training state."""
+    from jaxnst.feedforward.model_file import load
+
+    m = load(resume) if not isinstance(resume, Model) else resume
+    name = str(resume) if not isinstance(resume, Model) else "model"
+    if not m.train or "state" not in m.train:
+        raise ModelError(f"{name}: holds no training state to resume")
+    keys = ("styles", "style_digests", "vgg19", "size", "batch", "seed", "objective", "luminance")
+    for k in keys:
+        if m.meta.get(k) != meta.get(k):
+            raise ModelError(
+                f"{name}: was trained with another {k.replace('_', ' ')} "
+                f"({m.meta.get(k)!r}, now {meta.get(k)!r}); resume with the same inputs"
+            )
+    if m.net != net:
+        raise ModelError(f"{name}: holds another network ({m.net}, now {net})")
+    state = serialization.from_state_dict(fresh, m.train["state"])
+    hist = np.asarray(m.train.get("history", np.zeros((0, 2))), np.float64).reshape(-1, 2)
+    return state, hist.tolist()
+
+
+def _check_numbers(size, batch, total, lr, width, knots, chunk, n_styles) -> None:
+    numbers = (("size", size, 16), ("batch", batch, 1), ("steps", total, 0), ("knots", knots, 2),
+               ("chunk", chunk, 1), ("styles", n_styles, 1))  # fmt: skip
+    for name, v, least in numbers:
+        if int(v) != v or v < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+    if size % 4:
+        raise ValueError(f"size must be a multiple of 4 (the network halves twice), got {size}")
+    for name, v in (("learning_rate", lr), ("width", width)):
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive number, got {v!r}")
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v

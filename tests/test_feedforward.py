@@ -1,0 +1,212 @@
+"""Feed-forward networks (issue 29): training, its compiled chunk, resuming, conditional instance
+norm, blending, strengths and applying, with the small random VGG19 and tiny generated photos.
+Every training run here has the same static shapes (32 px crops, batch 2, width 0.25, chunks of 3),
+so the whole module compiles one training program."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax import lax
+
+from jaxnst.feedforward import apply as ff_apply
+from jaxnst.feedforward import model_file, network, steps, train
+from jaxnst.feedforward.network import NetConfig
+
+SIZE, BATCH, WIDTH, CHUNK = 32, 2, 0.25, 3
+
+
+def photos(n=8, side=40, seed=0):
+    """Smooth generated 'photos': a few random sinusoids per channel, in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    out = []
+    for _ in range(n):
+        im = np.zeros((side, side, 3))
+        for c in range(3):
+            for _ in range(3):
+                f, g, p = rng.uniform(0.5, 3, 2).tolist() + [rng.uniform(0, 6)]
+                im[..., c] += np.sin(2 * np.pi * (f * xx + g * yy) + p)
+        out.append((im - im.min()) / (im.max() - im.min()))
+    return np.asarray(out, np.float32)
+
+
+def stripes(side=32):
+    s = np.zeros((side, side, 3), np.float32)
+    s[::4] = (1.0, 0.9, 0.1)
+    s[2::4, :, 2] = 0.8
+    return s
+
+
+def _train(small_vars, **kw):
+    args = dict(size=SIZE, batch=BATCH, width=WIDTH, chunk=CHUNK, variables=small_vars)
+    return train.train_styles(stripes(), photos(), held_out=2, **(args | kw))
+
+
+def test_training_lowers_the_held_out_loss(small_vars):
+    before = _train(small_vars, steps=0).held_out["style 1"]
+    after = _train(small_vars, steps=15, learning_rate=3e-3).held_out["style 1"]
+    assert after < 0.7 * before, (before, after)
+
+
+def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars):
+    r = _train(small_vars, steps=3)
+    o = train.objective_options({"style_scale": 1.0})
+    v = jax.tree.map(jnp.asarray, r.model.params)
+    net = r.model.net
+    variables = __import__("jaxnst").model.vgg.with_backward_kernels(small_vars)
+    cfg = steps.TrainConfig(net, o.content_layers, o.style_layers, "max", (4, 8, 8, 16, 16))
+    grams = train.style_targets([stripes()], SIZE, o, variables, cfg)
+    w = __import__("jaxnst").loss.losses.Weights(np.float32(1.0), np.float32(3e-4), np.float32(1e4))
+    data = train.ArrayPhotos(photos()[:6], SIZE, BATCH, 0)
+    params = network.init_params(jax.random.PRNGKey(0), net)
+    opt = optax.adam(1e-3)
+    state = opt.init(params)
+    grad = jax.jit(jax.value_and_grad(steps.batch_loss, has_aux=True), static_argnums=7)
+    key = jax.random.PRNGKey(0)
+    losses = []
+    for t in range(3):
+        style, ls = steps.draws(key, jnp.int32(t), BATCH, cfg)
+        (loss, _), g = grad(params, data.batch_at(t), style, ls, variables, grams, w, cfg)
+        updates, state = opt.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        losses.append(float(loss))
+    hist = np.asarray(r.model.train["history"])
+    np.testing.assert_allclose(hist[:, 1], losses, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-6)
+    assert (
+        max(
+            float(jnp.max(jnp.abs(a - p0)))
+            for a, p0 in zip(
+                jax.tree.leaves(v), jax.tree.leaves(network.init_params(jax.random.PRNGKey(0), net))
+            )
+        )
+        > 1e-4
+    )  # the parameters did move
+
+
+def test_resume_continues_bit_for_bit(small_vars, tmp_path):
+    whole = _train(small_vars, steps=6)
+    ck = tmp_path / "m.jaxnst"
+    _train(small_vars, steps=3, checkpoint=ck)
+    assert model_file.load(ck).meta["steps"] == 3
+    resumed = _train(small_vars, steps=6, resume=str(ck))
+    for a, b in zip(jax.tree.leaves(whole.model.params), jax.tree.leaves(resumed.model.params)):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert np.array_equal(whole.model.train["history"], resumed.model.train["history"])
+    with pytest.raises(model_file.ModelError, match="another style weight|another objective"):
+        _train(small_vars, steps=6, resume=str(ck), style_weight=1e-3)
+
+
+def _reference_forward(p, x, s=0, k=0):
+    """Johnson's network written out with lax.conv and NumPy-style instance norm: the plain
+    (unconditional) network with the style's, knot's scale and shift."""
+
+    def conv(h, name, stride=1):
+        kern, bias = p[name]["kernel"], p[name].get("bias", 0.0)
+        r = kern.shape[0] // 2
+        h = jnp.pad(h, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
+        dn = ("NHWC", "HWIO", "NHWC")
+        return (
+            lax.conv_general_dilated(h, kern, (stride,) * 2, "VALID", dimension_numbers=dn) + bias
+        )
+
+    def inorm(h, name):
+        mu = h.mean(axis=(1, 2), keepdims=True)
+        sd = jnp.sqrt(((h - mu) ** 2).mean(axis=(1, 2), keepdims=True) + 1e-5)
+        beta = p[name]["beta"][s, k] if "beta" in p[name] else 0.0
+        return (h - mu) / sd * p[name]["gamma"][s, k] + beta
+
+    relu = jax.nn.relu
+    h = x * 2 - 1
+    h = relu(inorm(conv(h, "c1"), "n1"))
+    h = relu(inorm(conv(h, "d1", 2), "n2"))
+    h = relu(inorm(conv(h, "d2", 2), "n3"))
+    for i in range(5):
+        r = relu(inorm(conv(h, f"r{i}a"), f"rn{i}a"))
+        h = h + inorm(conv(r, f"r{i}b"), f"rn{i}b")
+    for i in range(2):
+        h = h.repeat(2, axis=1).repeat(2, axis=2)
+        h = relu(inorm(conv(h, f"u{i}"), f"un{i}"))
+    return (jnp.tanh(conv(h, "out")) + 1) / 2
+
+
+def _perturbed(net, seed):
+    """Parameters with random (not initial) norm scales and shifts, so styles differ."""
+    p = jax.tree.map(np.asarray, network.init_params(jax.random.PRNGKey(seed), net))
+    rng = np.random.default_rng(seed)
+    for q in p.values():
+        if "gamma" in q:
+            q["gamma"] = (1 + 0.5 * rng.standard_normal(q["gamma"].shape)).astype(np.float32)
+            if "beta" in q:
+                q["beta"] = (0.5 * rng.standard_normal(q["beta"].shape)).astype(np.float32)
+    return p
+
+
+def test_conditional_norm_with_one_style_is_the_plain_network():
+    net = NetConfig(WIDTH, 1, 1)
+    p = _perturbed(net, 1)
+    x = jnp.asarray(photos(2, 24))
+    got = ff_apply.apply_style(model_file.Model(p, net, {"styles": ["a"]}), np.asarray(x))
+    want = jax.jit(_reference_forward)(jax.tree.map(jnp.asarray, p), x)
+    np.testing.assert_allclose(got, np.asarray(want), atol=2e-5)
+
+
+def test_a_0_1_blend_is_each_style_and_a_half_blend_mixes_the_parameters():
+    net = NetConfig(WIDTH, 2, 1)
+    p = _perturbed(net, 2)
+    m = model_file.Model(p, net, {"styles": ["a", "b"]})
+    x = photos(2, 26)  # 26: not a multiple of 4; padded inside
+    a, b = ff_apply.apply_style(m, x, style="a"), ff_apply.apply_style(m, x, style=1)
+    np.testing.assert_allclose(ff_apply.apply_style(m, x, style=[1, 0]), a, atol=1e-6)
+    np.testing.assert_allclose(ff_apply.apply_style(m, x, style=[0, 3]), b, atol=1e-6)
+    assert np.abs(a - b).mean() > 0.02
+    half = jax.tree.map(lambda t: t, p)
+    for q in half.values():
+        if "gamma" in q:
+            q.update({k: v.mean(0, keepdims=True) for k, v in q.items()})
+    one = model_file.Model(half, NetConfig(WIDTH, 1, 1), {"styles": ["mix"]})
+    np.testing.assert_allclose(
+        ff_apply.apply_style(m, x, style=[0.5, 0.5]), ff_apply.apply_style(one, x), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="unknown style 'c'"):
+        ff_apply.apply_style(m, x, style="c")
+
+
+def test_strength_knots_are_linear_interpolation_in_log_strength():
+    net = NetConfig(1.0, 1, 5, (0.1, 10.0))
+    pos = np.log(np.geomspace(0.1, 10.0, 5))
+    s = np.array([0.05, 0.1, 0.2, 1.0, 3.3, 10.0, 20.0])
+    got = np.asarray(network.knot_weights(jnp.log(jnp.asarray(s, jnp.float32)), net))
+    want = np.stack([np.interp(np.log(s), pos, np.eye(5)[k]) for k in range(5)], -1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    m = model_file.Model({}, net, {"styles": ["a"]})
+    assert ff_apply.check_strength(m, None) == 1.0
+    with pytest.raises(ValueError, match=r"outside this model's trained range \(0.1..10\)"):
+        ff_apply.check_strength(m, 30)
+
+
+def test_model_file_round_trip_and_refusals(tmp_path):
+    net = NetConfig(WIDTH, 1, 1)
+    p = _perturbed(net, 3)
+    m = model_file.Model(p, net, {"styles": ["a"], "steps": 5})
+    path = model_file.save(tmp_path / "m.jaxnst", m)
+    back = model_file.load(path)
+    assert back.net == net and back.meta == m.meta
+    for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(back.params)):
+        assert np.array_equal(a, b)
+    data = path.read_bytes()
+    cases = {
+        "truncated": data[: len(data) // 2],
+        "not a jaxnst model file": b"\x89PNG\r\n\x1a\n" + data[8:],
+        "newer than this jaxnst": data.replace(b"JAXNST-MODEL\n\x01", b"JAXNST-MODEL\n\x07", 1),
+        "checksum": data[:-10] + bytes(10),
+    }
+    for what, bad in cases.items():
+        f = tmp_path / "bad.jaxnst"
+        f.write_bytes(bad)
+        with pytest.raises(model_file.ModelError, match=what) as e:
+            model_file.load(f)
+        assert "\n" not in str(e.value)
