@@ -210,3 +210,18 @@ def test_model_file_round_trip_and_refusals(tmp_path):
         with pytest.raises(model_file.ModelError, match=what) as e:
             model_file.load(f)
         assert "\n" not in str(e.value)
+
+
+def test_tiled_apply_equals_untiled():
+    net = NetConfig(WIDTH, 2, 3, (0.5, 2.0))
+    p = _perturbed(net, 4)
+    m = model_file.Model(p, net, {"styles": ["a", "b"]})
+    x = photos(2, 42)[:, :, :38]  # 42 x 38: padded to 44 x 40 inside; tiles of 8 at every layer
+    kw = dict(style=[0.3, 0.7], strength=1.4)
+    whole = ff_apply.apply_style(m, x, **kw)
+    tiled = ff_apply.apply_style(m, x, tile=8, **kw)
+    np.testing.assert_allclose(tiled, whole, atol=2e-5)
+    lum = ff_apply.apply_style(m, x, tile=8, preserve_color="luminance", **kw)
+    np.testing.assert_allclose(
+        lum, ff_apply.apply_style(m, x, preserve_color="luminance", **kw), atol=2e-5
+    )

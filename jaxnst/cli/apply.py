@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="luminance: keep each photo's colours (the output's luma, the photo's chroma)",
     )
     s.add_argument("--batch", type=int, default=8, help="photos per call, same size (default 8)")
+    s.add_argument(
+        "--tile",
+        type=int,
+        metavar="N",
+        help="run the network a layer at a time in N px tiles, exactly: for sizes beyond the "
+        "device's memory (slower; default: whole images)",
+    )
     run = p.add_argument_group(flags.RUNTIME)
     flags.add_cache_flags(run)
     run.add_argument("--quiet", action="store_true", help="no messages")
@@ -147,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
             part = idx[j : j + args.batch]
             batch = np.stack([images[i] for i in part])
             kw = dict(style=style, strength=args.strength, preserve_color=args.preserve_color)
+            kw["tile"] = args.tile
             t = time.perf_counter()
             out = ff.apply_style(model, batch, batch=len(part), **kw)
             dt = time.perf_counter() - t

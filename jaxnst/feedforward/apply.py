@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnst.feedforward.model_file import Model, ModelError
-from jaxnst.feedforward.network import NetConfig, TransformNet, conditioning
+from jaxnst.feedforward.network import NetConfig, TransformNet, conditioning, knot_weights
 from jaxnst.feedforward.steps import grey
 from jaxnst.optim.programs import _program
 
@@ -57,6 +57,20 @@ def forward(params, images, style_w, log_strength, config: _Apply):
     if config.luminance or config.keep_chroma:
         out = _chroma(out, images)
     return out
+
+
+def _tiled(params, x, ws, ls, cfg: _Apply, tile: int) -> np.ndarray:
+    from jaxnst.feedforward import tiled
+
+    h, w = x.shape[1:3]
+    grey_x = np.repeat((x @ np.float32([0.299, 0.587, 0.114]))[..., None], 3, -1)
+    src = grey_x if cfg.luminance else x
+    src = np.pad(src, ((0, 0), (0, -h % 4), (0, -w % 4), (0, 0)), mode="reflect")
+    kw = np.asarray(knot_weights(jnp.asarray(ls), cfg.net))
+    y = tiled.forward(params, src, ws, kw, cfg.net, tile)[:, :h, :w]
+    if cfg.luminance or cfg.keep_chroma:
+        y = np.asarray(_chroma(jnp.asarray(y), jnp.asarray(x)))
+    return y
 
 
 def style_weights(model: Model, style: Any) -> np.ndarray:
@@ -101,6 +115,7 @@ def apply_style(
     strength: float | None = None,
     preserve_color: str = "none",
     batch: int = 8,
+    tile: int | None = None,
 ) -> np.ndarray:
     """Stylize ``images`` with a trained network.
 
@@ -111,6 +126,9 @@ def apply_style(
         strength: multiple of the trained style weight, within the trained range (default 1).
         preserve_color: "none" or "luminance" (the output's luma with the photo's colours).
         batch: images per compiled call.
+        tile: run the network a layer at a time in tiles of this many pixels (each layer's
+            output), exactly, for images beyond the device's memory
+            (:mod:`jaxnst.feedforward.tiled`); None: whole images.
 
     Returns:
         float32 NumPy array of the input's shape, in [0, 1].
@@ -135,13 +153,18 @@ def apply_style(
     sw = style_weights(model, style)
     ls = np.float32(np.log(check_strength(model, strength)))
     cfg = _Apply(model.net, bool(model.meta.get("luminance")), preserve_color == "luminance")
-    params = jax.device_put(model.params)
+    if tile is not None and (int(tile) != tile or tile < 4):
+        raise ValueError(f"tile must be an integer of at least 4 px, got {tile!r}")
+    params = jax.device_put(model.params) if tile is None else model.params
     out = []
     for i in range(0, len(a), batch):
         x = a[i : i + batch]
         n = len(x)
-        y = forward(params, x, np.repeat(sw[None], n, 0), np.full((n,), ls), config=cfg)
-        out.append(np.asarray(y))
+        ws, lsn = np.repeat(sw[None], n, 0), np.full((n,), ls)
+        if tile is None:
+            out.append(np.asarray(forward(params, x, ws, lsn, config=cfg)))
+        else:
+            out.append(_tiled(params, x, ws, lsn, cfg, int(tile)))
     res = np.concatenate(out)
     return res[0] if single else res
 
