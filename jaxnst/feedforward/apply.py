@@ -63,7 +63,7 @@ def _tiled(params, x, ws, ls, cfg: _Apply, tile: int) -> np.ndarray:
     from jaxnst.feedforward import tiled
 
     h, w = x.shape[1:3]
-    grey_x = np.repeat((x @ np.float32([0.299, 0.587, 0.114]))[..., None], 3, -1)
+    grey_x = np.repeat((x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, -1)
     src = grey_x if cfg.luminance else x
     src = np.pad(src, ((0, 0), (0, -h % 4), (0, -w % 4), (0, 0)), mode="reflect")
     kw = np.asarray(knot_weights(jnp.asarray(ls), cfg.net))
