@@ -169,6 +169,7 @@ def _report(
         "compile_seconds": result.compile_seconds,
         "compile_cache": jax.config.jax_compilation_cache_dir,  # type: ignore[attr-defined]
         "compile_cache_hits": result.compile_cache_hits,
+        "programs_compiled": result.programs_compiled,  # (0 when warm: tests/test_warmup.py)
         "run_seconds": result.run_seconds,
         "stopped_on_time": result.stopped_on_time,
         "seconds_per_tile": _interrupt.tile_seconds() if opts.tile else None,

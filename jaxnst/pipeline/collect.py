@@ -46,6 +46,8 @@ class Result:
     devices: how many devices the batch ran on (all processes together).
     compile_cache_hits: programs loaded from JAX's persistent compilation cache instead of compiled
         (the CLI turns the cache on; see ``jaxnst --help``).
+    programs_compiled: programs XLA compiled during the run that no cache served (jaxnst's
+        store or JAX's): 0 for a run whose programs a warm-up or an earlier run left cached.
     stopped_on_time: the ``max_seconds`` budget ended the descent (the last completed chunk's
         image; ``iterations`` says how far it got).
     stopped: the descent ended early because ``callback`` returned True or a studio's Stop
@@ -71,6 +73,7 @@ class Result:
     batch_evaluations: int = 0
     devices: int = 1
     compile_cache_hits: int = 0
+    programs_compiled: int = 0
     stopped_on_time: bool = False
     stopped: bool = False
 
@@ -81,11 +84,12 @@ class Clock(NamedTuple):
     wall: float
     compile_seconds: float
     cache_hits: float
+    compiles: float = 0
 
 
 def start_clock() -> Clock:
     stats = compile_stats()
-    return Clock(time.perf_counter(), stats["seconds"], stats["cache_hits"])
+    return Clock(time.perf_counter(), stats["seconds"], stats["cache_hits"], stats["compiles"])
 
 
 def collect(
@@ -220,4 +224,8 @@ def _timings(clock: Clock) -> dict[str, Any]:
         compile_seconds=compile_s,
         run_seconds=max(wall - compile_s, 0.0),
         compile_cache_hits=stats["cache_hits"] - clock.cache_hits,
+        # (a load from a cache counts as a compilation and a hit: compilation.compile_stats)
+        programs_compiled=int(
+            (stats["compiles"] - clock.compiles) - (stats["cache_hits"] - clock.cache_hits)
+        ),
     )

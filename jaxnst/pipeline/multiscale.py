@@ -222,6 +222,7 @@ def _combine(results: list[Result], o: Options) -> Result:
         iterations=sum(r.iterations for r in results),
         compile_seconds=sum(r.compile_seconds for r in results),
         compile_cache_hits=sum(r.compile_cache_hits for r in results),
+        programs_compiled=sum(r.programs_compiled for r in results),
         run_seconds=sum(r.run_seconds for r in results),
         batch_evaluations=sum(r.batch_evaluations for r in results),
         options=o,
