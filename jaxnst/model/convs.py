@@ -484,12 +484,12 @@ def _time_unknown(
         for s in missing:
             rec[s] = time_conv(_timed_shape(n), s)
             forms += 1
-    if left:
-        print(
-            f"jaxnst: precision auto: {left} layer shapes left at fp32 for now (the budget, "
-            f"{_clock() - start:.1f} s, is spent; `jaxnst warmup` times them all)",
-            file=sys.stderr,
-        )
+    bound = "" if limit is None or limit == math.inf else f" of at most {limit:.1f} s"
+    rest = f"; {left} layer shapes left at fp32 for now (`jaxnst warmup` times them)" * bool(left)
+    print(
+        f"jaxnst: precision auto: timed {forms} forms in {_clock() - start:.1f} s{bound}{rest}",
+        file=sys.stderr,
+    )
 
 
 def choose_plan(
