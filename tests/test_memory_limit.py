@@ -67,7 +67,10 @@ def test_a_tiled_descent_stays_within_the_preflight_estimate(real_vars):
     p = _run(DESCENT)
     assert p.returncode == 0, p.stderr[-800:]
     grew, peak = (float(x) for x in p.stdout.split()[1::2])
-    # (measured on a Xeon, 2 cores: the data segment grew by 0.54 of the step estimate, peak RSS
-    # 0.77 of the peak estimate, at 192x256 as at 288x384 px (0.55, 0.77); the model errs on the
-    # safe side, by at most 30 % at this tile size)
-    assert grew <= 1.0 and 0.5 <= peak <= 1.0, p.stdout
+    # Measured: the data segment grew by 0.54 of the step estimate and peak RSS was 0.77 of the
+    # peak estimate, on a Xeon (2 cores) at 192x256 as at 288x384 px (0.55, 0.77), and on an AMD
+    # EPYC (2 cores) at 192x256 px (0.54 / 0.56, 0.77 / 0.80 in two runs). The model errs on the
+    # safe side by ~30 % of the peak. The lower bounds sit ~15-20 % below what was measured: an
+    # overestimate of the activations by 2x (grew 0.37, peak 0.57) fails here as an underestimate
+    # does (above 1, or killed); a step estimate 25 % too large still passes (0.48, 0.70).
+    assert 0.45 <= grew <= 1.0 and 0.65 <= peak <= 1.0, p.stdout
