@@ -36,7 +36,7 @@ from jaxnst.cli.inputs import (
     sample_path,
 )
 from jaxnst.cli.outputs import EXIT_DIVERGED, Session, write_outputs
-from jaxnst.cli.runtime import compile_cache_dir
+from jaxnst.cli.runtime import compile_cache_dir, exit_if_in_flight, runtime_message
 from jaxnst.pipeline.options import MIN_SIDE
 
 if TYPE_CHECKING:
@@ -183,25 +183,11 @@ def _stylize(args: argparse.Namespace, inputs: Inputs, session: Session) -> Resu
         raise
     except Exception as e:
         h, w = inputs.contents[0].shape[:2]
-        msg = _runtime_message(e, w, h)
+        msg = runtime_message(e, w, h)
         if msg is None:
             raise
         print(f"jaxnst: error: {msg}", file=sys.stderr)
         raise _Stopped(EXIT_RUNTIME) from None
-
-
-def _runtime_message(e: Exception, w: int, h: int) -> str | None:
-    """A clear message for errors raised from inside JAX/XLA, or None for anything else."""
-    text = " ".join(str(e).split())
-    name = type(e).__name__
-    if "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or isinstance(e, MemoryError):
-        return (
-            f"out of memory at {w}x{h} px ({text[:160]}); try a smaller --size or fewer "
-            "sweep values"
-        )
-    if name in ("XlaRuntimeError", "JaxRuntimeError") or "UNIMPLEMENTED" in text:
-        return f"the device failed ({text[:200]}); try a smaller --size or another precision"
-    return None
 
 
 def _say(quiet: bool, *msg: Any) -> None:
@@ -229,18 +215,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("jaxnst: interrupted; nothing written", file=sys.stderr)
         exit_if_in_flight()
         return EXIT_INTERRUPTED
-
-
-def exit_if_in_flight(code: int = EXIT_INTERRUPTED) -> None:
-    """After Ctrl-C, an untiled evaluation may still be running (it does not read the stop
-    flag, see jaxnst._interrupt); Python would wait for it at exit. What there was to write is
-    written: leave now with ``code``."""
-    from jaxnst import _interrupt
-
-    if _interrupt.in_flight():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
 
 
 def entry() -> None:

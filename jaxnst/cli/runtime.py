@@ -13,6 +13,33 @@ class RuntimeSetupError(Exception):
     """The processes could not be started (one line; the CLI maps it to exit code 2)."""
 
 
+def runtime_message(e: Exception, w: int, h: int) -> str | None:
+    """A clear message for errors raised from inside JAX/XLA at a (w, h) px run, or None for
+    anything else (the still-image and video commands' exit code 4)."""
+    text = " ".join(str(e).split())
+    name = type(e).__name__
+    if "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or isinstance(e, MemoryError):
+        return (
+            f"out of memory at {w}x{h} px ({text[:160]}); try a smaller --size or fewer "
+            "sweep values"
+        )
+    if name in ("XlaRuntimeError", "JaxRuntimeError") or "UNIMPLEMENTED" in text:
+        return f"the device failed ({text[:200]}); try a smaller --size or another precision"
+    return None
+
+
+def exit_if_in_flight(code: int = 130) -> None:
+    """After Ctrl-C, an untiled evaluation may still be running (it does not read the stop
+    flag, see jaxnst._interrupt); Python would wait for it at exit. What there was to write is
+    written: leave now with ``code`` (130: the commands' EXIT_INTERRUPTED)."""
+    from jaxnst import _interrupt
+
+    if _interrupt.in_flight():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def setup(args: argparse.Namespace) -> None:
     """Start jax.distributed when asked (--distributed, --coordinator) and turn on the compile
     cache (--compile-cache, --no-compile-cache, $JAXNST_COMPILE_CACHE)."""

@@ -125,8 +125,8 @@ def _defaults(names: list[str]) -> dict[str, str | None]:
     content: str | None
     style: str | None
     try:
-        from jaxnst.cli.command import DEMO_CONTENT as content
-        from jaxnst.cli.command import DEMO_STYLE as style
+        from jaxnst.cli.inputs import DEMO_CONTENT as content
+        from jaxnst.cli.inputs import DEMO_STYLE as style
     except ImportError:
         content, style = (names + [None, None])[:2]
     return {

@@ -152,7 +152,6 @@ class _Progress:
 
 def run(args: Any) -> int:
     """Run ``jaxnst video`` with parsed ``args``; returns the exit code."""
-    from jaxnst.cli import command as still
     from jaxnst.cli import runtime
 
     runtime.setup(args)  # distributed, compile cache: before anything starts the backend
@@ -213,13 +212,11 @@ def run(args: Any) -> int:
             "--resume",
             file=sys.stderr,
         )
-        from jaxnst.cli.command import exit_if_in_flight
-
-        exit_if_in_flight(EXIT_INTERRUPTED)  # (a frame's evaluation may still be running)
+        runtime.exit_if_in_flight(EXIT_INTERRUPTED)  # (a frame's evaluation may still be running)
         return EXIT_INTERRUPTED
     except Exception as e:
         bar.close()
-        msg = still._runtime_message(e, w, h)
+        msg = runtime.runtime_message(e, w, h)
         if msg is None:
             raise
         print(f"jaxnst: error: {msg}", file=sys.stderr)
