@@ -304,14 +304,36 @@ def test_device_errors_become_a_clear_message(files, tmp_path, capsys, monkeypat
 
 
 @pytest.mark.parametrize(
-    "extra",
+    "extra, want",
     [
-        ["--preserve-color", "luminance", "--style-scale", "0.5", "--pooling", "avg"],
-        ["--style-loss", "wasserstein", "--style-weight", "50", "--preserve-color", "histogram"],
-        ["--optimizer", "adam", "--ema-decay", "0.9"],
+        (
+            ["--preserve-color", "luminance", "--style-scale", "0.5", "--pooling", "avg"],
+            dict(preserve_color="luminance", pooling="avg"),
+        ),
+        (
+            ["--style-loss", "wasserstein", "--style-weight", "50"]
+            + ["--preserve-color", "histogram"],
+            dict(style_loss="wasserstein", style_weight=50.0, preserve_color="histogram"),
+        ),
+        (["--optimizer", "adam", "--ema-decay", "0.9"], dict(optimizer="adam", ema_decay=0.9)),
     ],
 )
-def test_control_flags(files, tmp_path, capsys, real_vars, extra):
+def test_control_flags_reach_the_run(files, tmp_path, capsys, monkeypatch, real_vars, extra, want):
+    """Each flag is in the options the run validated (``Result.options``, what ``stylize``
+    descended with), and --style-scale in the style it was given (50 px scaled to half the
+    content's 32 px); the other flags keep their defaults."""
+    import importlib
+
+    from jaxnst.pipeline.options import make_options
+
+    st_mod = importlib.import_module("jaxnst.stylize")
+    real, seen = st_mod.stylize, []
+
+    def spy(content, style, **kw):
+        seen.append((np.shape(style), real(content, style, **kw)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(st_mod, "stylize", spy)
     out = tmp_path / "o.png"
     code, err = run(
         [
@@ -329,7 +351,15 @@ def test_control_flags(files, tmp_path, capsys, real_vars, extra):
         capsys,
     )
     assert code == 0, err
-    assert out.exists()
+    assert out.exists() and len(seen) == 1
+    style_shape, result = seen[0]
+    defaults = make_options()
+    for name in ("preserve_color", "pooling", "style_loss", "style_weight", "optimizer"):
+        value = getattr(result.options, name)
+        assert value == want.get(name, getattr(defaults, name)), (name, value)
+    if "ema_decay" in want:
+        assert result.options.ema_decay == want["ema_decay"]
+    assert style_shape == ((16, 16, 3) if "--style-scale" in extra else (32, 32, 3))
 
 
 def test_blend_and_modes(files, tmp_path, capsys, real_vars):
