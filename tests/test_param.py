@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxnst
 from jaxnst import stylize
 from jaxnst.optim import param
 
@@ -149,20 +150,40 @@ def test_laplacian_run_starts_at_the_pixel_runs_loss_and_descends(small_vars, rn
     assert not np.allclose(a.image, b.image, atol=1e-3)  # it is another descent
 
 
-@pytest.mark.slow  # a masked colour sweep and a tileable run: two pyramid programs (15 s)
+@pytest.mark.slow  # a masked colour sweep, its single run, a tileable run: ~25 s
 def test_laplacian_in_a_sweep_with_masks_colour_and_tiles(small_vars, rng):
+    """Checked against a second code path each: a masked, colour-preserving sweep's members
+    against the single runs (batched pyramids, one per member), and each run's first loss
+    against the pixels' objective at its starting image (the pyramid, wrapped for the tileable
+    run and divided by its L-BFGS gains, sums to that image)."""
     content, style = _pair(rng)
     masks = np.stack([np.ones((32, 32)), np.zeros((32, 32))])
     masks[1, :, 16:] = 1
     masks[0, :, 16:] = 0
     common = dict(variables=small_vars, iterations=3, param="laplacian", chunk=3)
-    r = stylize(
-        content, [style, style[::-1]], style_weight=(1e-3, 1e-2), preserve_color="luminance",
-        content_masks=masks, **common,
-    )  # fmt: skip
+    kw = dict(content_masks=masks, preserve_color="luminance", **common)
+    weights = (1e-3, 1e-2)
+    r = stylize(content, [style, style[::-1]], style_weight=weights, **kw)
     assert r.image.shape == (2, 32, 32, 3) and np.isfinite(r.image).all()
-    t = stylize(content, style, tileable=True, init="noise", **common)
-    assert t.image.shape == (32, 32, 3) and np.isfinite(t.history["total"]).all()
+    loss = jax.jit(lambda f, x: f(x)[0])
+    for i, w in enumerate(weights):
+        one = stylize(content, [style, style[::-1]], style_weight=w, **kw)
+        assert np.abs(r.image[i] - one.image).max() <= 1e-3, i
+        np.testing.assert_allclose(r.losses[i], one.losses, rtol=1e-3)
+        pixels = jaxnst.objective(
+            content, [style, style[::-1]], variables=small_vars, style_weight=w,
+            content_masks=masks, preserve_color="luminance",
+        )  # fmt: skip
+        want = float(loss(pixels.loss_fn, pixels.init_image))
+        np.testing.assert_allclose(r.history["total"][i][0], want, rtol=1e-5)
+    assert np.abs(r.image[0] - r.image[1]).max() > 1e-3  # (the members differ)
+
+    start = np.random.default_rng(4).random((32, 32, 3)).astype(np.float32)
+    t = stylize(content, style, tileable=True, init=start, **common)
+    pixels = jaxnst.objective(content, style, variables=small_vars, tileable=True, init=start)
+    want = float(loss(pixels.loss_fn, pixels.init_image))
+    np.testing.assert_allclose(t.history["total"][0], want, rtol=1e-5)
+    assert t.history["total"][-1] < t.history["total"][0]
 
 
 @pytest.mark.slow  # two stages, two pyramid programs (13 s)
