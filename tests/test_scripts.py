@@ -193,3 +193,46 @@ def test_long_benchmarks_explain_themselves(script):
     )
     assert p.returncode == 0, p.stderr
     assert "usage:" in p.stdout and "--json" in p.stdout
+
+
+def test_torch_feedforward_is_the_same_network_and_loss(small_vars):
+    """The feed-forward race compares like with like: PyTorch's network (jaxnst's parameters
+    loaded) gives jaxnst's outputs, and its training loss jaxnst's batch loss."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+    from torch_reference import TorchObjective, TorchTransformNet, feedforward_loss
+
+    from jaxnst.feedforward import network, steps, train
+    from jaxnst.loss import losses
+    from jaxnst.model import vgg
+
+    net = network.NetConfig(0.25)
+    params = jax.device_get(network.init_params(jax.random.PRNGKey(3), net))
+    rng = np.random.default_rng(2)
+    x = rng.uniform(size=(2, 32, 32, 3)).astype(np.float32)
+    o = train.objective_options({"style_scale": 1.0})
+    run_vars = vgg.with_backward_kernels(small_vars)
+    cfg = steps.TrainConfig(net, o.content_layers, o.style_layers, "max", (4, 8, 8, 16, 16))
+    grams = train.style_targets([rng.uniform(size=(32, 32, 3))], 32, o, run_vars, cfg)
+    w = losses.Weights(jnp.float32(1.0), jnp.float32(3e-2), jnp.float32(10.0))
+    loss, _ = jax.jit(steps.batch_loss, static_argnums=7)(
+        params, x, jnp.zeros(2, jnp.int32), jnp.zeros(2), run_vars, grams, w, cfg
+    )
+    tnet = TorchTransformNet(0.25).load_jax(params)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    with torch.no_grad():
+        yt = tnet(xt)
+    y = network.TransformNet(net).apply(
+        {"params": params}, x, network.conditioning(jnp.zeros(2, jnp.int32), jnp.zeros(2), net)
+    )
+    np.testing.assert_allclose(yt.numpy().transpose(0, 2, 3, 1), np.asarray(y), atol=2e-5)
+    targets = losses.Targets(
+        content={n: np.zeros((1, 1, 1), np.float32) for n in o.content_layers},
+        grams={n: np.asarray(g[0]) for n, g in grams.items()},
+    )
+    obj = TorchObjective(small_vars, targets, (1.0, 3e-2, 10.0))
+    np.testing.assert_allclose(feedforward_loss(obj, xt, yt).item(), float(loss), rtol=1e-4)

@@ -234,6 +234,22 @@ def _add_other_flags(ap: argparse.ArgumentParser) -> None:
         help="instead of timing: XLA's memory estimate of one compiled step at these "
         "sizes, with and without --remat (compiles only)",
     )
+    ap.add_argument(
+        "--feedforward",
+        action="store_true",
+        help="instead: feed-forward networks (jaxnst.bench.feedforward): training images/s at "
+        "each --size (batch --ff-batch) and apply ms/image, PyTorch alongside with --vs-torch",
+    )
+    ap.add_argument("--ff-batch", type=int, default=4, help="--feedforward's batch (default 4)")
+    ap.add_argument(
+        "--ff-race",
+        type=float,
+        metavar="SECONDS",
+        help="--feedforward: jaxnst and PyTorch each train SECONDS on --images with --style at "
+        "the first --size, then are judged on held-out photos",
+    )
+    ap.add_argument("--images", help="--ff-race: a folder of training photos")
+    ap.add_argument("--style", help="--ff-race: the style image")
     ap.add_argument("--json", metavar="FILE")
 
 
@@ -263,6 +279,12 @@ def main(argv=None) -> int:
     info = machine()
     if a.memory:
         _write(a.json, {"machine": info, "memory": _memory_table(a, run_vars)})
+        return 0
+    if a.feedforward:
+        from jaxnst.bench import feedforward
+
+        rows = feedforward.bench(a, variables)
+        _write(a.json, {"machine": info, "feedforward": rows})
         return 0
     if a.layers:
         scripts_on_path()

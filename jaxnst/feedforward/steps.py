@@ -34,6 +34,8 @@ class TrainConfig(NamedTuple):
     pooling: str = "max"
     vgg_channels: tuple[int, ...] = (64, 128, 256, 512, 512)
     luminance: bool = False  # preserve_color="luminance": the network sees and makes grey images
+    precision: str = "fp32"  # the VGG19's ("bf16": convolutions and activations in bfloat16)
+    im2col: bool = False  # the network's convolutions as dots (on CPUs: network.Conv says why)
     xla_cpu_ynn: bool = False  # (read by _program)
 
 
@@ -63,7 +65,7 @@ def grey(images: jax.Array) -> jax.Array:
 
 
 def _vgg(images: jax.Array, variables: dict, layers: tuple[str, ...], cfg: TrainConfig) -> dict:
-    net = vgg.VGG19(pooling=cfg.pooling, channels=cfg.vgg_channels)
+    net = vgg.VGG19(pooling=cfg.pooling, channels=cfg.vgg_channels, precision=cfg.precision)
     return cast(dict, net.apply(variables, images, layers))
 
 
@@ -90,7 +92,7 @@ def sample_losses(
     if cfg.luminance:
         images = grey(images)
     cond = conditioning(style, log_strength, cfg.net)
-    out = cast(jax.Array, TransformNet(cfg.net).apply({"params": params}, images, cond))
+    out = cast(jax.Array, TransformNet(cfg.net, cfg.im2col).apply({"params": params}, images, cond))
     if cfg.luminance:
         out = grey(out)
     layers = tuple(n for n in vgg.LAYERS if n in set(cfg.content_layers) | set(cfg.style_layers))

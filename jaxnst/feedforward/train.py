@@ -241,7 +241,7 @@ def train_styles(
     variables = vgg.with_backward_kernels(variables)
     cfg = prog.TrainConfig(
         net, o.content_layers, o.style_layers, o.pooling, vgg.channels_of(variables),
-        o.preserve_color == "luminance",
+        o.preserve_color == "luminance", im2col=jax.default_backend() == "cpu",
     )  # fmt: skip
     meta = {
         "styles": names,
