@@ -13,6 +13,10 @@ it (otherwise a record says why it was skipped); the JSON is rewritten after eve
    loop: Adam, square random images, compile excluded), fp32 and bf16 at 512, 1024 and 2048 px,
    GFLOP/s and the fraction of the same precision's matmul rate; ``audit``: the compiled program
    has no float64, no host callback or transfer, and no CPU-only compiler options off the CPU.
+   ``feedforward`` (issue 29): a feed-forward network's training steps per second at 256 px,
+   batch 4 and 16, fp32 and bf16 (the VGG19's), with Johnson et al.'s recipe (40k steps, batch 4)
+   projected in minutes; ``ff_apply``: its forward pass in ms per image at 256, 512 and 1024 px,
+   batch 1 and 8.
 3. ``end_to_end``: ``stylize`` on the bundled pair at 512 px, 500 L-BFGS iterations: wall seconds
    (compile included), compile seconds, final losses.
 4. ``quality_bf16``: the same at 200 iterations in fp32 and bf16: final style losses and their

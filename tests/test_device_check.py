@@ -94,6 +94,10 @@ def test_smoke_measures_every_item(smoke):
         assert {"skipped", "error", "wall_seconds", "tiled_seconds_per_eval"} & set(by[name][0])
     if "seconds_per_frame" in by["video"][0]:
         assert by["video"][0]["frames"] == 3 and by["video"][0]["seconds_per_frame"] > 0
+    ff = by["feedforward"]  # issue 29: training steps/s per batch and precision, apply ms/image
+    assert [(r["batch"], r["precision"]) for r in ff] == [(2, "fp32"), (2, "bf16")]
+    assert all(r["steps_per_second"] > 0 and r["images_per_second"] > 0 for r in ff)
+    assert [r["batch"] for r in by["ff_apply"]] == [1, 8] and by["ff_apply"][0]["ms_per_image"] > 0
     t = by["torch"][0]
     assert "skipped" in t or t["seconds_per_eval"] > 0
     assert "== device_check:" in stdout and stdout.count("eval ") >= 2  # the table

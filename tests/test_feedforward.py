@@ -225,3 +225,34 @@ def test_tiled_apply_equals_untiled():
     np.testing.assert_allclose(
         lum, ff_apply.apply_style(m, x, preserve_color="luminance", **kw), atol=2e-5
     )
+
+
+def test_the_time_budget_and_ctrl_c_leave_a_usable_model(small_vars, tmp_path):
+    r = _train(small_vars, steps=30, max_seconds=1e-3)  # the first chunk always runs
+    assert r.stopped == "time" and r.steps == CHUNK and r.model.meta["steps"] == CHUNK
+
+    def interrupt(progress, model):
+        raise KeyboardInterrupt
+
+    ck = tmp_path / "ctrl-c.jaxnst"
+    with pytest.raises(KeyboardInterrupt):
+        _train(small_vars, steps=30, checkpoint=ck, callback=interrupt)
+    m = model_file.load(ck)
+    assert m.meta["steps"] == CHUNK and len(m.train["history"]) == CHUNK
+    assert ff_apply.apply_style(m, photos(1, 32)[0]).shape == (32, 32, 3)
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_finite_model(small_vars, tmp_path, monkeypatch):
+    real = steps.train_chunk
+    calls = []
+
+    def poisoned(state, batches, count, *a, **k):
+        st, hist = real(state, batches, count, *a, **k)
+        calls.append(1)
+        return st, (hist if len(calls) == 1 else hist.at[1].set(jnp.nan))
+
+    monkeypatch.setattr(steps, "train_chunk", poisoned)
+    ck = tmp_path / "nan.jaxnst"
+    with pytest.raises(train.TrainDiverged, match="at step 4") as e:
+        _train(small_vars, steps=9, checkpoint=ck)
+    assert e.value.model.meta["steps"] == CHUNK == model_file.load(ck).meta["steps"]

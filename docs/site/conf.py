@@ -109,6 +109,7 @@ API_SECTIONS = {
     "loss": "The objective's terms",
     "optim": "The descent",
     "pipeline": "The pipeline's stages",
+    "feedforward": "Feed-forward networks",
     "cli": "The command line",
     "video": "Video",
     "studio": "The studio",

@@ -58,6 +58,12 @@ class Plan:
     video_pass_iterations: int = 20
     first_compile: float = 45.0  # guessed seconds per program before any was measured
     child_start: float = 15.0  # guessed seconds for a child process to get going
+    ff_size: int = 256  # feed-forward training crop (issue 29)
+    ff_batches: tuple[int, ...] = (4, 16)
+    ff_chunk: int = 10  # steps per timed call
+    ff_samples: int = 3
+    ff_width: float = 1.0
+    ff_apply_sizes: tuple[int, ...] = (256, 512, 1024)
     smoke: bool = False
 
 
@@ -84,6 +90,12 @@ SMOKE = Plan(
     video_pass_iterations=2,
     first_compile=5.0,
     child_start=5.0,
+    ff_size=32,
+    ff_batches=(2,),
+    ff_chunk=2,
+    ff_samples=1,
+    ff_width=0.25,
+    ff_apply_sizes=(32,),
     smoke=True,
 )
 

@@ -18,6 +18,7 @@ import jax
 from jaxnst.bench.check import SMOKE, TAG, Check, Plan, json_safe, print_table, watchdog
 from jaxnst.bench.device_memory import child_peak, measure_memory
 from jaxnst.bench.evals import ROOT
+from jaxnst.bench.feedforward import measure_feedforward
 from jaxnst.bench.machine import (
     COMPACT,
     commit_of,
@@ -137,6 +138,7 @@ def main(argv=None) -> int:
         for size in plan.eval_sizes:
             for prec in ("fp32", "bf16"):
                 measure_eval(c, size, prec, do_audit=(size, prec) == (plan.eval_sizes[0], "fp32"))
+        measure_feedforward(c)  # (issue 29, the instant styles: before the longer runs)
         for step in (
             measure_end_to_end,
             measure_quality,

@@ -254,3 +254,30 @@ def bench(a: Any, variables: dict) -> list[dict]:
             t = f"  torch {r['torch_ms_per_image']:.1f} ms" if torch_too else ""
             print(f"apply {size:5d} px x{batch}: {r['ms_per_image']:.1f} ms/image{t}", flush=True)
     return rows
+
+
+def measure_feedforward(c: Any) -> None:
+    """The device check's ``feedforward`` step: training steps per second at ``ff_size`` px for
+    each batch in ``ff_batches``, fp32 and bf16 (the VGG19's precision), with Johnson et al.'s
+    recipe (40k steps x batch 4) projected from the batch-4 rate; then ``ff_apply`` milliseconds
+    per image at each of ``ff_apply_sizes``, batch 1 and 8."""
+    p = c.plan
+    for batch in p.ff_batches:
+        for prec in ("fp32", "bf16"):
+
+            def one(batch=batch, prec=prec) -> dict:
+                r = train_rate(c.variables, p.ff_size, batch, precision=prec, chunk=p.ff_chunk,
+                               samples=p.ff_samples, width=p.ff_width)  # fmt: skip
+                if batch == 4:
+                    r["johnson_40k_steps_minutes"] = 40000 / r["steps_per_second"] / 60
+                return {"batch": batch, **r}
+
+            need = 2 * c.compile_guess(p.ff_size) + 10.0
+            c.attempt("feedforward", p.ff_size, prec, need, one)
+    for size in p.ff_apply_sizes:
+        for batch in (1, 8):
+
+            def app(size=size, batch=batch) -> dict:
+                return {"batch": batch, **apply_rate(size, batch, width=p.ff_width)}
+
+            c.attempt("ff_apply", size, "fp32", c.compile_guess(256) + 5.0, app)
