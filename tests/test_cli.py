@@ -362,6 +362,43 @@ def test_control_flags_reach_the_run(files, tmp_path, capsys, monkeypatch, real_
     assert style_shape == ((16, 16, 3) if "--style-scale" in extra else (32, 32, 3))
 
 
+@pytest.mark.slow  # two CLI runs on the real network (STROTSS's sampled terms: ~15 s)
+@pytest.mark.parametrize(
+    "extra, want",
+    [
+        (
+            ["--method", "strotss", "--scales", "none", "--init", "noise", "--samples", "64"],
+            dict(method="strotss", style_loss="remd", content_loss="self_similarity",
+                 param="laplacian", optimizer="rmsprop", samples=64, scales=None),
+        ),
+        (["--param", "laplacian"], dict(method="gatys", param="laplacian", optimizer="lbfgs")),
+    ],
+)  # fmt: skip
+def test_method_and_param_flags_run_their_recipe(
+    files, tmp_path, capsys, monkeypatch, real_vars, extra, want
+):
+    """``--method strotss`` and ``--param laplacian`` from the command line: the run descends
+    with the recipe's options (Result.options), its loss falls, and the report says so."""
+    import importlib
+    import json
+
+    st_mod = importlib.import_module("jaxnst.stylize")
+    real, seen = st_mod.stylize, []
+    monkeypatch.setattr(st_mod, "stylize", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    out, rep = tmp_path / "o.png", tmp_path / "r.json"
+    argv = [files / "c.png", files / "s.jpg", "-o", out, "--size", 32, "--iterations", 4]
+    code, err = run([*argv, "--json", rep, "--quiet", *extra], capsys)
+    assert code == 0, err
+    assert out.exists() and len(seen) == 1
+    r, report = seen[0], json.loads(rep.read_text())
+    for name, value in want.items():
+        assert getattr(r.options, name) == value, (name, getattr(r.options, name))
+        assert report["options"][name] == value, name
+    total = r.history["total"]
+    assert total[-1] < total[0], total
+    assert report["final_loss"]["total"] == pytest.approx(float(total[-1]))
+
+
 def test_blend_and_modes(files, tmp_path, capsys, real_vars):
     out = tmp_path / "b.png"
     code, err = run(
