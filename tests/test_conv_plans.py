@@ -9,6 +9,7 @@ import math
 import pytest
 
 from jaxnst.model import conv_defaults, convs, vgg
+from jaxnst.model import cpu as cpu_module
 
 LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1")
 CH = vgg.CHANNELS
@@ -42,7 +43,7 @@ def cpu(monkeypatch, tmp_path):
     def use(text):
         path = tmp_path / "cpuinfo"
         path.write_text(text)
-        monkeypatch.setattr(convs, "CPUINFO", str(path))
+        monkeypatch.setattr(cpu_module, "CPUINFO", str(path))
         return convs.cpu_info()
 
     return use

@@ -38,9 +38,7 @@ conv_plans.json``, per CPU and jax version), else from the defaults shipped for 
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -49,195 +47,37 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
+from jaxnst.model.conv_forms import (  # noqa: F401 (re-exported: this module's face)
+    DTYPES,
+    FORMS,
+    FP32,
+    conv,
+    conv3x3,
+    parse,
+)
+from jaxnst.model.cpu import (  # noqa: F401 (re-exported)
+    BF16_FLAGS,
+    Cpu,
+    _cache_path,
+    cpu_flags,
+    cpu_has_bf16_units,
+    cpu_id,
+    cpu_info,
+    cpu_model,
+    shipped_defaults,
+)
+from jaxnst.model.cpu import (
+    load_cache as _load_cache,
+)
+from jaxnst.model.cpu import (
+    save_cache as _save_cache,
+)
 from jaxnst.model.layers import LAYERS
 
-FORMS = ("xla", "taps9", "row3", "im2col", "pertap")
-DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
-FP32 = "xla:fp32"
 # What the per-layer search tries: float32 XLA and the accurate bf16x3 forms (see above). The
 # float32 dot forms never beat XLA's float32 convolution where measured (scripts/bench.py --layers).
 CANDIDATES = ("xla:fp32", "xla:bf16x3", "taps9:bf16x3", "row3:bf16x3", "im2col:bf16x3")
-_DN = ("NHWC", "HWIO", "NHWC")
-
-
-def parse(spec: str) -> tuple[str, str]:
-    """``"row3:bf16"`` -> ("row3", "bf16"); ValueError naming the bad part otherwise."""
-    form, _, dt = spec.partition(":")
-    if form not in FORMS or dt not in (*DTYPES, "bf16x3"):
-        raise ValueError(
-            f"unknown convolution {spec!r}; expected FORM:DTYPE with FORM one of "
-            f"{', '.join(FORMS)} and DTYPE fp32, bf16 or bf16x3"
-        )
-    return form, dt
-
-
-def _pad(x):
-    return jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-
-
-def _dot(a, b):
-    return jnp.dot(a, b, preferred_element_type=jnp.float32)
-
-
-def _split3(x, kernel):
-    """bf16x3: x ~ xh + xl and k ~ kh + kl in bfloat16; xh kh + xh kl + xl kh, the three
-    products that matter, as ONE convolution over three times the channels (error ~2^-16, not
-    bf16's 2^-8)."""
-    xh = x.astype(jnp.bfloat16)
-    xl = (x - xh.astype(x.dtype)).astype(jnp.bfloat16)
-    kh = kernel.astype(jnp.bfloat16)
-    kl = (kernel - kh.astype(kernel.dtype)).astype(jnp.bfloat16)
-    return jnp.concatenate([xh, xh, xl], axis=-1), jnp.concatenate([kh, kl, kh], axis=2)
-
-
-def conv(x: jax.Array, kernel: jax.Array, spec: str = FP32) -> jax.Array:
-    """SAME 3x3 convolution of NHWC ``x`` with HWIO ``kernel`` in formulation ``spec``; float32
-    out. ``"xla:fp32"`` is exactly the float32 ``lax`` convolution."""
-    form, dt = parse(spec)
-    if dt == "bf16x3":
-        x, k = _split3(x.astype(jnp.float32), kernel.astype(jnp.float32))
-    else:
-        x, k = x.astype(DTYPES[dt]), kernel.astype(DTYPES[dt])
-    n, h, w, c = x.shape
-    o = k.shape[-1]
-    if form == "xla":
-        return lax.conv_general_dilated(
-            x, k, (1, 1), "SAME", dimension_numbers=_DN, preferred_element_type=jnp.float32
-        )
-    xp = _pad(x)
-    if form == "taps9":
-        y = _dot(xp, jnp.transpose(k, (2, 0, 1, 3)).reshape(c, 9 * o)).reshape(
-            n, h + 2, w + 2, 9, o
-        )
-        return sum(y[:, a : a + h, b : b + w, 3 * a + b] for a in range(3) for b in range(3))
-    if form == "row3":
-        rows = jnp.concatenate([xp[:, :, b : b + w] for b in range(3)], axis=-1)
-        y = _dot(rows, jnp.transpose(k, (1, 2, 0, 3)).reshape(3 * c, 3 * o))
-        y = y.reshape(n, h + 2, w, 3, o)
-        return sum(y[:, a : a + h, :, a] for a in range(3))
-    if form == "im2col":
-        cols = [xp[:, a : a + h, b : b + w] for a in range(3) for b in range(3)]
-        return _dot(jnp.concatenate(cols, axis=-1), k.reshape(9 * c, o))
-    return sum(_dot(xp[:, a : a + h, b : b + w], k[a, b]) for a in range(3) for b in range(3))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def conv3x3(x, kernel, kernel_t, forward: str = FP32, backward: str = FP32):
-    """Like :func:`jaxnst.model.vgg.conv3x3`, with the forward and input-gradient convolutions in
-    the formulations ``forward`` and ``backward``. ``kernel_t`` is
-    ``vgg.backward_kernel(kernel)``."""
-    return conv(x, kernel, forward)
-
-
-def _fwd(x, kernel, kernel_t, forward, backward):
-    return conv(x, kernel, forward), (x, kernel, kernel_t)
-
-
-def _bwd(forward, backward, res, g):
-    x, kernel, kernel_t = res
-    dx = conv(g, kernel_t, backward).astype(x.dtype)
-    _, vjp_k = jax.vjp(lambda k: conv(x, k, FP32), kernel)  # exact; dead code for image grads
-    (dk,) = vjp_k(g.astype(jnp.float32))
-    return dx, dk.astype(kernel.dtype), jnp.zeros_like(kernel_t)
-
-
-conv3x3.defvjp(_fwd, _bwd)
-
-
-# ---------------------------------------------------------------------------------------------
-# Which CPU
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown cpu"
-
-
-# The instructions a bf16 dot can use: x86 AMX-BF16 and AVX512-BF16, Arm's BF16 (BFDOT/BFMMLA).
-BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
-
-
-class Cpu(NamedTuple):
-    """What identifies a CPU for the plans: ``vendor`` (``vendor_id``, or Arm's implementer),
-    ``family`` and ``model`` (x86 ``cpu family``/``model``, Arm's part; -1 where unknown), the
-    model ``name`` (a VM may show only "AMD EPYC": never enough alone) and the feature ``flags``."""
-
-    vendor: str
-    family: int
-    model: int
-    name: str
-    flags: frozenset[str]
-
-
-def _number(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        return -1
-
-
-CPUINFO = "/proc/cpuinfo"  # (tests point it at another CPU's)
-
-
-def cpu_info() -> Cpu:
-    """This CPU, from the first processor of /proc/cpuinfo. ``JAXNST_CPU_BF16=1`` makes it a CPU
-    with AMX-BF16 (every candidate, timed, no shipped defaults), ``0`` one without bf16
-    instructions (tests, experiments)."""
-    fields: dict[str, str] = {}
-    try:
-        with open(CPUINFO) as f:
-            for line in f:
-                if not line.strip():
-                    break
-                k, _, v = line.partition(":")
-                fields.setdefault(k.strip(), v.strip())
-    except OSError:
-        pass
-    flags = frozenset((fields.get("flags") or fields.get("Features") or "").split())
-    forced = os.environ.get("JAXNST_CPU_BF16")
-    if forced == "1":
-        flags = flags | {"amx_bf16"}
-    elif forced == "0":
-        flags = flags - BF16_FLAGS
-    return Cpu(
-        vendor=fields.get("vendor_id") or fields.get("CPU implementer") or "unknown",
-        family=_number(fields.get("cpu family", "-1")),
-        model=_number(fields.get("model") or fields.get("CPU part") or "-1"),
-        name=fields.get("model name", "unknown cpu"),
-        flags=flags,
-    )
-
-
-def cpu_id(cpu: Cpu) -> str:
-    """The cache's name for a CPU: vendor, family/model, model name and its bf16 flags."""
-    bf16 = ",".join(sorted(cpu.flags & BF16_FLAGS)) or "no bf16"
-    return f"{cpu.vendor} {cpu.family}/{cpu.model} {cpu.name} ({bf16})"
-
-
-def cpu_has_bf16_units() -> bool:
-    """True on an x86 CPU with AMX-BF16 or AVX512-BF16, or an Arm CPU with BF16 dot
-    instructions. ``JAXNST_CPU_BF16=1``/``0`` overrides the detection (tests, experiments)."""
-    return bool(cpu_info().flags & BF16_FLAGS)
 
 
 def candidates_for(cpu: Cpu) -> tuple[str, ...]:
@@ -245,24 +85,6 @@ def candidates_for(cpu: Cpu) -> tuple[str, ...]:
     instructions of its own. Without them a bf16 dot is emulated and ``bf16x3`` does three of
     them, so float32 XLA is the only candidate and nothing is timed (issue 33)."""
     return CANDIDATES if cpu.flags & BF16_FLAGS else (FP32,)
-
-
-def shipped_defaults(cpu: Cpu) -> dict | None:
-    """The entry of :data:`jaxnst.model.conv_defaults.FAMILIES` that describes ``cpu``: same
-    vendor and family (and model, where the entry names models), every flag it requires and none
-    it rules out. Model names are not matched (virtual machines shorten them)."""
-    from jaxnst.model.conv_defaults import FAMILIES
-
-    for entry in FAMILIES:
-        if (
-            entry["vendor"] == cpu.vendor
-            and entry["family"] == cpu.family
-            and (not entry.get("models") or cpu.model in entry["models"])
-            and set(entry.get("flags", ())) <= cpu.flags
-            and not set(entry.get("absent", ())) & cpu.flags
-        ):
-            return entry
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,34 +146,6 @@ def time_conv(shape: tuple[int, int, int, int], spec: str, reps: int = 3) -> flo
         f(x, k).block_until_ready()
         best = min(best, time.perf_counter() - t)
     return best
-
-
-def _cache_path() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "jaxnst", "conv_plans.json")
-
-
-def _load_cache() -> dict:
-    try:
-        with open(_cache_path()) as f:
-            cache = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(cache, dict):
-        return {}
-    return {k: v for k, v in cache.items() if isinstance(v, dict)}  # (not issue 22's flat keys)
-
-
-def _save_cache(cache: dict) -> None:
-    path = _cache_path()
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(cache, f, indent=1)
-        os.replace(tmp, path)
-    except OSError:  # an unwritable cache only costs the timing next time
-        pass
 
 
 # Timing is bounded by this share of a default run (500 iterations, an evaluation each) at the
