@@ -109,3 +109,35 @@ def test_train_resume_apply(tmp_path, folder, small_weights, capsys):
         assert not target.exists()
     assert command.main(["apply", str(out), inputs[0], "-o", str(one), "--strength", "5"]) == 2
     assert "outside this model's trained range" in _one_line(capsys)
+
+
+def test_video_through_a_model_is_each_frame_applied(tmp_path, capsys):
+    pytest.importorskip("av")
+    from jaxnst.feedforward import apply as ff_apply
+    from jaxnst.feedforward.network import NetConfig, init_params
+
+    net = NetConfig(0.25, 2, 1)
+    import jax
+
+    m = model_file.Model(jax.device_get(init_params(jax.random.PRNGKey(5), net)), net,
+                         {"styles": ["a", "b"]})  # fmt: skip
+    for q in m.params.values():  # styles that differ
+        if "gamma" in q:
+            q["gamma"] = q["gamma"] * np.float32([[[1.0]], [[0.3]]])
+    path = model_file.save(tmp_path / "m.jaxnst", m)
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    clip = photos(3, 32, seed=7)
+    for i, f in enumerate(clip):
+        image_io.save(frames / f"frame_{i + 1:05d}.png", f)
+    out = tmp_path / "styled"
+    argv = ["video", str(frames), "b", "--model", str(path), "-o", str(out), "--size", "32"]
+    assert command.main([*argv, "--batch", "2", "--quiet"]) == 0
+    got = sorted(out.iterdir())
+    assert len(got) == 3
+    want = ff_apply.apply_style(m, np.stack([image_io.load(p) for p in sorted(frames.iterdir())]),
+                                style="b")  # fmt: skip
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(image_io.load(g), w, atol=1.5 / 255)
+    assert command.main(["video", str(frames), "c", "--model", str(path), "-o", str(out)]) == 2
+    assert "unknown style 'c'" in _one_line(capsys)

@@ -28,7 +28,7 @@ LAYERS = {
     "feedforward": {"pipeline", "optim", "loss", "model"},
     "api": {"pipeline", "optim", "loss", "model"},  # stylize, objective, weights
     "cli": {"api", "feedforward", "pipeline", "optim", "loss", "model"},
-    "video": {"api", "pipeline", "optim", "loss", "model", "cli"},
+    "video": {"api", "feedforward", "pipeline", "optim", "loss", "model", "cli"},
     "studio": {"api", "pipeline", "optim", "loss", "model", "cli"},
     "bench": {"api", "feedforward", "pipeline", "optim", "loss", "model", "cli", "video"},
     # The package's face (jaxnst/__init__.py re-exports the API, stylize_video, feed-forward) and

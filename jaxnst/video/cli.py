@@ -67,7 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io = p.add_argument_group(flags.IO, "the clip, the style and where the frames go")
     io.add_argument("input", help="video file (.mp4, .gif, .mov, ...) or folder of numbered frames")
-    io.add_argument("style", help="style image file (several: a.jpg,b.jpg)")
+    io.add_argument(
+        "style",
+        nargs="?",
+        help="style image file (several: a.jpg,b.jpg); with --model: the model's style to use "
+        "(a name, or a blend a:0.5,b:0.5; default: its first)",
+    )
+    io.add_argument(
+        "--model",
+        metavar="MODEL.jaxnst",
+        help="stylize with a network trained by jaxnst train (frames in batches; no descent)",
+    )
+    io.add_argument("--strength", type=float, help="with --model: multiple of its style weight")
+    io.add_argument(
+        "--batch", type=int, default=8, help="with --model: frames per call (default 8)"
+    )
     io.add_argument(
         "-o",
         "--output",
@@ -161,9 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(MISSING, file=sys.stderr)
         return EXIT_BAD_INPUT
     from jaxnst.video import io as vio
+    from jaxnst.video.model import run_model
     from jaxnst.video.run import run
 
     try:
+        if args.model:
+            return run_model(args)
+        if args.style is None:
+            raise UsageError("give a STYLE image (or --model MODEL.jaxnst)")
         return run(args)
     except (
         vio.VideoError,
