@@ -170,21 +170,27 @@ def race(variables, style: np.ndarray, images: str, seconds: float, *, size=128,
     photos = data.Photos(train_files, size, batch, seed)
     check = np.stack([data.Photos(val, size, 1, seed + 1).sample(i) for i in range(len(val))])
     out: dict[str, Any] = {"seconds": seconds, "size": size, "batch": batch, "width": width}
+    # Interleaved: whichever has used less of its budget runs next (a jaxnst chunk, or one
+    # PyTorch step), so both see the same load from anything else on the machine.
+    t0 = time.perf_counter()
     jx = JaxTrainer(variables, style, size, width)
-    t0, step = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
-        b = np.stack([photos.batch_at(t) for t in range(step, step + chunk)])
-        jx.run(b)
-        step += chunk
-    out["jaxnst_steps"] = step
     net, obj, opt = _torch_pair(variables, style, size, width)
     from torch_reference import train_steps
 
-    t0, tstep = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
-        train_steps(net, obj, opt, [photos.batch_at(tstep)])
-        tstep += 1
-    out["torch_steps"] = tstep
+    used = {"jaxnst": time.perf_counter() - t0, "torch": 0.0}  # (jaxnst's set-up counts)
+    step = tstep = 0
+    while min(used.values()) < seconds:
+        who = min(used, key=lambda k: used[k])
+        t = time.perf_counter()
+        if who == "jaxnst":
+            jx.run(np.stack([photos.batch_at(k) for k in range(step, step + chunk)]))
+            step += chunk
+        else:
+            train_steps(net, obj, opt, [photos.batch_at(tstep)])
+            tstep += 1
+        used[who] += time.perf_counter() - t
+    out.update(jaxnst_steps=step, torch_steps=tstep, jaxnst_seconds=used["jaxnst"],
+               torch_seconds=used["torch"])  # fmt: skip
     model = jx.model()
     torch_params = _params_of(net, model.params)
     judge = JaxTrainer(variables, style, size, width)  # its objective, at strength 1
