@@ -61,9 +61,15 @@ def test_wrap_tv_loss_against_numpy(rng):
 
 
 def seam_ratio(x: np.ndarray) -> float:
-    """Mean |neighbour difference| across the wrap edge over the interior's; worst direction."""
-    sx = np.abs(x[:, 0] - x[:, -1]).mean() / np.abs(np.diff(x, axis=1)).mean()
-    sy = np.abs(x[0] - x[-1]).mean() / np.abs(np.diff(x, axis=0)).mean()
+    """Mean |neighbour difference| across the wrap edge over the largest of the interior's
+    columns (rows), worst direction. On a torus the edge is one more column: a seamless image's
+    ratio is about 1 or below (0.7-1.05 for the random networks of keys 0-7), a plain run's
+    10-19. (Against the interior's mean instead, the edge column's own spread, one column of 32,
+    gave 0.98-1.68 by key: a threshold there measured the draw, not the seam.)"""
+    cols = np.abs(np.diff(x, axis=1)).mean(axis=(0, 2))
+    rows = np.abs(np.diff(x, axis=0)).mean(axis=(1, 2))
+    sx = np.abs(x[:, 0] - x[:, -1]).mean() / cols.max()
+    sy = np.abs(x[0] - x[-1]).mean() / rows.max()
     return float(max(sx, sy))
 
 
@@ -75,9 +81,9 @@ def test_texture_repeats_without_seam(small_vars, tileable):
     )
     ratio = seam_ratio(np.asarray(r.image))
     if tileable:
-        assert ratio < 1.2
+        assert ratio < 1.3
     else:
-        assert ratio > 2.0  # the plain run's edge is clearly different from its interior
+        assert ratio > 5.0  # the plain run's edge is clearly different from its interior
 
 
 def test_tileable_stylization_runs_and_option_is_checked(small_vars, rng):

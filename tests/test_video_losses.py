@@ -118,8 +118,11 @@ def test_per_member_temporal_targets_through_the_compiled_loop(small_vars, setup
         assert float(si.value[0]) == pytest.approx(float(state.value[i]), rel=1e-5)
     prog = optimize.descend(images, run_vars, t, hyper, config)
     out = np.asarray(prog.state.image)
+    # Pulled towards the warped frame where c = 1, the more the stronger the term. How far 20
+    # steps get depends on how hard the network's content and style terms pull back (keys 0-7:
+    # far[2] / far[0] = 0.19-0.70), so the bounds are relative to the run without the term.
     far = [np.abs(out[i] - warped[i])[:, 16:].mean() for i in range(n)]
-    assert far[2] < 0.1 and far[0] > 0.25  # pulled towards the warped frame where c = 1
-    assert far[2] < far[1] < far[0]
-    # where c = 0 the strong term does not act: the image stays far from the warped frame
-    assert np.abs(out[2] - warped[2])[:, :16].mean() > 0.15
+    assert far[2] < far[1] < far[0] and far[2] < 0.8 * far[0], far
+    # where c = 0 the strong term does not act: the image stays as far from the warped frame as
+    # the run without it (0.85-0.97 of it for keys 0-7)
+    assert np.abs(out[2] - warped[2])[:, :16].mean() > 0.8 * far[0]
