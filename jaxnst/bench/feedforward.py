@@ -211,10 +211,39 @@ def race(variables, style: np.ndarray, images: str, seconds: float, *, size=128,
     )  # fmt: skip
     out["untrained_held_out_loss"] = float(np.mean(np.asarray(parts.total)))
     out["ratio_held_out_jaxnst_vs_torch"] = out["jaxnst_held_out_loss"] / out["torch_held_out_loss"]
+    nets = {"jaxnst": model, "torch": model._replace(params=torch_params)}
+    outs = {k: ff_apply.apply_style(m, check) for k, m in nets.items()}
+    out.update(equivalent_iterations(variables, style, check, outs))
     out.update(
         {f"apply256_{k}": v for k, v in apply_rate(256, 1, width=width, torch_too=True).items()}
     )
     return out
+
+
+def equivalent_iterations(variables, style, photos, outputs: dict, iterations: int = 200) -> dict:
+    """Quality as "equivalent L-BFGS iterations" (Johnson et al.'s reading): for each photo, the
+    first iteration at which jaxnst's own descent from that photo (its defaults, the style at the
+    photo's size) reaches each network output's objective (``iterations + 1``: not within the
+    run). ``outputs``: name -> (M, H, W, 3) outputs for ``photos`` (M, H, W, 3)."""
+    from jaxnst.objective import objective
+    from jaxnst.stylize import stylize
+
+    res: dict[str, list[int]] = {f"{k}_equivalent_lbfgs_iterations": [] for k in outputs}
+    value = jax.jit(lambda f, x: f(x)[0])
+    for i, photo in enumerate(photos):
+        obj = objective(photo, style, variables=variables, style_scale=1.0)
+        curve = np.asarray(
+            stylize(
+                photo, style, variables=variables, iterations=iterations, style_scale=1.0
+            ).losses
+        )
+        for k, outs in outputs.items():
+            v = float(value(obj.loss_fn, jnp.asarray(outs[i])))
+            hit = np.nonzero(curve <= v)[0]
+            res[f"{k}_equivalent_lbfgs_iterations"].append(
+                int(hit[0]) + 1 if hit.size else iterations + 1
+            )
+    return res
 
 
 def _params_of(net, like: dict) -> dict:
