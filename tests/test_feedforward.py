@@ -256,3 +256,45 @@ def test_a_diverging_run_stops_and_keeps_the_last_finite_model(small_vars, tmp_p
     with pytest.raises(train.TrainDiverged, match="at step 4") as e:
         _train(small_vars, steps=9, checkpoint=ck)
     assert e.value.model.meta["steps"] == CHUNK == model_file.load(ck).meta["steps"]
+
+
+SHARDED = """
+import os, sys, json
+sys.path.insert(0, {tests!r})
+import jax, numpy as np
+from jaxnst.model import vgg
+import test_feedforward as T
+small = vgg.random_variables(jax.random.PRNGKey({key}))
+r = T._train(small, steps=3)
+np.savez({out!r}, *[np.asarray(a) for a in jax.tree.leaves(r.model.params)],
+         hist=r.model.train["history"])
+print(json.dumps(dict(devices=jax.device_count())))
+"""
+
+
+@pytest.mark.slow  # two subprocesses, each compiling the training program
+def test_the_batch_sharded_over_two_devices_trains_the_same_network(tmp_path):
+    """Data-parallel: the batch split over 2 (CPU) devices gives the single device's parameters
+    and losses (to float rounding: the gradient's sum is reduced across devices)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import SMALL_KEY
+
+    tests = str(Path(__file__).parent)
+    got = {}
+    for n in (1, 2):
+        out = tmp_path / f"d{n}.npz"
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+               "JAX_PLATFORMS": "cpu"}  # fmt: skip
+        code = SHARDED.format(tests=tests, key=SMALL_KEY, out=str(out))
+        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert json.loads(p.stdout.strip().splitlines()[-1])["devices"] == n
+        got[n] = np.load(out)
+    np.testing.assert_allclose(got[2]["hist"], got[1]["hist"], rtol=1e-5)
+    for k in got[1].files:
+        np.testing.assert_allclose(got[2][k], got[1][k], rtol=1e-4, atol=1e-5)
