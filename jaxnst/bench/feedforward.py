@@ -246,6 +246,40 @@ def equivalent_iterations(variables, style, photos, outputs: dict, iterations: i
     return res
 
 
+def strength_check(variables, style, images: str, n_steps: int, *, size=64, batch=4,
+                   strengths=(0.1, 1.0, 10.0), span=(0.1, 10.0)) -> dict:  # fmt: skip
+    """One network conditioned on strength over ``span`` against one network per strength trained
+    at that single style weight (the same steps, photos and seed each), all judged on the same
+    held-out photos at each strength by the objective at that strength (style weight 3e-4 x s)."""
+    from jaxnst.feedforward import data
+
+    _, val = data.validation_split(data.list_images(images), 4)
+    check = np.stack([data.Photos(val, size, 1, 1).sample(i) for i in range(len(val))])
+    kw: dict[str, Any] = dict(size=size, batch=batch, steps=n_steps, variables=variables, chunk=5)
+    t = time.perf_counter()
+    cond = train.train_styles(style, images, strengths=span, **kw).model
+    out: dict[str, Any] = {"steps": n_steps, "size": size, "batch": batch, "span": list(span),
+                           "conditional_seconds": time.perf_counter() - t}  # fmt: skip
+    judge = JaxTrainer(variables, style, size)
+    n = len(check)
+    for st in strengths:
+        single = train.train_styles(style, images, style_weight=3e-4 * st, **kw).model
+        values = []
+        for m, ls, sw in ((cond, np.log(st), 3e-4), (single, 0.0, 3e-4 * st)):
+            w = judge.weights._replace(style=jnp.float32(sw))
+            parts = steps.held_out(
+                jax.device_put(m.params), check, np.zeros(n, np.int32),
+                np.full(n, ls, np.float32), judge.variables, judge.grams, w,
+                config=judge.cfg._replace(net=m.net),
+            )  # fmt: skip
+            values.append(float(np.mean(np.asarray(parts.total))))
+        out[f"s{st:g}"] = {"conditional": values[0], "single": values[1],
+                           "ratio": values[0] / values[1]}  # fmt: skip
+        print(f"strength {st:g}: conditional {values[0]:.4g}, single {values[1]:.4g}, "
+              f"ratio {values[0] / values[1]:.3f}", flush=True)  # fmt: skip
+    return out
+
+
 def _params_of(net, like: dict) -> dict:
     """A PyTorch TorchTransformNet's parameters in jaxnst's layout."""
     out: dict = {}
@@ -267,6 +301,14 @@ def bench(a: Any, variables: dict) -> list[dict]:
     ``--vs-torch``; ``--ff-race SECONDS`` (with ``--images DIR --style FILE``): the race."""
     torch_too = bool(a.vs_torch)
     rows: list[dict] = []
+    if a.ff_strength:
+        from jaxnst import image_io
+
+        style = image_io.resize(image_io.load(a.style), 256)
+        r = strength_check(
+            variables, style, a.images, a.ff_strength, size=a.size[0], batch=a.ff_batch
+        )
+        return [{"case": "strength", **r}]
     if a.ff_race:
         from jaxnst import image_io
 

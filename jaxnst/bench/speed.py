@@ -248,7 +248,14 @@ def _add_other_flags(ap: argparse.ArgumentParser) -> None:
         help="--feedforward: jaxnst and PyTorch each train SECONDS on --images with --style at "
         "the first --size, then are judged on held-out photos",
     )
-    ap.add_argument("--images", help="--ff-race: a folder of training photos")
+    ap.add_argument(
+        "--ff-strength",
+        type=int,
+        metavar="STEPS",
+        help="--feedforward: a network conditioned on strength 0.1..10 against one per strength "
+        "(0.1, 1, 10), STEPS steps each on --images with --style, judged on held-out photos",
+    )
+    ap.add_argument("--images", help="--ff-race, --ff-strength: a folder of training photos")
     ap.add_argument("--style", help="--ff-race: the style image")
     ap.add_argument("--json", metavar="FILE")
 
