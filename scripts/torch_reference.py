@@ -209,15 +209,11 @@ class TorchTransformNet(torch.nn.Module):
                 k = np.asarray(params[name]["kernel"], np.float32).transpose(3, 2, 0, 1)
                 conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(k)))
                 if conv.bias is not None:
-                    conv.bias.copy_(torch.from_numpy(np.asarray(params[name]["bias"], np.float32)))
+                    conv.bias.copy_(torch.from_numpy(np.array(params[name]["bias"], np.float32)))
             for name, n in self.norms.items():
-                n.weight.copy_(
-                    torch.from_numpy(np.asarray(params[name]["gamma"], np.float32)[0, 0])
-                )
+                n.weight.copy_(torch.from_numpy(np.array(params[name]["gamma"], np.float32)[0, 0]))
                 if n.bias is not None:
-                    n.bias.copy_(
-                        torch.from_numpy(np.asarray(params[name]["beta"], np.float32)[0, 0])
-                    )
+                    n.bias.copy_(torch.from_numpy(np.array(params[name]["beta"], np.float32)[0, 0]))
         return self
 
 
