@@ -186,11 +186,34 @@ def test_laplacian_in_a_sweep_with_masks_colour_and_tiles(small_vars, rng):
     assert t.history["total"][-1] < t.history["total"][0]
 
 
-@pytest.mark.slow  # two stages, two pyramid programs (13 s)
-def test_laplacian_coarse_to_fine_and_checks(small_vars, rng):
+@pytest.mark.slow  # two stages, two pyramid programs, two objectives (~20 s)
+def test_laplacian_coarse_to_fine_and_checks(small_vars, rng, monkeypatch):
+    """Each stage's first loss is the pixels' objective at the image the stage starts from (the
+    stage's own options and init, seen by a spy on the stylize each stage calls); the run
+    returns the last stage's image."""
+    import importlib
+
+    st_mod = importlib.import_module("jaxnst.stylize")
+    real, stages = st_mod.stylize, []
+
+    def spy(c, st, **kw):
+        stages.append((c, st, kw, real(c, st, **kw)))
+        return stages[-1][-1]
+
+    monkeypatch.setattr(st_mod, "stylize", spy)
     content, style = _pair(rng, 48, 64)
-    r = stylize(content, style, variables=small_vars, iterations=3, scales=(32,), param="laplacian")
+    r = real(content, style, variables=small_vars, iterations=3, scales=(32,), param="laplacian")
     assert r.image.shape == (48, 64, 3) and np.isfinite(r.image).all()
+    assert [s[0].shape[:2] for s in stages] == [(24, 32), (48, 64)]
+    np.testing.assert_array_equal(r.image, stages[-1][-1].image)
+    loss = jax.jit(lambda f, x: f(x)[0])
+    for c, st, kw, one in stages:
+        assert kw["param"] == "laplacian"
+        opts = {k: v for k, v in kw.items() if k not in ("callback", "content_masks")}
+        pixels = jaxnst.objective(c, st, content_masks=kw.get("content_masks"), **opts)
+        want = float(loss(pixels.loss_fn, pixels.init_image))
+        np.testing.assert_allclose(one.history["total"][0], want, rtol=1e-5)
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="unknown param"):
         stylize(content, style, variables=small_vars, param="wavelet")
     with pytest.raises(ValueError, match="pyramid_levels"):
