@@ -257,6 +257,12 @@ def _add_other_flags(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--images", help="--ff-race, --ff-strength: a folder of training photos")
     ap.add_argument("--style", help="--ff-race: the style image")
+    ap.add_argument(
+        "--estimate",
+        action="store_true",
+        help="instead: the CLI's time estimate against a measured run of --run-iterations "
+        "(default 20) L-BFGS iterations at each --size (jaxnst.bench.estimate)",
+    )
     ap.add_argument("--json", metavar="FILE")
 
 
@@ -286,6 +292,11 @@ def main(argv=None) -> int:
     info = machine()
     if a.memory:
         _write(a.json, {"machine": info, "memory": _memory_table(a, run_vars)})
+        return 0
+    if a.estimate:
+        from jaxnst.bench import estimate
+
+        _write(a.json, {"machine": info, **estimate.run(a.size, a.run_iterations or 20, variables)})
         return 0
     if a.feedforward:
         from jaxnst.bench import feedforward
