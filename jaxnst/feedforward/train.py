@@ -10,7 +10,6 @@ bit for bit.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -20,10 +19,10 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 from flax import serialization
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnst.feedforward import data
 from jaxnst.feedforward import steps as prog
+from jaxnst.feedforward.loop import Loop, Progress, Setup, TrainDiverged  # noqa: F401
 from jaxnst.feedforward.model_file import Model, ModelError, save
 from jaxnst.feedforward.network import NetConfig, init_params
 from jaxnst.loss import losses
@@ -37,24 +36,6 @@ OBJECTIVE = (
     "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
     "pooling", "style_scale", "preserve_color", "style_loss",
 )  # fmt: skip
-
-
-class TrainDiverged(RuntimeError):
-    """The loss became NaN or infinite; ``model`` is the last finite one (also written)."""
-
-    def __init__(self, msg: str, model: Model):
-        super().__init__(msg)
-        self.model = model
-
-
-class Progress(NamedTuple):
-    """What a callback sees after each chunk."""
-
-    step: int
-    steps: int
-    loss: float  # the last chunk's mean batch loss
-    seconds: float  # since the start (compilation included)
-    images_per_second: float  # over the chunks after the first (compiled)
 
 
 class TrainResult(NamedTuple):
@@ -152,25 +133,6 @@ def style_targets(styles: list[np.ndarray], size: int, o: Options, variables: di
     return {n: jax.numpy.stack([g[n] for g in per]) for n in cfg.style_layers}
 
 
-def _mesh() -> tuple[Mesh, NamedSharding, NamedSharding]:
-    mesh = Mesh(np.asarray(jax.devices()), ("data",))
-    return (
-        mesh,
-        NamedSharding(mesh, PartitionSpec(None, "data")),
-        NamedSharding(mesh, PartitionSpec()),
-    )
-
-
-def _place(chunk: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    """A chunk (N, B, ...) on the devices, split along B; with several processes each gives its
-    own slice of the same deterministic batch."""
-    p, n = jax.process_index(), jax.process_count()
-    if n == 1:
-        return jax.device_put(chunk, sharding)
-    b = chunk.shape[1] // n
-    return jax.make_array_from_process_local_data(sharding, chunk[:, p * b : (p + 1) * b])
-
-
 def train_styles(
     styles: Any,
     images: Any,
@@ -227,6 +189,31 @@ def train_styles(
         :class:`~jaxnst.feedforward.data.DataError` for unusable photos, :class:`TrainDiverged`.
     """
     t0 = time.perf_counter()
+    s = _setup(styles, images, size, batch, steps, learning_rate, width, strengths, knots, seed,
+               chunk, resume, variables, style_names, held_out, options)  # fmt: skip
+    run = Loop(s, chunk, batch, max_seconds, t0, checkpoint, checkpoint_every, callback)
+    try:
+        run.run()
+    except KeyboardInterrupt:
+        if checkpoint is not None:
+            save(checkpoint, run.model())
+        raise
+    model = run.model()
+    if checkpoint is not None:
+        save(checkpoint, model)
+    scores = (
+        held_out_loss(model, s.check, s.variables, s.grams, s.weights, s.cfg)
+        if s.check is not None
+        else {}
+    )
+    return TrainResult(model, run.done, time.perf_counter() - t0, run.rate(), run.waited,
+                       run.stopped, scores, s.photos.skipped_line())  # fmt: skip
+
+
+def _setup(styles, images, size, batch, steps, learning_rate, width, strengths, knots, seed,
+           chunk, resume, variables, style_names, held_out, options) -> Setup:  # fmt: skip
+    """Options checked, network and objective configured, photos listed, targets computed, the
+    state fresh or resumed."""
     total = 2000 if steps is None else int(steps)
     options.setdefault("style_scale", 1.0)
     o = objective_options(options)
@@ -244,94 +231,24 @@ def train_styles(
         o.preserve_color == "luminance", im2col=jax.default_backend() == "cpu",
     )  # fmt: skip
     meta = {
-        "styles": names,
-        "style_digests": [_digest(np.asarray(s)) for s in style_list],
-        "vgg19": vgg_digest,
-        "size": int(size),
-        "batch": int(batch),
-        "learning_rate": float(learning_rate),
-        "seed": int(seed),
-        "luminance": cfg.luminance,
+        "styles": names, "style_digests": [_digest(np.asarray(x)) for x in style_list],
+        "vgg19": vgg_digest, "size": int(size), "batch": int(batch),
+        "learning_rate": float(learning_rate), "seed": int(seed), "luminance": cfg.luminance,
         "objective": {k: _jsonable(getattr(o, k)) for k in OBJECTIVE},
-    }
-    n_dev = jax.device_count()
-    if batch % n_dev:
-        raise ValueError(f"batch {batch} must be a multiple of the device count ({n_dev})")
+    }  # fmt: skip
+    if batch % jax.device_count():
+        raise ValueError(f"batch {batch} must be a multiple of the device count "
+                         f"({jax.device_count()})")  # fmt: skip
     photos, check = _photos(images, size, batch, seed, held_out)
     grams = style_targets(style_list, size, o, variables, cfg)
     weights = losses.Weights(*(jax.numpy.float32(getattr(o, k)) for k in ("content_weight",
                                "style_weight", "tv_weight")))  # fmt: skip
     state = prog.init_state(init_params(jax.random.PRNGKey(seed), net), seed)
-    history: list[list[float]] = []
+    history: list = []
     if resume is not None:
         state, history = _resumed(resume, state, meta, net)
-    _, batch_sharding, replicated = _mesh()
-    state = jax.device_put(state, replicated)
-    lr = np.float32(learning_rate)
-
-    def model_now(st: prog.TrainState = state) -> Model:
-        return _model(st, net, meta, history)
-
-    start = int(state.step)
-    done, ips_images, ips_seconds, stopped = start, 0, 0.0, None
-    loader = data.Prefetcher(photos, start, chunk)
-    try:
-        while done < total:
-            count = min(chunk, total - done)
-            if max_seconds is not None and done > start:
-                left = max_seconds - (time.perf_counter() - t0)
-                per = ips_seconds / max(ips_images, 1) * batch if ips_images else None
-                if left <= 0 or (per and left < per):
-                    stopped = "time"
-                    break
-                if per:
-                    count = max(1, min(count, int(left / per)))
-            batches = _place(loader.get(), batch_sharding)
-            tc = time.perf_counter()
-            new, hist = prog.train_chunk(
-                state, batches, np.int32(count), variables, grams, weights, lr, config=cfg
-            )
-            hist = np.asarray(hist)[:count]
-            if not np.all(np.isfinite(hist)):
-                bad = done + int(np.argmax(~np.isfinite(hist)))
-                model = model_now(state)
-                if checkpoint is not None:
-                    save(checkpoint, model)
-                raise TrainDiverged(
-                    f"the loss became {hist[~np.isfinite(hist)][0]} at step {bad}; try a smaller "
-                    "learning rate (the last finite model is kept)",
-                    model,
-                )
-            if done > start:  # the first chunk compiles: not a speed sample
-                ips_images += count * batch
-                ips_seconds += time.perf_counter() - tc
-            state, done = new, done + count
-            history.extend([done - count + i, float(v)] for i, v in enumerate(hist))
-            if checkpoint is not None and (
-                done // checkpoint_every > (done - count) // checkpoint_every
-            ):
-                save(checkpoint, model_now(state))
-            if callback is not None:
-                report = Progress(done, total, float(np.mean(hist)), time.perf_counter() - t0,
-                                ips_images / ips_seconds if ips_seconds else 0.0)  # fmt: skip
-                callback(report, functools.partial(model_now, state))
-    except KeyboardInterrupt:
-        if checkpoint is not None:
-            save(checkpoint, model_now(state))
-        raise
-    finally:
-        loader.close()
-    model = model_now(state)
-    if checkpoint is not None:
-        save(checkpoint, model)
-    scores = (
-        held_out_loss(model, check, variables, grams, weights, cfg) if check is not None else {}
-    )
-    return TrainResult(
-        model, done, time.perf_counter() - t0,
-        ips_images / ips_seconds if ips_seconds else 0.0, loader.waited, stopped, scores,
-        photos.skipped_line(),
-    )  # fmt: skip
+    return Setup(cfg, net, meta, photos, check, grams, weights, variables, state, history, total,
+                 np.float32(learning_rate))  # fmt: skip
 
 
 def held_out_loss(model: Model, photos: np.ndarray, variables, grams, weights, cfg) -> dict:
@@ -349,12 +266,6 @@ def held_out_loss(model: Model, photos: np.ndarray, variables, grams, weights, c
         )  # fmt: skip
         out[name] = float(np.mean(np.asarray(parts.total)))
     return out
-
-
-def _model(state: prog.TrainState, net: NetConfig, meta: dict, history: list) -> Model:
-    host = jax.device_get(state)
-    train = {"state": serialization.to_state_dict(host), "history": np.asarray(history, np.float64)}
-    return Model(host.params, net, {**meta, "steps": int(host.step)}, train)
 
 
 def _resumed(
