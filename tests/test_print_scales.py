@@ -136,6 +136,7 @@ class _Fake:
     iterations: int = 1
     compile_seconds: float = 0.0
     compile_cache_hits: int = 0
+    programs_compiled: int = 0
     run_seconds: float = 0.0
     batch_evaluations: int = 1
     options: object = None
