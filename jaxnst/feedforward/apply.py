@@ -20,6 +20,7 @@ import numpy as np
 from jaxnst.feedforward.model_file import Model, ModelError
 from jaxnst.feedforward.network import NetConfig, TransformNet, conditioning, knot_weights
 from jaxnst.feedforward.steps import grey
+from jaxnst.loss import color
 from jaxnst.optim.programs import _program
 
 
@@ -36,16 +37,6 @@ def pad4(images: jax.Array) -> jax.Array:
     return jnp.pad(images, ((0, 0), (0, -h % 4), (0, -w % 4), (0, 0)), mode="reflect")
 
 
-def _chroma(result: jax.Array, content: jax.Array) -> jax.Array:
-    """The result's luma with the content's chroma (BT.601 YCbCr), clipped to [0, 1]."""
-    to = jnp.asarray(
-        [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
-    )
-    ycc = content @ to.T
-    ycc = jnp.concatenate([(result @ to[0])[..., None], ycc[..., 1:]], axis=-1)
-    return jnp.clip(ycc @ jnp.linalg.inv(to).T, 0.0, 1.0)
-
-
 @_program
 def forward(params, images, style_w, log_strength, config: _Apply):
     """(N, H, W, 3) in [0, 1] -> (N, H, W, 3) in [0, 1]."""
@@ -55,7 +46,7 @@ def forward(params, images, style_w, log_strength, config: _Apply):
     y: jax.Array = TransformNet(config.net).apply({"params": params}, pad4(x), cond)  # type: ignore[assignment]
     out = y[:, :h, :w]
     if config.luminance or config.keep_chroma:
-        out = _chroma(out, images)
+        out = color.combine_luma_chroma(out, images)
     return out
 
 
@@ -63,13 +54,12 @@ def _tiled(params, x, ws, ls, cfg: _Apply, tile: int) -> np.ndarray:
     from jaxnst.feedforward import tiled
 
     h, w = x.shape[1:3]
-    grey_x = np.repeat((x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, -1)
-    src = grey_x if cfg.luminance else x
+    src = np.asarray(grey(jnp.asarray(x))) if cfg.luminance else x
     src = np.pad(src, ((0, 0), (0, -h % 4), (0, -w % 4), (0, 0)), mode="reflect")
     kw = np.asarray(knot_weights(jnp.asarray(ls), cfg.net))
     y = tiled.forward(params, src, ws, kw, cfg.net, tile)[:, :h, :w]
     if cfg.luminance or cfg.keep_chroma:
-        y = np.asarray(_chroma(jnp.asarray(y), jnp.asarray(x)))
+        y = np.asarray(color.combine_luma_chroma(jnp.asarray(y), jnp.asarray(x)))
     return y
 
 

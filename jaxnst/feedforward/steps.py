@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from jaxnst.feedforward.network import NetConfig, TransformNet, conditioning
-from jaxnst.loss import losses
+from jaxnst.loss import color, losses
 from jaxnst.model import vgg
 from jaxnst.optim.programs import _program
 
@@ -60,8 +60,7 @@ def init_state(params: Any, seed: int) -> TrainState:
 
 def grey(images: jax.Array) -> jax.Array:
     """RGB -> grey RGB of the luma (BT.601), for luminance-only networks."""
-    y = images @ jnp.asarray([0.299, 0.587, 0.114], images.dtype)
-    return jnp.repeat(y[..., None], 3, axis=-1)
+    return color.grey(color.luma(images))
 
 
 def _vgg(images: jax.Array, variables: dict, layers: tuple[str, ...], cfg: TrainConfig) -> dict:
