@@ -112,7 +112,9 @@ def warm_cache(size: int, steps: int, smoke: bool, weights_file: str | None) -> 
             if p.returncode != 0 or not line:
                 out["error"] = (p.stderr or p.stdout).strip().splitlines()[-1:][0][:300]
                 return out
-            out[f"{when}_compile_seconds"] = json.loads(line[-1])["compile_seconds"]
+            child = json.loads(line[-1])
+            out[f"{when}_compile_seconds"] = child["compile_seconds"]
+            out[f"{when}_cache_hits"] = child.get("cache_hits", 0)
     print(json.dumps(out), flush=True)
     return out
 
@@ -146,8 +148,11 @@ def child_cache(cache: str, size: int, steps: int, smoke: bool, weights_file: st
 
     runtime.enable_compile_cache(Path(cache), True)
     variables = _variables(smoke, weights_file)
+    from jaxnst.optim.compilation import compile_stats
+
     loop = _bench().make_loop(size, variables, vgg.with_backward_kernels(variables), steps)
-    print(json.dumps({"compile_seconds": loop.compile_seconds}))
+    hits = compile_stats()["cache_hits"]
+    print(json.dumps({"compile_seconds": loop.compile_seconds, "cache_hits": hits}))
 
 
 def run(sizes: list[int], steps: int, smoke: bool, weights_file: str | None, e2e: list) -> dict:

@@ -23,6 +23,8 @@ def test_compile_matrix_smoke(tmp_path):
     assert all(r["compile_seconds"] > 0 and r["seconds_per_eval"] > 0 for r in timed), rows
     warm = next(r for r in rows if r["name"] == "warm_cache")
     assert "error" not in warm, warm
-    # A hit loads the executable: far less than compiling it.
-    assert warm["warm_compile_seconds"] < 0.5 * warm["cold_compile_seconds"], warm
+    # The warm process loads the program from the cache (counted, not timed: under two test
+    # workers the 0.5x time bound failed once, 0.90 against 1.55 s), and loading is faster.
+    assert warm["cold_cache_hits"] == 0 and warm["warm_cache_hits"] >= 1, warm
+    assert warm["warm_compile_seconds"] < 0.8 * warm["cold_compile_seconds"], warm
     assert set(cm.MATRIX) >= {"default", "autotune_0", "autotune_1", "autotune_2"}
