@@ -87,6 +87,46 @@ def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars):
     )  # the parameters did move
 
 
+def test_the_loop_program_equals_one_program_per_step(small_vars):
+    """Accelerators run a chunk as one while loop (train_chunk); CPUs call train_step per step
+    (run_chunk's ``stepwise``). Same draws, same steps: equal to float rounding; the steps after
+    ``count`` are left out (NaN) either way."""
+    o = train.objective_options({"style_scale": 1.0})
+    net = NetConfig(WIDTH)
+    variables = __import__("jaxnst").model.vgg.with_backward_kernels(small_vars)
+    cfg = steps.TrainConfig(net, o.content_layers, o.style_layers, "max", (4, 8, 8, 16, 16))
+    grams = train.style_targets([stripes()], SIZE, o, variables, cfg)
+    w = __import__("jaxnst").loss.losses.Weights(np.float32(1.0), np.float32(3e-4), np.float32(1e4))
+    data = train.ArrayPhotos(photos()[:6], SIZE, BATCH, 0)
+    batches = np.stack([data.batch_at(t) for t in range(CHUNK)])
+    state = steps.init_state(network.init_params(jax.random.PRNGKey(0), net), 0)
+    out = {}
+    for stepwise in (False, True):
+        c = cfg._replace(stepwise=stepwise)
+        args = (variables, grams, w, np.float32(1e-3))
+        out[stepwise] = steps.run_chunk(state, batches, np.int32(CHUNK - 1), *args, config=c)
+    (a, ha), (b, hb) = out[False], out[True]
+    assert int(a.step) == int(b.step) == CHUNK - 1
+    np.testing.assert_allclose(np.asarray(ha)[:-1], np.asarray(hb)[:-1], rtol=1e-5)
+    assert np.isnan(np.asarray(ha)[-1]) and np.isnan(np.asarray(hb)[-1])
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
+
+
+def test_upsampling_convolution_equals_the_upsampled_image_convolved():
+    """network.up_conv (four 2x2 phase convolutions of the edge-padded source) against the
+    direct form: nearest x2 by np.repeat, reflection padding, a 3x3 convolution."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 7, 4)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 4, 6)).astype(np.float32)
+    up = np.pad(x.repeat(2, 1).repeat(2, 2), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    want = np.zeros((2, 10, 14, 6))
+    for a in range(3):
+        for b in range(3):
+            want += np.einsum("nhwc,co->nhwo", up[:, a : a + 10, b : b + 14], k[a, b])
+    np.testing.assert_allclose(np.asarray(network.up_conv(x, k)), want, rtol=1e-5, atol=1e-5)
+
+
 def test_resume_continues_bit_for_bit(small_vars, tmp_path):
     whole = _train(small_vars, steps=6)
     ck = tmp_path / "m.jaxnst"
@@ -243,7 +283,7 @@ def test_the_time_budget_and_ctrl_c_leave_a_usable_model(small_vars, tmp_path):
 
 
 def test_a_diverging_run_stops_and_keeps_the_last_finite_model(small_vars, tmp_path, monkeypatch):
-    real = steps.train_chunk
+    real = steps.run_chunk
     calls = []
 
     def poisoned(state, batches, count, *a, **k):
@@ -251,7 +291,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_finite_model(small_vars, tmp_p
         calls.append(1)
         return st, (hist if len(calls) == 1 else hist.at[1].set(jnp.nan))
 
-    monkeypatch.setattr(steps, "train_chunk", poisoned)
+    monkeypatch.setattr(steps, "run_chunk", poisoned)
     ck = tmp_path / "nan.jaxnst"
     with pytest.raises(train.TrainDiverged, match="at step 4") as e:
         _train(small_vars, steps=9, checkpoint=ck)

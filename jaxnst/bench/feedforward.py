@@ -51,7 +51,7 @@ class JaxTrainer:
         net = network.NetConfig(float(width))
         self.cfg = steps.TrainConfig(
             net, o.content_layers, o.style_layers, "max", vgg.channels_of(variables),
-            precision=precision, im2col=jax.default_backend() == "cpu",
+            precision=precision, stepwise=jax.default_backend() == "cpu",
         )  # fmt: skip
         self.grams = train.style_targets([style], size, o, self.variables, self.cfg)
         self.weights = losses.Weights(*(jnp.float32(w) for w in WEIGHTS))
@@ -59,7 +59,7 @@ class JaxTrainer:
 
     def run(self, batches: np.ndarray, lr: float = 1e-3) -> np.ndarray:
         """Steps on (N, B, H, W, 3) batches, one per step; their losses."""
-        self.state, hist = steps.train_chunk(
+        self.state, hist = steps.run_chunk(
             self.state, batches, np.int32(len(batches)), self.variables, self.grams,
             self.weights, np.float32(lr), config=self.cfg,
         )  # fmt: skip

@@ -123,7 +123,7 @@ class Loop:
 
     def _chunk(self, batches: jax.Array, count: int) -> None:
         s, t = self.s, time.perf_counter()
-        new, hist = prog.train_chunk(self.state, batches, np.int32(count), s.variables, s.grams,
+        new, hist = prog.run_chunk(self.state, batches, np.int32(count), s.variables, s.grams,
                                      s.weights, s.lr, config=s.cfg)  # fmt: skip
         hist = np.asarray(hist)[:count]
         if not np.all(np.isfinite(hist)):

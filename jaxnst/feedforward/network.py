@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 
 EPS = 1e-5  # instance norm's variance epsilon (PyTorch's InstanceNorm2d default)
-IM2COL_WIDTH = 1152  # the widest patches computed as dots (a 3x3 layer of 128 channels)
 
 
 class NetConfig(NamedTuple):
@@ -83,50 +82,58 @@ class CondInstanceNorm(nn.Module):
         return y + jnp.einsum("ns,nk,skc->nc", ws, wk, beta)[:, None, None, :]
 
 
-def _im2col(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """A VALID convolution as one dot of the k*k shifted (strided) slices of ``x``."""
-    k, _, c, o = kernel.shape
+def _fold(kernel: jax.Array, phase: int, axis: int) -> jax.Array:
+    """A 3-tap kernel axis as the low-resolution grid sees it from output ``phase`` of a x2
+    nearest upsampling: phase 0 reads source rows i-1 (tap 0) and i (taps 1 and 2), phase 1 rows
+    i (taps 0 and 1) and i+1 (tap 2)."""
+    w0, w1, w2 = (jnp.take(kernel, i, axis=axis) for i in range(3))
+    return jnp.stack([w0, w1 + w2] if phase == 0 else [w0 + w1, w2], axis=axis)
+
+
+def _conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+    dn = ("NHWC", "HWIO", "NHWC")
+    return jax.lax.conv_general_dilated(x, kernel, (stride,) * 2, "VALID", dimension_numbers=dn)
+
+
+def up_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x2 nearest upsampling, then a reflection-padded 3x3 convolution, computed on the
+    low-resolution input: each of the four output phases is a 2x2 convolution of the
+    edge-padded input (the reflection of an upsampled image is the source's edge) with summed
+    taps. 16 instead of 36 multiply-adds per source pixel and channel pair, and the upsampled
+    image is never made: 2-3x faster forward and 1.5-2.4x with gradients on XLA:CPU (128 px,
+    batch 4; AMD EPYC Zen 4). Equal to the direct form up to float rounding."""
     n, h, w, _ = x.shape
-    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
-    cols = [
-        jax.lax.slice(
-            x,
-            (0, a, b, 0),
-            (n, a + (ho - 1) * stride + 1, b + (wo - 1) * stride + 1, c),
-            (1, stride, stride, 1),
-        )  # fmt: skip
-        for a in range(k)
-        for b in range(k)
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    phases = [
+        _conv(xp[:, py : py + h + 1, px : px + w + 1], _fold(_fold(kernel, py, 0), px, 1))
+        for py in (0, 1)
+        for px in (0, 1)
     ]
-    return jnp.concatenate(cols, -1) @ kernel.reshape(k * k * c, o)
+    y = jnp.stack(phases, 3).reshape(n, h, w, 2, 2, -1)
+    return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, -1)
 
 
 class Conv(nn.Module):
     """A reflection-padded k x k convolution (Flax's ``kernel`` (k, k, I, O) and optional
-    ``bias``, Flax's initialisers). ``im2col``: as one dot of the input's shifted slices instead
-    of XLA's convolution. Inside the training loop on XLA:CPU the convolution's gradients ran
-    8-30x slower than those dots' (a 128 px step: 25.7 s against 3.3 s outside a loop), the same
-    slow path the VGG19's custom input-gradient avoids (jaxnst.model.vgg)."""
+    ``bias``, Flax's initialisers); with ``up=2`` (3x3, stride 1) of the input upsampled x2
+    by nearest neighbour (:func:`up_conv`)."""
 
     features: int
     size: int
     stride: int = 1
     bias: bool = True
-    im2col: bool = False
+    up: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         shape = (self.size, self.size, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
-        x = _reflect(x, self.size // 2)
-        # (Not the last 9x9 layer: its 2592-wide patches cost more than XLA's convolution,
-        # 2.93 against 3.36 s for a 128 px network step of batch 4 with it as dots.)
-        if self.im2col and self.size * self.size * x.shape[-1] <= IM2COL_WIDTH:
-            y = _im2col(x, kernel, self.stride)
+        if self.up == 2 and self.size == 3 and self.stride == 1:
+            y = up_conv(x, kernel)
+        elif self.up == 1:
+            y = _conv(_reflect(x, self.size // 2), kernel, self.stride)
         else:
-            dn = ("NHWC", "HWIO", "NHWC")
-            s = (self.stride, self.stride)
-            y = jax.lax.conv_general_dilated(x, kernel, s, "VALID", dimension_numbers=dn)
+            raise ValueError(f"no x{self.up} upsampling before a {self.size}x{self.size} conv")
         if self.bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         return y
@@ -138,7 +145,6 @@ class TransformNet(nn.Module):
     see :func:`conditioning`."""
 
     config: NetConfig = NetConfig()
-    im2col: bool = False  # convolutions as dots (see :class:`Conv`); the parameters are the same
 
     @nn.compact
     def __call__(self, x: jax.Array, cond: tuple[jax.Array, jax.Array]) -> jax.Array:
@@ -148,10 +154,10 @@ class TransformNet(nn.Module):
         def norm(h: jax.Array, name: str, shift: bool = True) -> jax.Array:
             return CondInstanceNorm(cfg.styles, cfg.knots, shift, name=name)(h, cond)
 
-        def conv(h: jax.Array, feats: int, k: int, stride: int, name: str) -> jax.Array:
+        def conv(h: jax.Array, feats: int, k: int, stride: int, name: str, up=1) -> jax.Array:
             # No bias where an instance norm follows: it would subtract it again (its gradient
             # is rounding noise, which Adam would turn into full-size steps).
-            return Conv(feats, k, stride, name == "out", self.im2col, name=name)(h)
+            return Conv(feats, k, stride, name == "out", up, name=name)(h)
 
         h = x.astype(jnp.float32) * 2.0 - 1.0
         h = nn.relu(norm(conv(h, c1, 9, 1, "c1"), "n1"))
@@ -162,9 +168,8 @@ class TransformNet(nn.Module):
             # No shift here: a constant added to the residual stream passes the upsampling and
             # the next convolution as a constant, which the next norm removes.
             h = h + norm(conv(r, c3, 3, 1, f"r{i}b"), f"rn{i}b", shift=False)
-        for i, feats in enumerate((c2, c1)):
-            h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)  # nearest x2: no checkerboard
-            h = nn.relu(norm(conv(h, feats, 3, 1, f"u{i}"), f"un{i}"))
+        for i, feats in enumerate((c2, c1)):  # nearest x2 then a conv: no checkerboard
+            h = nn.relu(norm(conv(h, feats, 3, 1, f"u{i}", up=2), f"un{i}"))
         h = conv(h, 3, 9, 1, "out")
         return (jnp.tanh(h) + 1.0) * 0.5
 

@@ -228,7 +228,7 @@ def _setup(styles, images, size, batch, steps, learning_rate, width, strengths, 
     variables = vgg.with_backward_kernels(variables)
     cfg = prog.TrainConfig(
         net, o.content_layers, o.style_layers, o.pooling, vgg.channels_of(variables),
-        o.preserve_color == "luminance", im2col=jax.default_backend() == "cpu",
+        o.preserve_color == "luminance", stepwise=jax.default_backend() == "cpu",
     )  # fmt: skip
     meta = {
         "styles": names, "style_digests": [_digest(np.asarray(x)) for x in style_list],
