@@ -127,6 +127,25 @@ def test_upsampling_convolution_equals_the_upsampled_image_convolved():
     np.testing.assert_allclose(np.asarray(network.up_conv(x, k)), want, rtol=1e-5, atol=1e-5)
 
 
+def test_instance_norm_gradient_equals_autodiff_of_its_formula():
+    """network.normalize's written-out gradient against jax's autodiff of the plain formula
+    (float64: the mean and variance over H and W, per sample and channel)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 6, 5, 3)) * 3 + 1
+    g = rng.standard_normal(x.shape)
+
+    def plain(x):
+        mu = x.mean(axis=(1, 2), keepdims=True)
+        return (x - mu) / jnp.sqrt(((x - mu) ** 2).mean(axis=(1, 2), keepdims=True) + network.EPS)
+
+    with jax.enable_x64(True):
+        want = jax.vjp(plain, jnp.asarray(x))[1](jnp.asarray(g))[0]
+    got = jax.vjp(network.normalize, jnp.asarray(x, jnp.float32))[1](jnp.asarray(g, jnp.float32))
+    np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(network.normalize(x.astype(np.float32))),
+                               np.asarray(plain(x)), atol=1e-5)  # fmt: skip
+
+
 def test_resume_continues_bit_for_bit(small_vars, tmp_path):
     whole = _train(small_vars, steps=6)
     ck = tmp_path / "m.jaxnst"
