@@ -92,3 +92,31 @@ def test_shapes_are_those_of_the_cli_resize():
     args = warmup.build_parser().parse_args(["--shape", "100x60", "--style-scale", "2"])
     assert warmup.shapes(args) == ((100, 60), (200, 120))
     assert "square" in warmup.build_parser().format_help()
+
+
+def test_warmup_train_fills_the_cache_for_a_training_run(tmp_path, real_vars):
+    """``jaxnst warmup --train`` with a training run's shaping flags: the run that follows (the
+    same flags, real photos, a style of the warmed aspect) loads its programs from the cache."""
+    cache = tmp_path / "cache"
+    shape = ["--size", 32, "--batch", 2, "--width", 0.25, "--held-out", 2]
+    w = _cli("warmup", "--train", *shape, "--style-aspect", "3:2", cache=cache)
+    assert w.returncode == 0, w.stderr
+    total = re.search(r"(\d+) programs \((\d+) compiled", w.stdout.splitlines()[-1])
+    assert total and int(total[2]) >= 3, w.stdout  # style targets, the step, the held-out score
+    rng = np.random.default_rng(1)
+    (tmp_path / "photos").mkdir()
+    for i in range(5):
+        im = (rng.uniform(size=(40, 48, 3)) * 255).astype(np.uint8)
+        Image.fromarray(im).save(tmp_path / "photos" / f"{i}.png")
+    style = (rng.uniform(size=(60, 90, 3)) * 255).astype(np.uint8)
+    Image.fromarray(style).save(tmp_path / "s.png")
+    rep = tmp_path / "r.json"
+    out = ["-o", tmp_path / "m.jaxnst", "--json", rep, "--quiet"]
+    r = _cli("train", tmp_path / "s.png", "--images", tmp_path / "photos", *out, *shape,
+             "--steps", 2, cache=cache)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = __import__("json").loads(rep.read_text())
+    # (1: the style's resize from its file's own size, a fraction of a second)
+    assert report["steps"] == 2 and report["programs_compiled"] <= 1, report
+    assert report["compile_cache_hits"] >= 3, report
+    assert report["compile_seconds"] < 0.5 * float(re.search(r"([0-9.]+) s compiling", w.stdout)[1])

@@ -205,7 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 
-        return int(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]))
+        name, rest = SUBCOMMANDS[argv[0]], argv[1:]
+        if argv[0] == "warmup" and "--train" in rest:  # the training programs' warmup
+            name, rest = "jaxnst.cli.train_warmup", [a for a in rest if a != "--train"]
+        return int(importlib.import_module(name).main(rest))
     try:
         return run(argv)
     except (UsageError, ImageError, WeightsError, runtime.RuntimeSetupError) as e:

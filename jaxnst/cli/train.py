@@ -148,7 +148,9 @@ def _run(args: argparse.Namespace) -> int:
     start = load(out).meta.get("steps", 0) if args.resume else 0
     bar = _Bar(args.quiet, args.steps, args.size, args.batch, start)
     sampler = _Sampler(out, args.sample_every, args.images, args.held_out, args.size)
-    t0 = time.perf_counter()
+    from jaxnst.optim.compilation import compile_stats
+
+    t0, c0 = time.perf_counter(), compile_stats()
     try:
         r = train_styles(
             styles, args.images, size=args.size, batch=args.batch, steps=args.steps,
@@ -170,11 +172,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"jaxnst train: error: {e}; last finite model in {out}", file=sys.stderr)
         return EXIT_DIVERGED
     bar.close()
-    _finish(args, out, js, r, time.perf_counter() - t0)
+    c = compile_stats()
+    hits = c["cache_hits"] - c0["cache_hits"]  # (a load from a cache counts as a compile too)
+    compiled = {"compile_seconds": c["seconds"] - c0["seconds"], "compile_cache_hits": hits,
+                "programs_compiled": int(c["compiles"] - c0["compiles"] - hits)}  # fmt: skip
+    _finish(args, out, js, r, time.perf_counter() - t0, compiled)
     return 0
 
 
-def _finish(args: argparse.Namespace, out: Path, js: Path | None, r: Any, seconds: float) -> None:
+def _finish(args: argparse.Namespace, out: Path, js: Path | None, r: Any, seconds: float,
+            compiled: dict) -> None:  # fmt: skip
     from jaxnst import image_io
 
     say = (
@@ -200,7 +207,7 @@ def _finish(args: argparse.Namespace, out: Path, js: Path | None, r: Any, second
             "model": str(out), "steps": r.steps, "seconds": seconds,
             "images_per_second": r.images_per_second, "waited_seconds": r.waited_seconds,
             "stopped": r.stopped, "held_out_loss": r.held_out, "skipped": r.skipped,
-            "styles": r.model.styles, "size": args.size, "batch": args.batch,
+            "styles": r.model.styles, "size": args.size, "batch": args.batch, **compiled,
         })  # fmt: skip
 
 

@@ -57,7 +57,8 @@ EPILOG = """\
 examples:
   jaxnst warmup --size 512                      a square content, 512 x 512 px
   jaxnst warmup --size 768 --aspect 3:2 --scales auto
-  jaxnst warmup --shape 512x768 --precision bf16 --style-weight 1e-4 1e-3"""
+  jaxnst warmup --shape 512x768 --precision bf16 --style-weight 1e-4 1e-3
+  jaxnst warmup --train --size 256 --batch 4    the programs `jaxnst train` compiles"""
 
 
 class UsageError(Exception):
@@ -99,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="W:H",
         type=_ratio,
         help="the style image's width:height (default: the content's)",
+    )
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="compile `jaxnst train`'s programs instead, for its flags (--size, --batch, "
+        "--width, ...; see: jaxnst warmup --train --help; jaxnst.cli.train_warmup)",
     )
     flags.reuse(p, flags.build_parser(), _SKIP)
     return p
@@ -316,6 +323,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from jaxnst.pipeline import memory, multiscale
 
     t0 = time.perf_counter()
+    if args.train:  # (the jaxnst command sends --train to jaxnst.cli.train_warmup)
+        raise UsageError("--train: run it as `jaxnst warmup --train ...`")
     inputs = synthetic_inputs(args, argv)  # bad flags exit here, before anything starts
     runtime.setup(args)
     load_weights(args, inputs)

@@ -162,12 +162,13 @@ def run_chunk(state, batches, count, variables, grams, weights, lr, config: Trai
     calling once per step costs nothing measurable."""
     if not config.stepwise:
         return train_chunk(state, batches, count, variables, grams, weights, lr, config=config)
-    hist = []
+    losses = []
     for i in range(int(count)):
         state, loss = train_step(state, batches[i], variables, grams, weights, lr, config=config)
-        hist.append(loss)
-    pad = [jnp.float32(jnp.nan)] * (batches.shape[0] - len(hist))
-    return state, jnp.stack(hist + pad)
+        losses.append(loss)
+    hist = np.full(batches.shape[0], np.nan, np.float32)  # (on the host: no program per count)
+    hist[: len(losses)] = jax.device_get(losses)
+    return state, hist
 
 
 @_program
