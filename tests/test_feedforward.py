@@ -357,3 +357,20 @@ def test_the_batch_sharded_over_two_devices_trains_the_same_network(tmp_path):
     np.testing.assert_allclose(got[2]["hist"], got[1]["hist"], rtol=1e-5)
     for k in got[1].files:
         np.testing.assert_allclose(got[2][k], got[1][k], rtol=1e-4, atol=1e-5)
+
+
+def test_artefact_measures_see_a_checkerboard_and_a_bad_border():
+    """jaxnst.bench.artefacts: a 2 px checkerboard added to a photo raises its share of power
+    at 2 and 4 px periods over the photo's; the photo itself scores 1. A feature error on the
+    border band scores above 1, a uniform one 1."""
+    from jaxnst.bench import artefacts
+
+    photo = photos(1, 64)[0]
+    board = (np.indices((64, 64)).sum(0) % 2 - 0.5)[..., None] * 0.1
+    assert artefacts.checkerboard_energy(photo, photo) == pytest.approx(1.0)
+    assert artefacts.checkerboard_energy(np.clip(photo + board, 0, 1), photo) > 5.0
+    f = np.zeros((16, 16, 4))
+    assert artefacts.border_interior(f + 1.0, f) == pytest.approx(1.0)
+    bad = f + 1.0
+    bad[0] += 2.0  # the top row: within the border band
+    assert artefacts.border_interior(bad, f) > 1.5

@@ -213,18 +213,40 @@ def race(variables, style: np.ndarray, images: str, seconds: float, *, size=128,
     out["ratio_held_out_jaxnst_vs_torch"] = out["jaxnst_held_out_loss"] / out["torch_held_out_loss"]
     nets = {"jaxnst": model, "torch": model._replace(params=torch_params)}
     outs = {k: ff_apply.apply_style(m, check) for k, m in nets.items()}
-    out.update(equivalent_iterations(variables, style, check, outs))
+    descents: list = []
+    out.update(equivalent_iterations(variables, style, check, outs, keep=descents))
+    out.update(_artefacts(judge, check, {**outs, "descent": np.stack(descents)}))
     out.update(
         {f"apply256_{k}": v for k, v in apply_rate(256, 1, width=width, torch_too=True).items()}
     )
     return out
 
 
-def equivalent_iterations(variables, style, photos, outputs: dict, iterations: int = 200) -> dict:
+def _artefacts(judge: JaxTrainer, photos: np.ndarray, outputs: dict) -> dict:
+    """Checkerboard energy and border/interior error (:mod:`jaxnst.bench.artefacts`), each
+    the mean over ``photos``, for each name's (M, H, W, 3) outputs."""
+    from jaxnst.bench import artefacts
+
+    layer = judge.cfg.content_layers[0]
+    feats = jax.jit(lambda x: steps._vgg(x, judge.variables, (layer,), judge.cfg)[layer])
+    fc = np.asarray(feats(jnp.asarray(photos)))
+    res = {}
+    for k, y in outputs.items():
+        fy = np.asarray(feats(jnp.asarray(y, jnp.float32)))
+        res[f"{k}_checkerboard_energy"] = float(np.mean(
+            [artefacts.checkerboard_energy(a, c) for a, c in zip(y, photos)]))  # fmt: skip
+        res[f"{k}_border_interior"] = float(np.mean(
+            [artefacts.border_interior(a, b) for a, b in zip(fy, fc)]))  # fmt: skip
+    return res
+
+
+def equivalent_iterations(variables, style, photos, outputs: dict, iterations: int = 200,
+                          keep: list | None = None) -> dict:  # fmt: skip
     """Quality as "equivalent L-BFGS iterations" (Johnson et al.'s reading): for each photo, the
     first iteration at which jaxnst's own descent from that photo (its defaults, the style at the
     photo's size) reaches each network output's objective (``iterations + 1``: not within the
-    run). ``outputs``: name -> (M, H, W, 3) outputs for ``photos`` (M, H, W, 3)."""
+    run). ``outputs``: name -> (M, H, W, 3) outputs for ``photos`` (M, H, W, 3); ``keep``: a
+    list the descents' final images are appended to."""
     from jaxnst.objective import objective
     from jaxnst.stylize import stylize
 
@@ -232,11 +254,10 @@ def equivalent_iterations(variables, style, photos, outputs: dict, iterations: i
     value = jax.jit(lambda f, x: f(x)[0])
     for i, photo in enumerate(photos):
         obj = objective(photo, style, variables=variables, style_scale=1.0)
-        curve = np.asarray(
-            stylize(
-                photo, style, variables=variables, iterations=iterations, style_scale=1.0
-            ).losses
-        )
+        r = stylize(photo, style, variables=variables, iterations=iterations, style_scale=1.0)
+        curve = np.asarray(r.losses)
+        if keep is not None:
+            keep.append(np.asarray(r.image))
         for k, outs in outputs.items():
             v = float(value(obj.loss_fn, jnp.asarray(outs[i])))
             hit = np.nonzero(curve <= v)[0]
