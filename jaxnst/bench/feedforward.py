@@ -222,6 +222,17 @@ def race(variables, style: np.ndarray, images: str, seconds: float, *, size=128,
     return out
 
 
+def descent_seconds(variables, size: int, iterations: int = 500, timed: int = 10) -> float:
+    """One ``iterations``-iteration L-BFGS descent (jaxnst's defaults) of a ``size`` px photo,
+    in seconds: ``timed`` iterations timed after a compiling run, scaled."""
+    from jaxnst.stylize import stylize
+
+    photo, style = synthetic(1, size)[0], synthetic(1, size, 99)[0]
+    stylize(photo, style, variables=variables, iterations=2)  # compiles
+    r = stylize(photo, style, variables=variables, iterations=timed)
+    return float(r.run_seconds) / timed * iterations
+
+
 def _artefacts(judge: JaxTrainer, photos: np.ndarray, outputs: dict) -> dict:
     """Checkerboard energy and border/interior error (:mod:`jaxnst.bench.artefacts`), each
     the mean over ``photos``, for each name's (M, H, W, 3) outputs."""
@@ -348,8 +359,14 @@ def bench(a: Any, variables: dict) -> list[dict]:
     for size in (256, 512, 1024):
         for batch in (1, 8):
             r = apply_rate(size, batch, torch_too=torch_too)
+            if a.ff_vs_descent and batch == 1:
+                r["descent_500_seconds"] = descent_seconds(variables, size)
+                r["descent_vs_apply"] = r["descent_500_seconds"] / (r["ms_per_image"] / 1e3)
             rows.append({"case": "apply", "size": size, "batch": batch, **r})
             t = f"  torch {r['torch_ms_per_image']:.1f} ms" if torch_too else ""
+            if "descent_vs_apply" in r:
+                t += (f"  500-iteration descent {r['descent_500_seconds']:.0f} s "
+                      f"({r['descent_vs_apply']:.0f}x)")  # fmt: skip
             print(f"apply {size:5d} px x{batch}: {r['ms_per_image']:.1f} ms/image{t}", flush=True)
     return rows
 

@@ -255,6 +255,12 @@ def _add_other_flags(ap: argparse.ArgumentParser) -> None:
         help="--feedforward: a network conditioned on strength 0.1..10 against one per strength "
         "(0.1, 1, 10), STEPS steps each on --images with --style, judged on held-out photos",
     )
+    ap.add_argument(
+        "--ff-vs-descent",
+        action="store_true",
+        help="--feedforward: beside each apply size (batch 1), the seconds of one 500-iteration "
+        "descent of that size, projected from 10 timed iterations, and the ratio",
+    )
     ap.add_argument("--images", help="--ff-race, --ff-strength: a folder of training photos")
     ap.add_argument("--style", help="--ff-race: the style image")
     ap.add_argument(
