@@ -29,7 +29,7 @@ LAYERS = {
     "api": {"pipeline", "optim", "loss", "model"},  # stylize, objective, weights
     "cli": {"api", "feedforward", "pipeline", "optim", "loss", "model"},
     "video": {"api", "feedforward", "pipeline", "optim", "loss", "model", "cli"},
-    "studio": {"api", "pipeline", "optim", "loss", "model", "cli"},
+    "studio": {"api", "feedforward", "pipeline", "optim", "loss", "model", "cli"},
     "bench": {"api", "feedforward", "pipeline", "optim", "loss", "model", "cli", "video"},
     # The package's face (jaxnst/__init__.py re-exports the API, stylize_video, feed-forward) and
     # the jaxnst command (its entry points, the still-image run, the subcommands it loads by name).

@@ -240,7 +240,6 @@ def _add_other_flags(ap: argparse.ArgumentParser) -> None:
         help="instead: feed-forward networks (jaxnst.bench.feedforward): training images/s at "
         "each --size (batch --ff-batch) and apply ms/image, PyTorch alongside with --vs-torch",
     )
-    ap.add_argument("--ff-batch", type=int, default=4, help="--feedforward's batch (default 4)")
     ap.add_argument(
         "--ff-race",
         type=float,
@@ -248,19 +247,14 @@ def _add_other_flags(ap: argparse.ArgumentParser) -> None:
         help="--feedforward: jaxnst and PyTorch each train SECONDS on --images with --style at "
         "the first --size, then are judged on held-out photos",
     )
-    ap.add_argument(
-        "--ff-strength",
-        type=int,
-        metavar="STEPS",
-        help="--feedforward: a network conditioned on strength 0.1..10 against one per strength "
-        "(0.1, 1, 10), STEPS steps each on --images with --style, judged on held-out photos",
+    st = (
+        "--feedforward: a network conditioned on strength 0.1..10 against one per strength "
+        "(0.1, 1, 10), STEPS steps each on --images with --style, judged on held-out photos"
     )
-    ap.add_argument(
-        "--ff-vs-descent",
-        action="store_true",
-        help="--feedforward: beside each apply size (batch 1), the seconds of one 500-iteration "
-        "descent of that size, projected from 10 timed iterations, and the ratio",
-    )
+    ap.add_argument("--ff-strength", type=int, metavar="STEPS", help=st)
+    vs = "--feedforward: each apply size's forward pass against a 500-iteration descent (10 timed)"
+    ap.add_argument("--ff-vs-descent", action="store_true", help=vs)
+    ap.add_argument("--ff-batch", type=int, default=4, help="--feedforward's batch (default 4)")
     ap.add_argument("--images", help="--ff-race, --ff-strength: a folder of training photos")
     ap.add_argument("--style", help="--ff-race: the style image")
     ap.add_argument(

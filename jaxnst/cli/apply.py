@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 EXIT_BAD_INPUT, EXIT_RUNTIME = 2, 4
 EPILOG = """\
@@ -107,22 +106,6 @@ def _targets(args: argparse.Namespace, files: list[Path]) -> list[Path]:
     return [out]
 
 
-def _style(text: str | None, names: list[str]) -> Any:
-    if text is None:
-        return None
-    if ":" not in text:
-        return int(text) if text.isdigit() else text
-    w = [0.0] * len(names)
-    for part in text.split(","):
-        name, _, value = part.partition(":")
-        if name not in names:
-            raise ValueError(
-                f"--style: unknown style {name!r}; this model holds {', '.join(names)}"
-            )
-        w[names.index(name)] = float(value)
-    return w
-
-
 def _run(args: argparse.Namespace) -> int:
     from jaxnst import image_io
     from jaxnst.cli import runtime
@@ -134,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     model = load(args.model)
     files = _inputs(args.inputs)
     targets = _targets(args, files)
-    style = ff.style_weights(model, _style(args.style, model.styles))
+    style = ff.style_weights(model, ff.parse_style(args.style, model.styles, "--style"))
     ff.check_strength(model, args.strength)
     runtime.setup(args)
     images = [image_io.load(f) for f in files]

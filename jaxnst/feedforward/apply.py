@@ -84,6 +84,27 @@ def style_weights(model: Model, style: Any) -> np.ndarray:
     return (w / w.sum()).astype(np.float32)
 
 
+def parse_style(text: str | None, names: list[str], label: str = "style") -> Any:
+    """A style as people type it: a name, an index, or a blend "name:weight,name:weight" ->
+    what :func:`style_weights` takes (None: the first style)."""
+    if not text:
+        return None
+    if ":" not in text:
+        return int(text) if text.isdigit() else text
+    w = [0.0] * len(names)
+    for part in text.split(","):
+        name, _, value = part.partition(":")
+        if name.strip() not in names:
+            raise ValueError(
+                f"{label}: unknown style {name!r}; this model holds {', '.join(names)}"
+            )
+        try:
+            w[names.index(name.strip())] = float(value)
+        except ValueError:
+            raise ValueError(f"{label}: {part!r} is not name:weight") from None
+    return w
+
+
 def check_strength(model: Model, strength: float | None) -> float:
     """The strength to use (None: 1 within range, else the range's low end); ValueError outside
     the trained range."""

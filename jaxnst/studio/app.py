@@ -43,7 +43,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jaxnst.studio import forms, uploads
+from jaxnst.studio import forms, presets, uploads
 from jaxnst.studio.jobs import JobQueue, QueueFull
 from jaxnst.studio.store import Store
 
@@ -303,6 +303,7 @@ def create_app(
     limits: forms.Limits | None = None,
     allowed_hosts: list[str] | None = None,
     warmup: bool = False,
+    models: str | Path | None = None,
 ) -> Starlette:
     """The studio app over a results folder (created if missing; earlier jobs are listed).
 
@@ -311,7 +312,8 @@ def create_app(
     headers (default: loopback names only, which stops DNS rebinding; pass ["*"] with a token
     when serving on another address). The worker thread starts and stops with the app's
     lifespan (``with TestClient(app)`` in tests). warmup: the worker first compiles the
-    programs of the page's default job (the default samples and options), before any job."""
+    programs of the page's default job (the default samples and options), before any job.
+    models: a folder of trained networks offered as instant presets (:mod:`presets`)."""
     limits = limits or forms.Limits()
     jobs = JobQueue(
         Store(results_dir),
@@ -330,7 +332,7 @@ def create_app(
 
     hosts = allowed_hosts or (["*"] if token else LOOPBACK_HOSTS)
     app = Starlette(
-        routes=routes(jobs, limits),
+        routes=presets.routes(presets.Presets(models), limits, samples()) + routes(jobs, limits),
         lifespan=lifespan,
         middleware=[
             Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False),

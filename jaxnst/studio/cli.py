@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         "when serving on a non-loopback address without one)",
     )
     jobs.add_argument(
+        "--models",
+        metavar="DIR",
+        help="a folder of trained networks (jaxnst train's .jaxnst files) the page offers as "
+        "instant presets",
+    )
+    jobs.add_argument(
         "--max-size",
         type=int,
         default=None,
@@ -154,6 +160,9 @@ def main(argv: list[str]) -> int:
     except OSError as e:
         print(f"jaxnst: error: --results {results}: {e.strerror or e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.models is not None and not Path(args.models).expanduser().is_dir():
+        print(f"jaxnst: error: --models {args.models}: not a folder", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         sock = _bind(args.host, args.port)
     except SystemExit as e:
@@ -168,7 +177,7 @@ def main(argv: list[str]) -> int:
     from jaxnst.studio.forms import Limits
 
     limits = Limits() if args.max_size is None else Limits(max_size=args.max_size)
-    app = create_app(results, token=token, limits=limits, warmup=args.warmup)
+    app = create_app(results, token=token, limits=limits, warmup=args.warmup, models=args.models)
     port = sock.getsockname()[1]
     shown = (
         "localhost"

@@ -17,7 +17,6 @@ from jaxnst.video.args import UsageError
 def run_model(args: Any) -> int:
     """Stylize ``args.input`` with the network in ``args.model``; returns the exit code."""
     from jaxnst.cli import runtime
-    from jaxnst.cli.apply import _style
     from jaxnst.feedforward import apply as ff
     from jaxnst.feedforward.model_file import ModelError, load
     from jaxnst.video import io as vio
@@ -31,7 +30,7 @@ def run_model(args: Any) -> int:
     vio.output_kind(args.output)
     try:
         model = load(args.model)
-        style = ff.style_weights(model, _style(args.style, model.styles))
+        style = ff.style_weights(model, ff.parse_style(args.style, model.styles, "--style"))
         ff.check_strength(model, args.strength)
     except (ModelError, ValueError) as e:
         raise UsageError(str(e)) from None

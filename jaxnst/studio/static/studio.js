@@ -97,6 +97,55 @@ async function stop() {
   catch (e) { $("form-error").textContent = e.message; }
 }
 
+// ------------------------------------------------------------------ instant presets
+// Trained networks (jaxnst serve --models DIR) run in the request: the content above, at the
+// form's size, through the chosen network.
+async function setupPresets() {
+  let listing;
+  try { listing = await api("/api/models"); } catch (e) { return; }
+  if (!listing.models.length) return;
+  const models = Object.fromEntries(listing.models.map((m) => [m.name, m]));
+  const pick = $("preset-model"), style = $("preset-style");
+  const styles = () => {
+    const m = models[pick.value];
+    style.replaceChildren(...m.styles.map((s) => el("option", { value: s, text: s })));
+    const [lo, hi] = m.strengths;
+    $("preset-strength").disabled = lo === hi;
+    $("preset-info").textContent = `${m.steps} training steps at ${m.size} px` +
+      (lo === hi ? "" : `; strength ${lo}–${hi}`);
+  };
+  pick.replaceChildren(...listing.models.map((m) => el("option", { value: m.name, text: m.name })));
+  pick.addEventListener("change", styles);
+  styles();
+  $("preset-go").addEventListener("click", instant);
+  $("instant").hidden = false;
+}
+
+async function instant() {
+  const job = new FormData($("job-form"));
+  const body = new FormData();
+  for (const k of ["content", "content_sample", "size"]) if (job.has(k)) body.append(k, job.get(k));
+  body.append("model", $("preset-model").value);
+  body.append("style", $("preset-style").value);
+  if ($("preset-strength").value && !$("preset-strength").disabled)
+    body.append("strength", $("preset-strength").value);
+  $("preset-go").disabled = true;
+  $("form-error").textContent = "";
+  try {
+    const r = await fetch("/api/instant", { method: "POST", body, credentials: "same-origin" });
+    if (!r.ok) throw new Error(((await r.json().catch(() => null)) || {}).error || r.statusText);
+    const img = $("preset-out");
+    if (img.src) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(await r.blob());
+    img.hidden = false;
+    $("preset-info").textContent = `network: ${(1e3 * r.headers.get("X-Jaxnst-Seconds")).toFixed(0)} ms`;
+  } catch (e) {
+    $("form-error").textContent = e.message;
+  } finally {
+    $("preset-go").disabled = false;
+  }
+}
+
 // ------------------------------------------------------------------ the run view
 function setStatus(status, text) {
   const b = $("status");
@@ -306,6 +355,7 @@ async function init() {
   }
   buildPickers(state.schema);
   buildFields(state.schema);
+  setupPresets();
   $("job-form").addEventListener("submit", start);
   $("stop").addEventListener("click", stop);
   window.addEventListener("resize", () => {
