@@ -1,0 +1,142 @@
+"""The matrix-free Matting Laplacian (issue 30) against an explicit one written independently here
+from Levin, Lischinski & Weiss 2008 (eq. for L_ij, windows fully inside the image), in float64
+with SciPy's sparse matrices."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from jaxnst.loss import matting
+
+
+def levin_laplacian(img, eps, r=1):
+    """L_ij = sum over windows k holding i and j of
+    delta_ij - (1 + (I_i - mu_k)^T (S_k + eps/|w| I)^-1 (I_j - mu_k)) / |w|."""
+    img = np.asarray(img, np.float64)
+    h, w, c = img.shape
+    n = (2 * r + 1) ** 2
+    idx = np.arange(h * w).reshape(h, w)
+    rows, cols, vals = [], [], []
+    for y in range(r, h - r):
+        for x in range(r, w - r):
+            win = idx[y - r : y + r + 1, x - r : x + r + 1].ravel()
+            d = img[y - r : y + r + 1, x - r : x + r + 1].reshape(n, c)
+            d = d - d.mean(0)
+            inv = np.linalg.inv(d.T @ d / n + eps / n * np.eye(c))
+            block = np.eye(n) - (1 + d @ inv @ d.T) / n
+            rows.append(np.repeat(win, n))
+            cols.append(np.tile(win, n))
+            vals.append(block.ravel())
+    data = (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols)))
+    return sp.csr_matrix(data, shape=(h * w, h * w))  # duplicates (overlapping windows) summed
+
+
+def apply_ref(lap, x):
+    x = np.asarray(x, np.float64)
+    return np.stack([lap @ x[..., c].ravel() for c in range(x.shape[-1])], -1).reshape(x.shape)
+
+
+def rel_err(got, ref):
+    return np.linalg.norm(np.asarray(got, np.float64) - ref) / np.linalg.norm(ref)
+
+
+def photo_like(h=12, w=10):
+    """Flat colours, a gentle ramp, a hard edge, 8-bit levels: windows whose covariance is nearly
+    singular, the float32 hard case at eps 1e-7."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([0.6 + 0.01 * yy, 0.3 + 0.004 * xx, 0.5 + 0 * xx], -1)
+    img[:, w // 2 + 1 :] = [0.9, 0.1, 0.2]
+    return (np.round(img * 255) / 255).astype(np.float32)
+
+
+apply_jit = jax.jit(matting.matting_apply)
+
+
+@pytest.mark.parametrize("eps", [1e-7, 1e-4, 1e-2])
+@pytest.mark.parametrize("shape", [(7, 9), (10, 8)])
+def test_apply_equals_explicit_levin_laplacian(rng, shape, eps):
+    img = rng.random((*shape, 3)).astype(np.float32)
+    x = rng.standard_normal((*shape, 2)).astype(np.float32)
+    ref = apply_ref(levin_laplacian(img, eps), x)
+    got = apply_jit(matting.matting_stats(img, eps), x)
+    assert rel_err(got, ref) <= 1e-5  # measured ~1e-7
+    np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())
+
+
+def test_apply_on_nearly_singular_windows():
+    """8-bit photo-like content at DPST's eps. Rounding the float32 content by one ulp moves the
+    exact L x by ~5e-6 here (measured in float64), so no float32 method does much better than
+    ~1e-5; storing (S + eps/9 I)^-1 as a float32 matrix gave 4e-3, the factorised form 2e-5."""
+    img = photo_like()
+    x = np.random.default_rng(1).standard_normal(img.shape).astype(np.float32)
+    ref = apply_ref(levin_laplacian(img, 1e-7), x)
+    assert rel_err(apply_jit(matting.matting_stats(img, 1e-7), x), ref) <= 1e-4
+
+
+def test_energy_gradient_is_2_lx_over_n_and_matches_finite_differences(rng):
+    img = rng.random((7, 9, 3)).astype(np.float32)
+    x = rng.standard_normal((7, 9, 3)).astype(np.float32)
+    stats = matting.matting_stats(img, 1e-4)
+    energy = jax.jit(matting.matting_energy)
+    g = np.asarray(jax.grad(matting.matting_energy, argnums=1)(stats, x))
+    ref = 2 * apply_ref(levin_laplacian(img, 1e-4), x) / (7 * 9)
+    assert rel_err(g, ref) <= 1e-5
+    # The energy is quadratic, so central differences have no truncation error: only rounding.
+    h = 1e-2
+    for v in rng.standard_normal((3, *x.shape)).astype(np.float32):
+        fd = (float(energy(stats, x + h * v)) - float(energy(stats, x - h * v))) / (2 * h)
+        np.testing.assert_allclose(fd, np.vdot(g, v), rtol=1e-3)
+    assert float(energy(stats, x)) == pytest.approx(np.vdot(x, ref) / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("eps", [1e-7, 1e-2])
+def test_constant_and_affine_recolouring_have_zero_energy(rng, eps):
+    img = rng.random((7, 9, 3)).astype(np.float32)
+    stats = matting.matting_stats(img, eps)
+    scale = np.vdot(img, img) / img.size  # energy of a unit-sized image is O(1) per pixel
+    const = np.broadcast_to(np.float32([0.2, 0.7, 1.0]), img.shape)
+    assert abs(float(matting.matting_energy(stats, const))) <= 1e-6 * scale
+    a = rng.standard_normal((3, 3)).astype(np.float32)
+    affine = img @ a.T + np.float32([0.1, -0.3, 0.5])
+    # Levin's L leaves affine maps only up to the eps penalty on a: eps |a|^2 per window.
+    bound = 1e-6 + eps * np.sum(a**2) * (5 * 7) / (7 * 9)
+    assert abs(float(matting.matting_energy(stats, affine))) <= bound
+    noise = rng.standard_normal(img.shape).astype(np.float32)  # and the test can fail:
+    assert float(matting.matting_energy(stats, noise)) > 0.1
+
+
+def test_symmetric_positive_semidefinite(rng):
+    img = rng.random((10, 8, 3)).astype(np.float32)
+    stats = matting.matting_stats(img, 1e-5)
+    for _ in range(3):
+        x, y = rng.standard_normal((2, 10, 8, 3)).astype(np.float32)
+        xly = np.vdot(x, apply_jit(stats, y))
+        ylx = np.vdot(y, apply_jit(stats, x))
+        assert xly == pytest.approx(ylx, rel=1e-5, abs=1e-4)
+        assert np.vdot(x, apply_jit(stats, x)) >= 0
+
+
+def test_smooth_solves_the_system(rng):
+    img = rng.random((9, 8, 3)).astype(np.float32)
+    x = rng.random((9, 8, 3)).astype(np.float32)
+    lam, eps = 0.5, 1e-4
+    out = matting.smooth(img, x, lam, eps=eps, tol=1e-6, max_iter=300)
+    a = (sp.identity(9 * 8) + lam * levin_laplacian(img, eps)).tocsc()
+    ref = np.stack([spla.spsolve(a, x[..., c].astype(np.float64).ravel()) for c in range(3)], -1)
+    assert float(out.residual) <= 1e-5
+    assert 0 < int(out.iterations) < 300
+    assert rel_err(out.y, ref.reshape(x.shape)) <= 1e-5
+    assert rel_err(x, ref.reshape(x.shape)) > 1e-2  # (the smoothing did something)
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="content"):
+        matting.matting_stats(np.zeros((5, 5)))
+    with pytest.raises(ValueError, match="radius 1"):
+        matting.matting_stats(np.zeros((2, 5, 3)))
+    stats = matting.matting_stats(np.zeros((5, 5, 3)))
+    with pytest.raises(ValueError, match="x: expected"):
+        matting.matting_apply(stats, jnp.zeros((4, 5, 3)))
