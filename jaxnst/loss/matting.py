@@ -147,10 +147,11 @@ def matting_energy(stats: MattingStats, x):
 
     Why per pixel: ``x^T L x`` is a sum of one residual per window, so it grows with the pixel
     count; divided by ``H W`` one weight means the same at 350, 700 or 1400 px (as the other terms'
-    weights do). DPST's ``lambda = 1e4`` multiplies the unnormalised sum on its 700 px images with
-    V in [0, 1]: the same pull relative to an unnormalised term is ``1e4 * N_700`` here, ``N_700``
-    the pixel count of their image (700 x 467 = 3.3e5, so about 3e9); what it is relative to our
-    content and style terms depends on their normalisations, which the preset must state.
+    weights do). DPST's code adds ``lambda L V`` (lambda = 1e4, V the image in [0, 1], its
+    ``MattingLaplacian``: ``L (x/256) / 256`` w.r.t. the 0..255 image x, times lambda) to the
+    gradient, the gradient of ``lambda/2 sum_c V_c^T L V_c`` at their 700 px; the same term here is
+    weight ``lambda N_700 / 2`` on this energy, ``N_700`` their pixel count (700 x 467 = 3.3e5,
+    so about 1.6e9), to be scaled again by however our other terms' units differ from theirs.
     The gradient is ``2 L x / (H W)``.
     """
     x = jnp.asarray(x, jnp.float32)
