@@ -26,8 +26,9 @@ def _np_centre(x):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16-rescore"])
 @pytest.mark.parametrize("chunk", [1, 7, 16, 50, 1000])
-def test_nearest_equals_brute_force_with_ties(chunk):
+def test_nearest_equals_brute_force_with_ties(chunk, precision):
     rng = np.random.default_rng(0)
     q = rng.normal(size=(50, 32)).astype(np.float32)
     k = rng.normal(size=(40, 32)).astype(np.float32)
@@ -37,7 +38,7 @@ def test_nearest_equals_brute_force_with_ties(chunk):
     k[35] = 2.0 * k[12]
     q[:5] = k[3] + 0.01 * rng.normal(size=(5, 32))
     q[5:10] = k[12] + 0.01 * rng.normal(size=(5, 32))
-    got = np.asarray(nnst.nearest(q, k, chunk=chunk))
+    got = np.asarray(nnst.nearest(q, k, chunk=chunk, precision=precision))
     want = _np_nearest(q, k)
     np.testing.assert_array_equal(got, want)
     assert set(got[:5]) == {3} and set(got[5:10]) == {12}  # the lowest of each tied pair
@@ -71,6 +72,8 @@ def test_replace_returns_the_raw_style_rows():
     s = rng.normal(3.0, 1.0, size=(20, 16)).astype(np.float32)
     idx = _np_nearest(_np_centre(c), _np_centre(s))
     np.testing.assert_array_equal(np.asarray(nnst.replace(c, s, chunk=8)), s[idx])
+    np.testing.assert_array_equal(np.asarray(nnst.replace(c, s, chunk=7)), s[idx])
+    np.testing.assert_array_equal(np.asarray(nnst.replace(c, s, chunk=30)), s[idx])
 
 
 def test_rotations_match_np_rot90():
@@ -81,18 +84,19 @@ def test_rotations_match_np_rot90():
     assert got[1].shape == (3, 5, 2)
 
 
-def test_bf16_agreement_is_measured_and_falls_short_of_999_per_mille():
+def test_bf16_agreement_is_measured_and_the_rescored_search_meets_999_per_mille():
     # ReLU-like features: non-negative, sparse, 256 channels, centred as NNST does. Measured
-    # here (CPU): 0.99463 of indices identical to fp32, short of issue 31's 99.9 % bar, so
-    # fp32 stays the default; random features have closer runners-up than real ones, and a
-    # bf16 search with fp32 re-scoring of its top candidates is left for a later step.
+    # here (CPU): bf16 alone keeps 0.99463 of fp32's indices, short of issue 31's 99.9 % bar
+    # (random features have close runners-up); re-scoring its top 8 in fp32 meets it.
     rng = np.random.default_rng(3)
     c = np.maximum(rng.normal(size=(2048, 256)), 0).astype(np.float32)
     s = np.maximum(rng.normal(size=(1024, 256)), 0).astype(np.float32)
     cc, sc = nnst.centre(c, s)
-    share = nnst.agreement(cc, sc, chunk=512)
-    print(f"bf16 agreement with fp32: {share:.5f}")
-    assert 0.99 <= share < 1.0
+    bf16 = nnst.agreement(cc, sc, chunk=512)
+    rescored = nnst.agreement(cc, sc, chunk=512, precision="bf16-rescore")
+    print(f"bf16 agreement with fp32: {bf16:.5f}, re-scored: {rescored:.5f}")
+    assert 0.99 <= bf16 < 1.0
+    assert rescored >= 0.999
 
 
 def test_masks_restrict_matches_to_their_region():
@@ -104,6 +108,8 @@ def test_masks_restrict_matches_to_their_region():
     cc, sc = nnst.centre(c, s)
     idx = np.asarray(nnst.nearest(cc, sc, chunk=9, query_labels=cl, key_labels=sl))
     np.testing.assert_array_equal(sl[idx], cl)
+    kw = dict(chunk=9, precision="bf16-rescore", query_labels=cl, key_labels=sl)
+    np.testing.assert_array_equal(sl[np.asarray(nnst.nearest(cc, sc, **kw))], cl)
     np.testing.assert_array_equal(idx, _np_nearest(_np_centre(c), _np_centre(s), cl, sl))
     assert (idx != np.asarray(nnst.nearest(cc, sc))).any()  # the mask changed something
 
