@@ -154,15 +154,69 @@ def test_oklab_round_trips_and_matches_reference_values():
     np.testing.assert_allclose(grey[0], np.cbrt(((0.5 + 0.055) / 1.055) ** 2.4), atol=1e-4)
 
 
-def test_colour_correct_keeps_the_output_lightness_and_the_content_chroma():
+def _np_match(x, y):
+    """Whiten x, colour with y's covariance, move to y's mean (float64, eigendecompositions)."""
+
+    def sqrtm(c, p):
+        w, v = np.linalg.eigh(c)
+        return (v * np.maximum(w, 1e-8) ** p) @ v.T
+
+    cx = np.cov(x.T) + 1e-5 * np.eye(x.shape[1])
+    cy = np.cov(y.T) + 1e-5 * np.eye(x.shape[1])
+    return (x - x.mean(0)) @ sqrtm(cx, -0.5) @ sqrtm(cy, 0.5) + y.mean(0)
+
+
+def _lab(x):
+    return np.asarray(nnst.to_oklab(x), np.float64)
+
+
+def test_colour_correct_is_output_lightness_and_content_chroma_in_the_style_moments():
     rng = np.random.default_rng(7)
-    out = rng.uniform(0.3, 0.7, size=(8, 8, 3)).astype(np.float32)
-    content = rng.uniform(0.4, 0.6, size=(8, 8, 3)).astype(np.float32)
-    got = nnst.colour_correct(out, content)
-    lab, lo, lc = (np.asarray(nnst.to_oklab(v)) for v in (got, out, content))
-    np.testing.assert_allclose(lab[..., 0], lo[..., 0], atol=1e-4)
-    np.testing.assert_allclose(lab[..., 1:], lc[..., 1:], atol=1e-4)
-    np.testing.assert_allclose(np.asarray(nnst.colour_correct(out, out)), out, atol=1e-5)
+    out = rng.uniform(0.2, 0.8, size=(8, 8, 3)).astype(np.float32)
+    content = rng.uniform(0.3, 0.7, size=(8, 8, 3)).astype(np.float32)
+    style = rng.uniform(0.0, 1.0, size=(10, 6, 3)).astype(np.float32) * [1.0, 0.6, 0.3]
+    s = _lab(style).reshape(-1, 3)
+    lo, hi = s.min(0), s.max(0)
+    ab = _np_match(_lab(content)[..., 1:].reshape(-1, 2), s[:, 1:]).reshape(8, 8, 2)
+    lab = np.clip(np.concatenate([np.clip(_lab(out), lo, hi)[..., :1], ab], -1), lo, hi)
+    want = np.clip(np.asarray(nnst.from_oklab(lab.astype(np.float32))), 0, 1)
+    got = np.asarray(nnst.colour_correct(out, content, style, smooth=False))
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    smoothed = np.asarray(nnst.colour_correct(out, content, style))
+    assert smoothed.min() >= 0 and smoothed.max() <= 1 and not np.allclose(smoothed, got)
+
+
+def test_smooth_chroma_matches_a_numpy_loop():
+    rng = np.random.default_rng(9)
+    lab = rng.normal(size=(6, 7, 3)).astype(np.float32)
+    x = lab.astype(np.float64)
+    lp = np.pad(x[..., 0], 1, mode="edge")
+    ab = x[..., 1:]
+    for _ in range(5):
+        ap = np.pad(ab, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        num, den = np.zeros_like(ab), np.zeros((6, 7, 1))
+        for i in range(3):
+            for j in range(3):
+                wt = np.exp(-10 * np.abs(x[..., 0] - lp[i : i + 6, j : j + 7]))[..., None]
+                num += wt * ap[i : i + 6, j : j + 7]
+                den += wt
+        ab = num / den
+    got = np.asarray(nnst.smooth_chroma(lab))
+    np.testing.assert_allclose(got[..., 0], lab[..., 0])
+    np.testing.assert_allclose(got[..., 1:], ab, atol=1e-5)
+
+
+def test_a_grey_style_gives_a_grey_result():
+    rng = np.random.default_rng(10)
+    out = rng.uniform(size=(8, 8, 3)).astype(np.float32)
+    style = np.repeat(rng.uniform(size=(8, 8, 1)), 3, axis=-1).astype(np.float32)
+    s = _lab(style).reshape(-1, 3)
+    lo, hi = s.min(0), s.max(0)
+    lab = np.clip(_np_match(np.clip(_lab(out), lo, hi).reshape(-1, 3), s), lo, hi)
+    want = np.clip(np.asarray(nnst.from_oklab(lab.reshape(8, 8, 3).astype(np.float32))), 0, 1)
+    got = np.asarray(nnst.colour_correct(out, out, style))
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    assert np.abs(_lab(got)[..., 1:]).max() < 1e-3
 
 
 def test_reruns_with_the_same_key_are_bit_identical():

@@ -20,9 +20,13 @@ feature rows: rows are positions, columns channels, float32.
 - ``rotations``: the style bank's 0/90/180/270 degree rotations (counter-clockwise, as np.rot90).
 - ``sample_keys``: a random subset of style rows for a large bank, drawn from a ``jax.random`` key
   (the authors draw offsets with Python's ``random``, so their runs are not repeatable).
-- ``to_oklab`` / ``from_oklab`` / ``colour_correct``: OkLab (Ottosson 2020) on LINEAR RGB.
-  Deviation: the authors apply OkLab's matrices to gamma-encoded sRGB; OkLab is defined on linear
-  light, so the sRGB transfer function is undone first and redone after.
+- ``to_oklab`` / ``from_oklab``: OkLab (Ottosson 2020) on LINEAR RGB. Deviation: the authors
+  apply OkLab's matrices to gamma-encoded sRGB; OkLab is defined on linear light, so the sRGB
+  transfer function is undone first and redone after.
+- ``colour_correct``: the authors' correction: the output's lightness, the content's chroma moved
+  to the style's chroma mean and covariance (``match_moments``), smoothed along the lightness's
+  edges (``smooth_chroma``), clipped to the style's range. (Not a content-colour preservation:
+  the colours come from the style; ``--preserve-color`` remains the way to keep the content's.)
 """
 
 from __future__ import annotations
@@ -220,11 +224,53 @@ def from_oklab(lab: Array) -> Array:
     return _linear_to_srgb(lms**3 @ jnp.asarray(_M1_INV.T, jnp.float32))
 
 
-def colour_correct(output: Array, content: Array) -> Array:
-    """(H, W, 3) sRGB ``output`` with its own OkLab lightness L and the (H, W, 3) ``content``'s
-    chroma a, b, clipped to [0, 1].
+def _sqrtm(c: Array, inverse: bool = False) -> Array:
+    w, v = jnp.linalg.eigh(c)
+    return (v * jnp.maximum(w, 1e-8) ** (-0.5 if inverse else 0.5)) @ v.T
 
-    A documented choice (the brief's): the stylised structure and tone stay, the content's colours
-    come back, as ``--preserve-color`` does in YCbCr but in a perceptual space on linear light."""
-    o, c = to_oklab(output), to_oklab(content)
-    return jnp.clip(from_oklab(jnp.concatenate([o[..., :1], c[..., 1:]], axis=-1)), 0.0, 1.0)
+
+def match_moments(x: Array, y: Array) -> Array:
+    """(N, d) rows ``x`` moved affinely (whiten, then colour) to the mean and covariance of
+    (M, d) rows ``y``; covariances with n - 1 denominators, each regularised by 1e-5 I."""
+    reg = 1e-5 * jnp.eye(x.shape[1])
+    cx = jnp.atleast_2d(jnp.cov(x.T)) + reg
+    cy = jnp.atleast_2d(jnp.cov(y.T)) + reg
+    return (x - x.mean(0)) @ (_sqrtm(cx, inverse=True) @ _sqrtm(cy)) + y.mean(0)
+
+
+def smooth_chroma(lab: Array, iters: int = 5) -> Array:
+    """(H, W, 3) OkLab with a, b smoothed by an edge-aware filter guided by L: ``iters`` passes,
+    each a 3x3 weighted mean (edges replicated) with weights exp(-10 |L_centre - L_neighbour|)."""
+    h, w = lab.shape[:2]
+    pad = functools.partial(jnp.pad, pad_width=((1, 1), (1, 1), (0, 0)), mode="edge")
+    lp = pad(lab[..., :1])
+    shifts = [(i, j) for i in range(3) for j in range(3)]
+    wts = [jnp.exp(-10.0 * jnp.abs(lab[..., :1] - lp[i : i + h, j : j + w])) for i, j in shifts]
+    norm = jnp.stack(wts).sum(0)
+    ab = lab[..., 1:]
+    for _ in range(iters):
+        ap = pad(ab)
+        ab = jnp.stack([wt * ap[i : i + h, j : j + w] for wt, (i, j) in zip(wts, shifts)]).sum(0)
+        ab = ab / norm
+    return jnp.concatenate([lab[..., :1], ab], axis=-1)
+
+
+def colour_correct(output: Array, content: Array, style: Array, smooth: bool = True) -> Array:
+    """NNST's colour correction of (H, W, 3) sRGB ``output`` in [0, 1], in OkLab: the output's
+    lightness, the (H, W, 3) ``content``'s chroma a, b moved to the mean and covariance of the
+    (H', W', 3) ``style``'s a, b, then (``smooth``) the chroma smoothed along the lightness's
+    edges, each channel clipped to the style's range. A grey style (a, b covariance under 6e-5)
+    instead moves the output's own L, a, b to the style's moments. Returns sRGB in [0, 1].
+
+    Behaviour read from the authors' ``color_match``; deviation: on linear RGB (their OkLab took
+    gamma-encoded values as linear)."""
+    o, c, s = (to_oklab(jnp.clip(v, 0.0, 1.0)) for v in (output, content, style))
+    s2 = s.reshape(-1, 3)
+    lo, hi = s2.min(0), s2.max(0)
+    o = jnp.clip(o, lo, hi)
+    ab = match_moments(c[..., 1:].reshape(-1, 2), s2[:, 1:]).reshape(c.shape[:2] + (2,))
+    lab = jnp.concatenate([o[..., :1], ab], axis=-1)
+    lab = smooth_chroma(lab) if smooth else lab
+    grey = match_moments(o.reshape(-1, 3), s2).reshape(o.shape)
+    lab = jnp.where(jnp.abs(jnp.cov(s2[:, 1:].T)).max() < 6e-5, grey, lab)
+    return jnp.clip(from_oklab(jnp.clip(lab, lo, hi)), 0.0, 1.0)
