@@ -42,6 +42,7 @@ OPTION_GROUP = {
     ),
     **dict.fromkeys(("ema_decay", "linesearch", "param", "pyramid_levels"), OPTIMIZER),
     **dict.fromkeys(("content_weight", "style_weight", "tv_weight", "pooling"), OBJECTIVE),
+    **dict.fromkeys(("photoreal_weight",), OBJECTIVE),
     **dict.fromkeys(("content_layers", "style_layers", "style_blend_weights"), OBJECTIVE),
     **dict.fromkeys(("preserve_color", "style_loss", "tileable", "method"), OBJECTIVE),
     **dict.fromkeys(("content_loss", "samples", "style_samples", "resample_every"), OBJECTIVE),
@@ -178,7 +179,7 @@ def _option_kind(f: dataclasses.Field, text: str) -> dict[str, Any]:
             type=_finite_float,
             help="resize the style so its longer side is this times the content's (default: 1.0)",
         )
-    if f.name in ("content_weight", "style_weight", "tv_weight", "seed"):
+    if f.name in ("content_weight", "style_weight", "tv_weight", "seed", "photoreal_weight"):
         return dict(
             nargs="+",
             type=int if f.name == "seed" else _finite_float,

@@ -103,7 +103,7 @@ def check_args(args: argparse.Namespace) -> Path:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {v}")
     if args.resume and not Path(args.resume).is_file():
         raise UsageError(f"--resume {args.resume}: no such file")
-    for name in ("content_weight", "style_weight", "tv_weight"):
+    for name in ("content_weight", "style_weight", "tv_weight", "photoreal_weight"):
         for v in getattr(args, name) or ():
             _check_number(name, v, 0.0, strict=False)
     _check_number("learning_rate", args.learning_rate, 0.0, strict=True)

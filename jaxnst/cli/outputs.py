@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from jaxnst.pipeline.collect import Result
 
 EXIT_DIVERGED = 3
-SHORT = {"content_weight": "cw", "style_weight": "sw", "tv_weight": "tv", "seed": "seed"}
+SHORT = {"content_weight": "cw", "style_weight": "sw", "tv_weight": "tv", "seed": "seed",
+         "photoreal_weight": "pr"}  # fmt: skip
 
 
 def say(quiet: bool, *msg: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, cast
 import jax
 import jax.numpy as jnp
 
-from jaxnst.loss import sampled
+from jaxnst.loss import matting, sampled
 
 Array = jax.Array
 
@@ -179,16 +179,20 @@ class Targets(NamedTuple):
     warped: Array | None = None
     reliability: Array | None = None
     sampled: Any = None  # STROTSS's terms: jaxnst.loss.sampled.Sampled, or None
+    matting: Any = None  # photorealism: jaxnst.loss.matting's statistics of the content, or None
 
 
 class Weights(NamedTuple):
     """Scalar loss weights (traced, so changing their values never recompiles). ``temporal``
-    weighs :func:`temporal_loss` when the targets carry a warped frame (None: no such term)."""
+    weighs :func:`temporal_loss` when the targets carry a warped frame (None: no such term);
+    ``photoreal`` the Matting Laplacian's energy when they carry its statistics (Luan et al.
+    2017, :mod:`jaxnst.loss.matting`)."""
 
     content: Array
     style: Array
     tv: Array
     temporal: Array | None = None
+    photoreal: Array | None = None
 
 
 def temporal_loss(image: Array, warped: Array, reliability: Array) -> Array:
@@ -200,7 +204,11 @@ def temporal_loss(image: Array, warped: Array, reliability: Array) -> Array:
 
 
 def _with_temporal(total: Array, image: Array, targets: Targets, weights: Weights) -> Array:
-    # Only when both are given: without them the total is bit-identical to the still-image one.
+    """The total plus the terms that have no part of their own: temporal (video) and photoreal.
+    Each only when both its targets and its weight are given: without them the total is
+    bit-identical to the still-image one."""
+    if targets.matting is not None and weights.photoreal is not None:
+        total = total + weights.photoreal * matting.matting_energy(targets.matting, _f32(image))
     if targets.warped is None or targets.reliability is None or weights.temporal is None:
         return total
     return total + weights.temporal * temporal_loss(
@@ -231,7 +239,8 @@ def objective(
     image: Array, feats: Mapping[str, Array], targets: Targets, weights: Weights, wrap: bool = False
 ) -> Parts:
     """Weighted objective for one image: content * L_content + style * L_style + tv * L_tv
-    (+ temporal * :func:`temporal_loss` for video; it is in ``total`` but has no part of its own).
+    (+ temporal * :func:`temporal_loss` for video, + photoreal * the Matting Laplacian's energy;
+    they are in ``total`` but have no part of their own).
 
     Content loss averages over the content layers (one, conv4_2, by default). A zero-sized target
     dict contributes zero, which gives texture synthesis (no content) or reconstruction (no style).

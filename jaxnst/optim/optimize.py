@@ -192,6 +192,7 @@ def _batched(fn, config: Config):
         warped=0,  # type: ignore[arg-type]
         reliability=0,  # type: ignore[arg-type]
         sampled=None,
+        matting=0 if config.batched_content else None,  # (the content's statistics)
     )
     if config.samples:  # STROTSS's content hypercolumns go with the content
         axis = 0 if config.batched_content else None
@@ -205,7 +206,9 @@ def _batched(fn, config: Config):
             squeeze = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
             t = (
                 targets._replace(
-                    content=squeeze(targets.content), sampled=_squeeze_sampled(targets.sampled)
+                    content=squeeze(targets.content),
+                    sampled=_squeeze_sampled(targets.sampled),
+                    matting=squeeze(targets.matting),
                 )
                 if config.batched_content
                 else targets

@@ -29,7 +29,7 @@ def check_numbers(o: Any) -> None:
         v = getattr(o, k)
         if not _is_int(v) or v < 1:
             raise ValueError(f"{k} must be a positive integer, got {v!r}")
-    for k in ("content_weight", "style_weight", "tv_weight"):
+    for k in ("content_weight", "style_weight", "tv_weight", "photoreal_weight"):
         for v in _values(getattr(o, k)):
             if not _is_number(v) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{k} must be a finite number >= 0, got {v!r}")
@@ -146,6 +146,9 @@ def check_api_only(o: Any) -> None:
         raise ValueError(
             "extra_loss needs the activations, which remat=True does not keep; use one or the other"
         )
+    if o.tile is not None and any(v > 0 for v in _values(o.photoreal_weight)):
+        raise ValueError("photoreal_weight does not combine with tile yet (its Laplacian reaches "
+                         "across tiles)")  # fmt: skip
     if o.extra_loss is not None and o.tile is not None:
         raise ValueError(
             "extra_loss needs the whole image's activations, which tile= evaluates piece by "

@@ -82,18 +82,22 @@ def place(problem: Problem, lay: Layout) -> Batch:
     t = problem.targets
     members = lay.content_index[idx]
     targets = t._replace(content={k: take_rows(v, members) for k, v in t.content.items()})
+    if t.matting is not None:
+        targets = targets._replace(matting=jax.tree.map(lambda a: take_rows(a, members), t.matting))
     if t.sampled is not None and t.sampled.content is not None:
         targets = targets._replace(
             sampled=t.sampled._replace(content=take_rows(t.sampled.content, members))
         )
+
     # Host values go to the device with device_put: jnp.asarray and jnp.float32 on host values
     # are each a small XLA program, compiled (or looked up in the cache) before the descent.
+    def row(k: str) -> jax.Array:
+        return jax.device_put(np.asarray(lay.values[k][idx], np.float32))
+
     hyper = optimize.Hyper(
         weights=losses.Weights(
-            *(
-                jax.device_put(np.asarray(lay.values[k][idx], np.float32))
-                for k in ("content_weight", "style_weight", "tv_weight")
-            )
+            *(row("content_weight"), row("style_weight"), row("tv_weight")),
+            photoreal=None if t.matting is None else row("photoreal_weight"),
         ),
         learning_rate=jax.device_put(np.float32(o.learning_rate / _levels(o, problem))),
         iterations=jax.device_put(np.int32(o.iterations)),

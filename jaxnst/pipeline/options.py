@@ -19,7 +19,7 @@ from jaxnst.pipeline import checks
 
 CONTENT_LAYERS = ("conv4_2",)
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-SWEEPABLE = ("content_weight", "style_weight", "tv_weight", "seed")
+SWEEPABLE = ("content_weight", "style_weight", "tv_weight", "seed", "photoreal_weight")
 MIN_SIDE = 16  # four 2x2 poolings before conv5_1 need at least 16 px per side
 
 
@@ -61,6 +61,11 @@ class Options:
     style_weight: float | tuple[float, ...] = _field(3e-4, "weight of the style loss (beta)")
     tv_weight: float | tuple[float, ...] = _field(
         1e4, "weight of the total-variation smoothness loss"
+    )
+    photoreal_weight: float | tuple[float, ...] = _field(
+        0.0,
+        "weight of the photorealism term (Luan et al. 2017): the content's Matting Laplacian "
+        "energy of the output, per pixel (so one value holds at every size); 0: off",
     )
     init: str = _field(
         "content", "starting image: content, noise (seeded), or an image file (CLI) / array (API)"

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst.loss import color, losses, sampled, tiled
+from jaxnst.loss import color, losses, matting, sampled, tiled
 from jaxnst.model import vgg
 from jaxnst.pipeline.checks import check_mask_terms
 from jaxnst.pipeline.options import MIN_SIDE, Options, check_masks
@@ -356,7 +356,16 @@ def prepare_targets(
         moments=moments,
         masks=lmasks,
         sampled=_sampled(content, styles, w, variables, options, masks),
+        matting=photoreal_stats(content, options),
     )
+
+
+def photoreal_stats(contents: jax.Array, o: Options) -> Any:
+    """The Matting Laplacian's statistics of each content (N, H, W, 3) when any member's
+    ``photoreal_weight`` is above 0 (:mod:`jaxnst.loss.matting`), else None."""
+    if not any(v > 0 for v in np.atleast_1d(o.photoreal_weight)):
+        return None
+    return jax.jit(jax.vmap(matting.matting_stats))(jnp.asarray(contents, jnp.float32))
 
 
 def _sampled(contents, styles, w, variables, o: Options, masks: Any = None) -> Any:
