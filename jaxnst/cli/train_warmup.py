@@ -75,14 +75,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         report.stage((args.size, args.size), time.perf_counter() - t, 1)
         stats = compile_stats()
-    cached = sum(p.cached for p in programs)
-    cache = runtime.compile_cache_dir(args)
-    report.say(
-        f"{len(programs)} programs ({len(programs) - cached} compiled, {cached} already "
-        f"cached), {stats['seconds'] - c0['seconds']:.1f} s compiling, "
-        f"{time.perf_counter() - t0:.1f} s in all; "
-        + (f"cache: {cache}" if cache else "no cache (--no-compile-cache): nothing kept")
-    )
+    report.total(stats["seconds"] - c0["seconds"], t0, runtime.compile_cache_dir(args))
     return 0
 
 

@@ -264,6 +264,16 @@ class _Report:
         if new:
             self.say(f"{what}: {len(new)} programs, {seconds:.1f} s")
 
+    def total(self, compiling: float, t0: float, cache: Any) -> None:
+        """The last line: every program, how many compiled, seconds compiling and in all."""
+        cached = sum(p.cached for p in self.programs)
+        n = len(self.programs)
+        self.say(
+            f"{n} programs ({n - cached} compiled, {cached} already cached), {compiling:.1f} s "
+            f"compiling, {time.perf_counter() - t0:.1f} s in all; "
+            + (f"cache: {cache}" if cache else "no cache (--no-compile-cache): nothing kept")
+        )
+
     def say(self, line: str) -> None:
         if not self.quiet:
             print(f"jaxnst warmup: {line}" if not line.startswith(" ") else line, flush=True)
@@ -344,14 +354,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         c0 = compile_stats()
         warm(inputs, report)
         stats = compile_stats()
-    cached = sum(p.cached for p in programs)
-    cache = runtime.compile_cache_dir(args)
-    report.say(
-        f"{len(programs)} programs ({len(programs) - cached} compiled, {cached} already "
-        f"cached), {stats['seconds'] - c0['seconds']:.1f} s compiling, "
-        f"{time.perf_counter() - t0:.1f} s in all; "
-        + (f"cache: {cache}" if cache else "no cache (--no-compile-cache): nothing kept")
-    )
+    report.total(stats["seconds"] - c0["seconds"], t0, runtime.compile_cache_dir(args))
     return 0
 
 
