@@ -34,7 +34,6 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -225,19 +224,10 @@ def routes(jobs: JobQueue, limits: forms.Limits) -> list:
 async def _submit(
     request: Request, jobs: JobQueue, limits: forms.Limits, sample_files: dict[str, Path]
 ) -> Response:
-    length = request.headers.get("content-length", "")
-    if not length.isdigit():
-        return error(411, "a Content-Length header is required")
-    if int(length) > uploads.body_limit(limits):
-        return error(
-            413,
-            f"the upload is {int(length)} bytes; the limit is "
-            f"{limits.max_upload_bytes} bytes per image",
-        )
     try:
-        form = await request.form(max_files=2, max_fields=64, max_part_size=64 * 1024)
-    except HTTPException as e:
-        return error(400, f"malformed form: {e.detail}")
+        form = await uploads.read_form(request, limits, max_files=2, max_fields=64)
+    except uploads.UploadError as e:
+        return error(e.status, str(e))
     try:
         fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
         try:

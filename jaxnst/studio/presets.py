@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -100,14 +99,10 @@ async def instant(request: Request, presets: Presets, limits: forms.Limits,
     """POST /api/instant (see the module doc)."""
     from jaxnst.feedforward.model_file import ModelError
 
-    length = request.headers.get("content-length", "")
-    if not length.isdigit() or int(length) > uploads.body_limit(limits):
-        return _error(413 if length.isdigit() else 411, "a body with Content-Length within "
-                      f"{limits.max_upload_bytes} bytes per image is required")  # fmt: skip
     try:
-        form = await request.form(max_files=1, max_fields=16, max_part_size=64 * 1024)
-    except HTTPException as e:
-        return _error(400, f"malformed form: {e.detail}")
+        form = await uploads.read_form(request, limits, max_files=1, max_fields=16)
+    except uploads.UploadError as e:
+        return _error(e.status, str(e))
     try:
         fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
         try:

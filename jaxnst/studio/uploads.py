@@ -13,7 +13,7 @@ import re
 import tempfile
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -115,3 +115,22 @@ async def image(
             raise UploadError(400, f"{which}_sample: no bundled sample named {sample[:40]!r}")
         return sample, await run_in_threadpool(load_sample, p, sample, size, limits)
     raise UploadError(400, f"{which}: choose an image (upload a file or pick a bundled sample)")
+
+
+async def read_form(request, limits: Limits, max_files: int, max_fields: int) -> Any:
+    """A request's multipart form, with its Content-Length checked first against the limits
+    (413 over them, 411 without one); or an UploadError saying why not."""
+    from starlette.exceptions import HTTPException
+
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        raise UploadError(411, "a Content-Length header is required")
+    if int(length) > body_limit(limits):
+        raise UploadError(413, f"the upload is {int(length)} bytes; the limit is "
+                               f"{limits.max_upload_bytes} bytes per image")  # fmt: skip
+    try:
+        return await request.form(
+            max_files=max_files, max_fields=max_fields, max_part_size=64 * 1024
+        )
+    except HTTPException as e:
+        raise UploadError(400, f"malformed form: {e.detail}") from None
