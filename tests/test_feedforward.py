@@ -128,8 +128,8 @@ def test_upsampling_convolution_equals_the_upsampled_image_convolved():
 
 
 def test_narrow_convolution_equals_xla_s_with_its_gradients():
-    """network.narrow_conv (one wide dot, then the shifted tap planes summed) against
-    lax.conv_general_dilated: values and both gradients."""
+    """network.narrow_conv (a 1 x k convolution to every row's outputs, then the shifted row
+    planes summed) against lax.conv_general_dilated: values and both gradients."""
     rng = np.random.default_rng(5)
     x = jnp.asarray(rng.standard_normal((2, 14, 12, 5)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((9, 9, 5, 3)) * 0.1, jnp.float32)
