@@ -113,7 +113,7 @@ def objective(
         ValueError: bad shapes, values or options (the same one-line messages as ``stylize``).
     """
     o = make_options(**options)
-    if o.method == "strotss" and "scales" not in options:  # (its schedule is stylize's)
+    if o.method in ("strotss", "nnst") and "scales" not in options:  # (stylize's schedule)
         o = dataclasses.replace(o, scales=None)
     if o.scales:
         raise ValueError(
@@ -130,7 +130,9 @@ def objective(
         )
     batch = layout.place(problem, lay)
     first = functools.partial(jax.tree.map, lambda a: a[0])  # the batch of one, unbatched
-    targets = batch.targets._replace(content=first(batch.targets.content))
+    targets = batch.targets._replace(
+        content=first(batch.targets.content), nnst=first(batch.targets.nnst)
+    )
     if targets.sampled is not None:  # STROTSS's terms: the points of step 0 of this seed's draw
         targets = targets._replace(sampled=_points(targets.sampled, batch, first))
     weights = first(batch.hyper.weights)

@@ -12,6 +12,7 @@ that lived here before the stages had modules of their own are re-exported, so i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxnst.loss import neighbours
 from jaxnst.optim.compilation import compile_stats
 from jaxnst.pipeline import collect, descent, layout, multiscale, prepare
 from jaxnst.pipeline.collect import Result
@@ -120,7 +122,20 @@ def stylize(
     batch = layout.place(problem, lay)
     hooks = descent.Hooks(callback, checkpoint_every, on_checkpoint, resume, deadline)
     progress = descent.run(problem, lay, batch, hooks)
-    return collect.collect(problem, lay, batch, progress, clock)
+    result = collect.collect(problem, lay, batch, progress, clock)
+    return _oklab(result, problem, lay) if o.preserve_color == "oklab" else result
+
+
+def _oklab(r: Result, problem: prepare.Problem, lay: layout.Layout) -> Result:
+    """``preserve_color="oklab"`` (``method="nnst"``'s): the collected image (each member's)
+    colour-corrected with its content against the styles (:func:`jaxnst.loss.neighbours.
+    colour_correct`). A coarse-to-fine run corrects its last stage only."""
+    image = np.asarray(r.image)
+    many = image.ndim == 4
+    batch = image if many else image[None]
+    contents = problem.original_contents[lay.content_index[: batch.shape[0]]]
+    out = neighbours.colour_correct(batch, contents, problem.styles)
+    return dataclasses.replace(r, image=out if many else out[0])
 
 
 def synthesize_texture(style: Any, shape: tuple[int, int], **options: Any) -> Result:

@@ -132,7 +132,7 @@ def test_method_sets_the_recipe_and_explicit_options_win():
     for bad, match in (
         (dict(style_loss="remd", tile=64), "tile"),
         (dict(content_loss="self_similarity", remat=True), "remat"),
-        (dict(method="nnst"), "method"),
+        (dict(method="nnsx"), "method"),
         (dict(style_loss="remd", samples=0), "samples"),
     ):
         with pytest.raises(ValueError, match=match):

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, cast
 import jax
 import jax.numpy as jnp
 
-from jaxnst.loss import matting, sampled
+from jaxnst.loss import matting, neighbours, sampled
 
 Array = jax.Array
 
@@ -180,6 +180,7 @@ class Targets(NamedTuple):
     reliability: Array | None = None
     sampled: Any = None  # STROTSS's terms: jaxnst.loss.sampled.Sampled, or None
     matting: Any = None  # photorealism: jaxnst.loss.matting's statistics of the content, or None
+    nnst: Any = None  # NNST's terms: jaxnst.loss.neighbours.Neighbours, or None
 
 
 class Weights(NamedTuple):
@@ -266,6 +267,9 @@ def objective(
         ls = jnp.zeros((), jnp.float32)
     if targets.sampled is not None:  # STROTSS's terms replace the ones they stand for
         c, s = sampled.terms(image, feats, targets.sampled, weights.content)
+        lc, ls = (lc if c is None else c), (ls if s is None else s)
+    if targets.nnst is not None:  # NNST's terms likewise
+        c, s = neighbours.terms(image, feats, targets.nnst)
         lc, ls = (lc if c is None else c), (ls if s is None else s)
     lt = tv_loss(_f32(image), wrap)
     total = weights.content * lc + weights.style * ls + weights.tv * lt

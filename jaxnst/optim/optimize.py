@@ -193,6 +193,7 @@ def _batched(fn, config: Config):
         reliability=0,  # type: ignore[arg-type]
         sampled=None,
         matting=0 if config.batched_content else None,  # (the content's statistics)
+        nnst=0 if config.batched_content else None,  # (NNST's targets: one set per content)
     )
     if config.samples:  # STROTSS's content hypercolumns go with the content
         axis = 0 if config.batched_content else None
@@ -209,6 +210,7 @@ def _batched(fn, config: Config):
                     content=squeeze(targets.content),
                     sampled=_squeeze_sampled(targets.sampled),
                     matting=squeeze(targets.matting),
+                    nnst=squeeze(targets.nnst),
                 )
                 if config.batched_content
                 else targets

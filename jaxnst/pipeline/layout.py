@@ -84,6 +84,8 @@ def place(problem: Problem, lay: Layout) -> Batch:
     targets = t._replace(content={k: take_rows(v, members) for k, v in t.content.items()})
     if t.matting is not None:
         targets = targets._replace(matting=jax.tree.map(lambda a: take_rows(a, members), t.matting))
+    if t.nnst is not None:  # NNST's targets: one set per content
+        targets = targets._replace(nnst=jax.tree.map(lambda a: take_rows(a, members), t.nnst))
     if t.sampled is not None and t.sampled.content is not None:
         targets = targets._replace(
             sampled=t.sampled._replace(content=take_rows(t.sampled.content, members))
@@ -163,6 +165,7 @@ def _shard(batch: Batch, mesh: jax.sharding.Mesh) -> Batch:
             if t.sampled.regions is None
             else jax.device_put(t.sampled.regions, rep),
         ),
+        nnst=jax.device_put(t.nnst, row),
     )
     hyper = batch.hyper._replace(weights=jax.device_put(batch.hyper.weights, row))
     if hyper.keys is not None:

@@ -18,11 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst.loss import color, losses, matting, sampled, tiled
+from jaxnst.loss import color, losses, matting, neighbours, sampled, tiled
 from jaxnst.model import vgg
 from jaxnst.pipeline.checks import check_mask_terms
 from jaxnst.pipeline.options import MIN_SIDE, Options, check_masks
-from jaxnst.pipeline.targets import _features, _style_grams, _target_gram  # noqa: F401
+from jaxnst.pipeline.targets import _features, _style_grams, _target_gram, nnst_targets  # noqa: F401
 
 
 class Problem(NamedTuple):
@@ -91,11 +91,13 @@ def prepare(
 
 def objective_layers(o: Options) -> set[str]:
     """The layers the objective reads: the content and style layers of the terms in use, and
-    STROTSS's hypercolumn layers for the sampled terms."""
+    STROTSS's (NNST's) hypercolumn layers for the sampled (nnst) terms."""
     out = set(o.content_layers if o.content_loss == "mse" else ())
-    out |= set(o.style_layers if o.style_loss != "remd" else ())
+    out |= set(o.style_layers if o.style_loss in ("gram", "wasserstein") else ())
     if o.content_loss == "self_similarity" or o.style_loss == "remd":
         out |= set(sampled.LAYERS)
+    if "nnst" in (o.content_loss, o.style_loss):
+        out |= set(neighbours.LAYERS)
     return out
 
 
@@ -324,7 +326,7 @@ def prepare_targets(
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     w = np.ones(len(styles)) if blend is None else np.asarray(blend, np.float64)
     w = w / w.sum()
-    layers = tuple(options.style_layers) if options.style_loss != "remd" else ()
+    layers = tuple(options.style_layers) if options.style_loss in ("gram", "wasserstein") else ()
     features_of, grams_of = _target_programs(options, channels)
     content_layers = tuple(options.content_layers) if options.content_loss == "mse" else ()
     cf = features_of(content, variables, content_layers) if content_layers else {}
@@ -357,6 +359,7 @@ def prepare_targets(
         masks=lmasks,
         sampled=_sampled(content, styles, w, variables, options, masks),
         matting=photoreal_stats(content, options),
+        nnst=nnst_targets(content, styles, variables, options, masks),
     )
 
 

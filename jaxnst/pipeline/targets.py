@@ -9,6 +9,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxnst.loss import neighbours
 from jaxnst.model import vgg
 from jaxnst.optim.programs import _program
 
@@ -53,3 +54,18 @@ def _target_gram(f: jax.Array) -> jax.Array:
     h, w, c = f.shape
     x = f.reshape(h * w, c).astype(jnp.float32)
     return (jax.lax.optimization_barrier(x.T) @ x) / (h * w)
+
+
+def nnst_targets(contents, styles, variables, o, masks=None):
+    """NNST's targets (:mod:`jaxnst.loss.neighbours`) when its terms are in use, else None:
+    the content's hypercolumns and their nearest style neighbours, computed once per run (per
+    scale of a coarse-to-fine run)."""
+    c_on, s_on = o.content_loss == "nnst", o.style_loss == "nnst"
+    if not (c_on or s_on):
+        return None
+    config = _Net(neighbours.LAYERS, o.pooling, vgg.channels_of(variables))
+
+    def feats(image):
+        return _net_features(image, variables, config=config)
+
+    return neighbours.make(contents, styles, feats, c_on, s_on, o.nnst_rotations, masks)

@@ -1,0 +1,177 @@
+"""Neural Neighbor Style Transfer's terms wired into jaxnst's objective (Kolkin et al. 2022;
+issue 31). :mod:`jaxnst.loss.nnst` has the numerical core (centring, the chunked search, OkLab).
+
+``style_loss="nnst"`` and ``content_loss="nnst"`` (``method="nnst"`` sets both) compare the
+output's *hypercolumns* with fixed target rows, one per position of a grid a quarter of the
+image's size:
+
+- **Layers.** NNST reads VGG16's relu1_1, 1_2, 2_1, 2_2, 3_1, 3_2, 3_3, 4_1, 4_2 and 4_3 (the
+  authors dropped block 5: faster, no loss of quality). On VGG19 (:data:`LAYERS`) we take the same
+  names in blocks 1-3 and for 4_1, 4_2, and VGG19's block output conv4_4 for VGG16's block output
+  4_3 (VGG19's blocks 3 and 4 have four convolutions, VGG16's three): the mapping STROTSS's terms
+  use (:mod:`jaxnst.loss.sampled`), 64 + 64 + 128 + 128 + 3 x 256 + 3 x 512 = 2688 channels, as
+  the paper's. Whether VGG19's conv3_3 against conv3_4 matters is not measured yet.
+- **Hypercolumns** (:func:`hypercolumns`): each layer divided by its channel count (so wide
+  layers do not dominate the cosine), resized bilinearly (corners aligned, as the authors'
+  ``F.interpolate(..., align_corners=True)``) to (H // 4, W // 4), concatenated along channels.
+  Our VGG19 (Caffe's) reads 0..255 pixels, the authors' VGG16 pixels over ImageNet's std: the
+  activations differ by about one factor for all layers, which cosines and centring ignore.
+- **Targets** (:func:`make`): each content hypercolumn replaced by its nearest style hypercolumn
+  by cosine similarity after centring each set with its global mean (:func:`jaxnst.loss.nnst.
+  replace`: a chunked search inside one compiled program), the style's rows optionally joined by
+  those of its 90/180/270 degree rotations (``nnst_rotations``). Several styles pool their rows
+  into one bank (``style_blend_weights`` does not weigh them). Deviations: the search reads the
+  content at every scale; the authors search from 0.75 content + 0.25 the current output (after
+  the first scale), which makes the targets depend on the run so far (and on each member of a
+  sweep). The targets are computed once per scale, outside the descent, as the authors do.
+- **Terms** (:func:`terms`): style = mean over positions of 1 - cos(output, target) (the
+  paper's loss); content = mean of 1 - cos(output, content), the same cosine against the
+  content's own hypercolumns. ``content_weight`` (alpha) weighs the second against the first:
+  a traced weight, so a sweep of alphas is one batch sharing the targets. Deviation: the authors'
+  alpha is not a loss weight but the share of the content in the search image (above).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnst.loss import nnst
+
+Array = jax.Array
+LAYERS = (
+    "conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1",
+    "conv4_2", "conv4_4",
+)  # fmt: skip
+CHUNK = 1024  # content rows per block of the search (memory: CHUNK x bank rows)
+
+
+class Neighbours(NamedTuple):
+    """The targets of the NNST terms (a field of :class:`jaxnst.loss.losses.Targets`).
+
+    target: (Q, D) float32 unit rows, the replaced (style) hypercolumn of each of the Q = (H // 4)
+        * (W // 4) positions, row-major; None without ``style_loss="nnst"``.
+    content: (Q, D) float32 unit rows, the content's own hypercolumns; None without
+        ``content_loss="nnst"``.
+    Both carry a leading content axis before the layout places them (one per batch member after).
+    """
+
+    target: Array | None = None
+    content: Array | None = None
+
+
+def grid_shape(h: int, w: int) -> tuple[int, int]:
+    """The hypercolumns' grid for an h x w image: (h // 4, w // 4), at least 1 x 1."""
+    return max(1, h // 4), max(1, w // 4)
+
+
+def resize_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) float32 weights of a 1-D bilinear resize with aligned corners: output i
+    samples the input at i * (n_in - 1) / (n_out - 1) (0 when n_out is 1)."""
+    m = np.zeros((n_out, n_in), np.float64)
+    pos = np.arange(n_out) * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    lo = np.minimum(np.floor(pos).astype(int), n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = pos - lo
+    np.add.at(m, (np.arange(n_out), lo), 1.0 - frac)
+    np.add.at(m, (np.arange(n_out), hi), frac)
+    return m.astype(np.float32)
+
+
+def hypercolumns(feats: Mapping[str, Array], h: int, w: int) -> Array:
+    """(Q, 2688) float32 rows of an h x w image's :data:`LAYERS` activations ``feats``
+    ({layer: (H', W', C)}): each divided by C, resized to :func:`grid_shape` (aligned corners),
+    concatenated along channels in :data:`LAYERS` order; rows run over the grid row-major."""
+    gh, gw = grid_shape(h, w)
+    cols = []
+    for n in LAYERS:
+        f = feats[n].astype(jnp.float32)
+        ry, rx = resize_matrix(gh, f.shape[0]), resize_matrix(gw, f.shape[1])
+        cols.append(jnp.einsum("yh,hwc,xw->yxc", ry, f, rx) / f.shape[-1])
+    return jnp.concatenate(cols, axis=-1).reshape(gh * gw, -1)
+
+
+def _unit(x: Array) -> Array:
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-16))
+
+
+def terms(image: Array, feats: Mapping[str, Array], t: Neighbours) -> tuple[Any, Any]:
+    """(content term or None, style term or None) of one (H, W, 3) image: the mean cosine
+    distance of its hypercolumns to ``t.content`` and to ``t.target``."""
+    out = _unit(hypercolumns(feats, *image.shape[:2]))
+
+    def distance(rows: Array | None) -> Any:
+        return None if rows is None else jnp.mean(1.0 - jnp.sum(out * rows, axis=-1))
+
+    return distance(t.content), distance(t.target)
+
+
+def bank(
+    styles: Sequence[Array], features: Callable[[Array], Mapping[str, Array]], rotations: bool
+) -> tuple[Array, Array]:
+    """The style bank: (K, D) hypercolumns of every style (and, with ``rotations``, of its
+    90/180/270 degree rotations, :func:`jaxnst.loss.nnst.rotations`) and (K,) int32 labels,
+    each row's style index."""
+    rows, labels = [], []
+    for i, s in enumerate(styles):
+        for im in nnst.rotations(s) if rotations else (s,):
+            r = hypercolumns(features(im), *im.shape[:2])
+            rows.append(r)
+            labels.append(jnp.full((r.shape[0],), i, jnp.int32))
+    return jnp.concatenate(rows, 0), jnp.concatenate(labels, 0)
+
+
+def region_labels(masks: Any, h: int, w: int) -> np.ndarray:
+    """(Q,) int32 region of each grid position for (R, H, W) content ``masks``: the largest
+    mask's index there (ties: the first), masks sampled like the features (aligned corners)."""
+    m = np.asarray(masks, np.float32)
+    gh, gw = grid_shape(h, w)
+    small = np.einsum("yh,rhw,xw->ryx", resize_matrix(gh, h), m, resize_matrix(gw, w))
+    return small.argmax(0).reshape(-1).astype(np.int32)
+
+
+_replace = jax.jit(nnst.replace, static_argnames=("chunk", "precision"))
+
+
+def make(
+    contents: Array,
+    styles: Sequence[Array],
+    features: Callable[[Array], Mapping[str, Array]],
+    content_term: bool,
+    style_term: bool,
+    rotations: bool = False,
+    masks: Any = None,
+) -> Neighbours:
+    """The NNST terms' targets for (C, H, W, 3) ``contents`` and (H_s, W_s, 3) ``styles``.
+
+    ``features(image) -> {layer: (H', W', C)}`` gives :data:`LAYERS`. With (R, H, W) content
+    ``masks`` (one per style), a position of region r matches only style r's rows (guided NNST;
+    :func:`jaxnst.loss.nnst.nearest`'s labels). Deterministic: no draw is involved."""
+    h, w = contents.shape[1:3]
+    cols = [hypercolumns(features(c), h, w) for c in contents]
+    content = jnp.stack([_unit(c) for c in cols]) if content_term else None
+    if not style_term:
+        return Neighbours(None, content)
+    keys, key_labels = bank(styles, features, rotations)
+    ql = None if masks is None else jnp.asarray(region_labels(masks, h, w))
+    kl = None if masks is None else key_labels
+    target = jnp.stack([_unit(_replace(c, keys, ql, kl, chunk=CHUNK)) for c in cols])
+    return Neighbours(target, content)
+
+
+@jax.jit
+def _correct(images: Array, contents: Array, style: Array) -> Array:
+    return jax.vmap(nnst.colour_correct, in_axes=(0, 0, None))(images, contents, style)
+
+
+def colour_correct(images: Any, contents: Any, styles: Sequence[Any]) -> np.ndarray:
+    """``preserve_color="oklab"``: :func:`jaxnst.loss.nnst.colour_correct` of each (N, H, W, 3)
+    output in [0, 1] with its (N, H, W, 3) content, against the pixels of all ``styles`` pooled
+    (one program). Returns float32 (N, H, W, 3) in [0, 1]."""
+    style = jnp.concatenate([jnp.asarray(s, jnp.float32).reshape(-1, 1, 3) for s in styles], 0)
+    out = _correct(jnp.asarray(images, jnp.float32), jnp.asarray(contents, jnp.float32), style)
+    return np.asarray(out)
