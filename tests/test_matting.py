@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from conftest import smooth_image
 
 from jaxnst.loss import matting
 
@@ -140,3 +141,57 @@ def test_bad_shapes_are_refused():
     stats = matting.matting_stats(np.zeros((5, 5, 3)))
     with pytest.raises(ValueError, match="x: expected"):
         matting.matting_apply(stats, jnp.zeros((4, 5, 3)))
+
+
+def share_ref(content, output, eps, r=1):
+    """The measure with a least-squares fit per window in float64 NumPy: ridge-regularised
+    slopes on the centred colours, residual energy R, variance energy V, and the fit's
+    degrees of freedom tr(2H - H^2) from its hat matrix H."""
+    c, x = np.asarray(content, np.float64), np.asarray(output, np.float64)
+    h, w, _ = c.shape
+    s = 2 * r + 1
+    num = den = 0.0
+    for y0 in range(h - s + 1):
+        for x0 in range(w - s + 1):
+            d = c[y0 : y0 + s, x0 : x0 + s].reshape(s * s, 3)
+            t = x[y0 : y0 + s, x0 : x0 + s].reshape(s * s, -1)
+            d, t = d - d.mean(0), t - t.mean(0)
+            m = np.linalg.inv(d.T @ d + eps * np.eye(3))
+            hat = d @ m @ d.T
+            resid = np.sum((t - hat @ t) ** 2)
+            dof = np.trace(2 * hat - hat @ hat)
+            num += resid * (s * s - 1) / (s * s - 1 - dof)
+            den += np.sum(t**2)
+    return num / den
+
+
+@pytest.mark.parametrize("eps, r", [(1e-4, 1), (1e-2, 1), (1e-4, 2)])
+def test_unexplained_share_matches_per_window_least_squares(rng, eps, r):
+    content = smooth_image(rng, 9, 11)
+    output = np.clip(content @ rng.uniform(-1, 1, (3, 3)) + 0.2 * rng.random((9, 11, 3)), 0, 1)
+    got = float(matting.unexplained_share(content, output, eps, radius=r))
+    assert got == pytest.approx(share_ref(content, output, eps, r), rel=1e-4)
+
+
+def test_unexplained_share_is_zero_for_recolourings_and_one_for_noise(rng):
+    content = smooth_image(rng, 32, 40)
+    yy = np.linspace(0, 1, 32)[:, None, None]
+    recoloured = content @ rng.uniform(-1, 1, (3, 3)) + 0.3
+    assert float(matting.unexplained_share(content, content)) < 1e-4
+    assert float(matting.unexplained_share(content, recoloured)) < 1e-4
+    # b drifting across the image: within a window the drift is what no colour fit explains
+    assert float(matting.unexplained_share(content, recoloured + 0.2 * yy)) < 1e-2
+    noise = rng.random(content.shape)
+    assert float(matting.unexplained_share(content, noise)) == pytest.approx(1.0, abs=0.05)
+    half = 0.5 * recoloured + 0.1 * noise  # (some detail explained, some not)
+    assert 0.05 < float(matting.unexplained_share(content, half)) < 0.95
+    assert float(matting.unexplained_share(content, np.full_like(content, 0.4))) == 0.0
+
+
+def test_the_fits_minimum_is_the_matting_energy(rng):
+    content, x = smooth_image(rng, 10, 12), rng.random((10, 12, 3)).astype(np.float32)
+    stats = matting.matting_stats(content, 1e-4)
+    r, v, e = matting.affine_residuals(stats, x, 1e-4)
+    energy = float(matting.matting_energy(stats, x)) * 10 * 12
+    assert float(np.sum(e)) == pytest.approx(energy, rel=1e-4)
+    assert np.all(np.asarray(r) <= np.asarray(e) + 1e-6) and np.all(np.asarray(e) <= v + 1e-6)

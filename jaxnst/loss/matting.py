@@ -23,6 +23,10 @@ colour directions while ``S_k`` is ~0.05 along its edge. Two things keep ``L x``
   into the well-lit directions. On 8-bit content with a hard edge next to flat colour this took
   the error against float64 from 4e-3 to 2e-5 (rounding the content itself by one ulp moves the
   exact ``L x`` by 5e-6); on random colours it is ~1e-7 (tests/test_matting.py).
+
+The same window fits give :func:`unexplained_share`, the measure of how photographic an output is
+(the share of its local detail no local affine recolouring of the content explains), and
+:func:`smooth` solves FastPhotoStyle's ``(I + lam L) y = x``.
 """
 
 from __future__ import annotations
@@ -242,3 +246,63 @@ def _smooth(content, b, lam, eps, tol, max_iter: int) -> SmoothResult:
     y, it = _cg(op, b, jnp.zeros_like(b), (tol * tol) * bb, jnp.int32(0), max_iter)
     r = b - op(y)
     return SmoothResult(y, it, jnp.sqrt(jnp.vdot(r, r) / jnp.maximum(bb, 1e-30)))
+
+
+# The measure's ridge: content colour variation below ~one 8-bit level (std sqrt(eps/9) = 3.3e-3)
+# explains nothing; DPST's 1e-7 would let a window's JPEG noise "explain" any output detail.
+MEASURE_EPS = 1e-4
+
+
+def affine_residuals(stats: MattingStats, x, eps: float):
+    """Per window: (R, V, E), each (H - 2r, W - 2r) float32, summed over x's channels.
+
+    With ``a, b`` the window's ridge-regularised affine fit of ``x`` to the content's colours
+    (minimising ``sum_i |x_i - a I_i - b|^2 + eps |a|^2``): R the residual energy
+    ``sum_i |x_i - a I_i - b|^2``; V the variance energy ``sum_i |x_i - mean(x)|^2`` (what a
+    constant, ``a = 0``, leaves; ``R <= V``); E the minimum itself, ``R + eps |a|^2 = V - |w|
+    |P cov(I, x)|^2``, so that ``sum E = sum_c x_c^T L x_c`` (the matting energy times ``H W``).
+    ``eps``: the one ``stats`` was computed with.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    r = _radius(stats)
+    hk, wk = stats.mean.shape[:2]
+    offs = _offsets(r)
+    n = len(offs)
+    xm = sum(_window(x, dy, dx, hk, wk) for dy, dx in offs) / n
+    var, cov = 0.0, 0.0
+    for dy, dx in offs:
+        di = _window(stats.content, dy, dx, hk, wk) - stats.mean
+        dxc = _window(x, dy, dx, hk, wk) - xm
+        var = var + jnp.sum(dxc * dxc, -1)
+        cov = cov + di[..., :, None] * dxc[..., None, :]
+    pc = jnp.einsum("...ij,...jc->...ic", stats.whiten, cov / n)  # (hk, wk, 3, C)
+    a = jnp.einsum("...ji,...jc->...ic", stats.whiten, pc)  # a_k = P^T P cov: (hk, wk, 3, C)
+    e = jnp.maximum(var - n * jnp.sum(pc * pc, (-2, -1)), 0.0)
+    return jnp.clip(e - eps * jnp.sum(a * a, (-2, -1)), 0.0, var), var, e
+
+
+@partial(jax.jit, static_argnames="radius")
+def unexplained_share(content, output, eps: float = MEASURE_EPS, radius: int = 1):
+    """The share of the output's local detail that no local affine recolouring of the content
+    explains: a float32 scalar in [0, 1], 0 for ``output = A content + b``, near 0 where ``A, b``
+    vary slowly across the image, about 1 for detail unrelated to the content. The issue 30
+    measure (DPST's photorealism, judged); jit-compiled, one program per shape and radius.
+
+    content, output: (H, W, 3) float in [0, 1]. Over every ``(2 radius + 1)^2`` window (Levin's),
+    ``sum_k c_k R_k / sum_k V_k`` with ``R, V`` from :func:`affine_residuals` (``eps`` the ridge,
+    default :data:`MEASURE_EPS`) and ``c_k = (n - 1) / (n - 1 - d_k)`` the adjusted-R^2
+    correction for the degrees of freedom a window's fit spends, ``d_k = tr(2 H - H^2) = sum_m
+    (1 - g_m^2)``, ``g_m = (eps/n) / (l_m + eps/n)``, ``l_m`` the eigenvalues of the window's
+    colour covariance: without it 3 slopes fitted to 9 pixels of noise would "explain" 3/8 of it
+    (with it, noise scores 1 in expectation). Clipped to [0, 1]; a flat output scores 0.
+    Measured: 0.98-1.02 for uniform noise on smooth content, 5e-6 for a recolouring.
+    """
+    stats = matting_stats(content, eps, radius)
+    r, v, _ = affine_residuals(stats, output, eps)
+    # a window whose output varies by float32 rounding only (std < 4e-6) has no detail to explain
+    r, v = jnp.where(v > 1e-10, r, 0.0), jnp.where(v > 1e-10, v, 0.0)
+    n = (2 * radius + 1) ** 2
+    g = (eps / n) * jnp.sum(stats.whiten**2, -1)  # |P_m|^2 = 1 / (l_m + eps/n)
+    dof = jnp.sum(1.0 - g * g, -1)
+    share = jnp.sum(r * (n - 1) / (n - 1 - dof)) / jnp.maximum(jnp.sum(v), 1e-30)
+    return jnp.clip(share, 0.0, 1.0)
