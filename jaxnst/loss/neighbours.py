@@ -156,9 +156,13 @@ def make(
     content = jnp.stack([_unit(c) for c in cols]) if content_term else None
     if not style_term:
         return Neighbours(None, content)
-    keys, key_labels = bank(styles, features, rotations)
-    ql = None if masks is None else jnp.asarray(region_labels(masks, h, w))
-    kl = None if masks is None else key_labels
+    keys, kl = bank(styles, features, rotations)
+    # Labels always go in as arguments: made inside the program they were constants, and XLA
+    # constant-folded the (chunk, K) label masks (seconds at 256 px, more above).
+    if masks is None:
+        ql, kl = jnp.zeros((cols[0].shape[0],), jnp.int32), jnp.zeros_like(kl)
+    else:
+        ql = jnp.asarray(region_labels(masks, h, w))
     target = jnp.stack([_unit(_replace(c, keys, ql, kl, chunk=CHUNK)) for c in cols])
     return Neighbours(target, content)
 

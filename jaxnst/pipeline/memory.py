@@ -155,6 +155,35 @@ def sampled_bytes(
     return int(targets + 4 * members * per_eval + ahead)
 
 
+def nnst_bytes(
+    members: int,
+    options: Any,
+    channels: tuple[int, ...] = vgg.CHANNELS,
+    shape: tuple[int, int] = (512, 512),
+) -> int:
+    """Bytes NNST's terms add (:mod:`jaxnst.loss.neighbours`; 0 when not in use), for a style of
+    about the content's area (``style_scale`` 1): per member the Q = (H / 4)(W / 4) target and
+    content rows of D channels; the style bank (Q rows, four times with ``nnst_rotations``) and
+    the search's CHUNK x K similarities while the targets are made; per evaluation the output's
+    hypercolumns, a few copies with the gradient. Coarse-to-fine: the earlier stages' targets
+    (each a quarter of the next: a third of the last's in all) and one program compiling ahead.
+    A model from the shapes, not yet measured against a run."""
+    from jaxnst.loss import neighbours
+
+    if "nnst" not in (options.style_loss, options.content_loss):
+        return 0
+    d = sum(channels[int(n[4]) - 1] for n in neighbours.LAYERS)
+    q = max(1, shape[0] // 4) * max(1, shape[1] // 4)
+    k = q * (4 if getattr(options, "nnst_rotations", False) else 1)
+    sets = (options.style_loss == "nnst") + (options.content_loss == "nnst")
+    targets = 4 * members * q * d * sets
+    search = 4 * (k * d + 2 * neighbours.CHUNK * k) * (options.style_loss == "nnst")
+    per_eval = 4 * 4 * members * q * d
+    stages = _stages(options, shape)
+    ahead = targets // 3 + OVERHEAD if stages > 1 else 0
+    return int(targets + max(search, per_eval) + ahead)
+
+
 def _stages(options: Any, shape: tuple[int, int]) -> int:
     from jaxnst.pipeline import multiscale
 
@@ -251,6 +280,11 @@ def check(
         from jaxnst.loss import sampled
 
         layers += sampled.LAYERS
+    nn = nnst_bytes(members, options, channels, (h, w))
+    if nn:  # (the search's memory is gone when the descent starts: the larger of the two)
+        from jaxnst.loss import neighbours
+
+        layers, extra = layers + neighbours.LAYERS, extra + nn
     if options.tile:
         step = tiled_step_bytes(h, w, members, layers, options.tile, channels, options.lbfgs_memory)
     else:
