@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxnst.loss import neighbours
 from jaxnst.optim.compilation import compile_stats
-from jaxnst.pipeline import collect, descent, layout, multiscale, prepare
+from jaxnst.pipeline import collect, descent, labels, layout, multiscale, prepare
 from jaxnst.pipeline.collect import Result
 from jaxnst.pipeline.layout import gather_members, initial_images, process_share, sweep_grid
 from jaxnst.pipeline.options import (
@@ -68,6 +68,8 @@ def stylize(
     on_checkpoint: Callable[[Any], None] | None = None,
     resume: Any = None,
     content_masks: Any = None,
+    content_labels: Any = None,
+    style_labels: Any = None,
     **options: Any,
 ) -> Result:
     """Gatys et al. style transfer of ``style`` onto ``content``.
@@ -91,6 +93,9 @@ def stylize(
     region r of the content to style r through guided Gram matrices (Gatys et al. 2017), or
     with ``style_loss="remd"`` (STROTSS) region-wise sampling (:mod:`jaxnst.loss.sampled`).
 
+    Label-guided style (Luan et al. 2017): ``content_labels``, ``style_labels`` colour-coded
+    (H, W, 3) segmentations, a region per colour (:mod:`jaxnst.pipeline.labels`).
+
     Coarse-to-fine: ``scales=(256, 512)`` optimises at those sizes first; ``scales="auto"`` picks
     the sizes and iterations from the content's size and ``iterations``
     (:func:`jaxnst.pipeline.multiscale.auto_schedule`; single-scale below 512 px).
@@ -102,6 +107,9 @@ def stylize(
     It is refused (CheckpointError) when the inputs or options differ, except ``iterations``.
     """
     o = multiscale.resolve(make_options(**options), np.shape(content))  # scales="auto"
+    guide = labels.guide(content, style, content_labels, style_labels, content_masks, o)
+    if guide is not None:
+        content_masks = guide.content
     if content_masks is not None:
         check_masks(o)
     if o.scales:
@@ -117,12 +125,14 @@ def stylize(
         )
     clock = collect.start_clock()
     deadline = None if o.max_seconds is None else time.monotonic() + o.max_seconds
-    problem = prepare.prepare(content, style, o, variables=variables, content_masks=content_masks)
+    masks = dict(content_masks=content_masks, style_masks=guide and guide.style)
+    problem = prepare.prepare(content, style, o, variables=variables, **masks)
     lay = layout.make_layout(problem)
     batch = layout.place(problem, lay)
     hooks = descent.Hooks(callback, checkpoint_every, on_checkpoint, resume, deadline)
     progress = descent.run(problem, lay, batch, hooks)
     result = collect.collect(problem, lay, batch, progress, clock)
+    result = labels.noted(result, guide)
     return _oklab(result, problem, lay) if o.preserve_color == "oklab" else result
 
 

@@ -166,6 +166,8 @@ def _stylize(args: argparse.Namespace, inputs: Inputs, session: Session) -> Resu
             on_checkpoint=session.on_checkpoint if jax.process_count() == 1 else None,
             resume=args.resume,
             content_masks=inputs.masks,
+            content_labels=None if inputs.labels is None else inputs.labels[0],
+            style_labels=None if inputs.labels is None else inputs.labels[1],
             **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)},
         )
     except checkpoint.CheckpointError as e:

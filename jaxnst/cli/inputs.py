@@ -38,6 +38,7 @@ class Inputs:
     options: Options
     variables: dict
     digest: str
+    labels: tuple[np.ndarray, np.ndarray] | None = None  # --content-labels, --style-labels
 
 
 def sample_path(name: str) -> Path:
@@ -143,6 +144,7 @@ def load_inputs(args: argparse.Namespace, out: Path) -> Inputs:
         )
     h, w = contents[0].shape[:2]
     opts = default_scales(args, options_from_args(args, (h, w)))
+    label_images = _load_labels(args, contents, styles, opts)
     if masks is not None and opts.tile is not None:
         raise UsageError(
             "--content-masks need guided Gram matrices, which --tile does not compute; use one "
@@ -152,7 +154,35 @@ def load_inputs(args: argparse.Namespace, out: Path) -> Inputs:
         variables, digest = weights.load_variables(args.weights)
     except weights.WeightsError as e:
         raise UsageError(str(e)) from None
-    return Inputs(out, content_paths, contents, style_paths, styles, masks, opts, variables, digest)
+    return Inputs(
+        out, content_paths, contents, style_paths, styles, masks, opts, variables, digest,
+        label_images,
+    )  # fmt: skip
+
+
+def _load_labels(
+    args: argparse.Namespace, contents: list, styles: list, opts: Options
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The --content-labels and --style-labels images, checked against the content and style as
+    :func:`jaxnst.stylize` will use them (before the weights load): UsageError, one line."""
+    from jaxnst import image_io
+    from jaxnst.pipeline import labels
+
+    cl, sl = getattr(args, "content_labels", None), getattr(args, "style_labels", None)
+    if cl is None and sl is None:
+        return None
+    if cl is None or sl is None:
+        raise UsageError("--content-labels and --style-labels go together; give both")
+    images = image_io.load(cl), image_io.load(sl)
+    content = np.stack(contents) if len(contents) > 1 else contents[0]
+    try:
+        labels.guide(
+            content, styles if len(styles) > 1 else styles[0], *images, args.content_masks, opts
+        )
+    except ValueError as e:
+        raise UsageError(str(e).replace("content_labels", "--content-labels").replace(
+            "style_labels", "--style-labels")) from None  # fmt: skip
+    return images
 
 
 def load_sized(path: str | Path, size: int) -> np.ndarray:

@@ -135,6 +135,8 @@ def write_outputs(
         )
     if args.json and writer:
         write_json(Path(args.json), report | extra)
+    if result.labels_left_out:
+        say(args.quiet, result.labels_left_out)
     if diverged:
         for path, step in diverged:
             print(
@@ -179,6 +181,7 @@ def _report(
         "devices": result.devices,
         "processes": jax.process_count(),
         "weights_sha256": inputs.digest,
+        "labels_left_out": result.labels_left_out,  # --content-labels: colours not used
         "options": {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in dataclasses.asdict(opts).items()

@@ -41,6 +41,8 @@ _SKIP = {
     "output_depth",
     "content_dir",
     "content_masks",
+    "content_labels",
+    "style_labels",
     "checkpoint",
     "resume",
     "json",

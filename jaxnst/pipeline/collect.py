@@ -53,6 +53,8 @@ class Result:
     stopped: the descent ended early because ``callback`` returned True or a studio's Stop
         (:func:`jaxnst._interrupt.cancel_on`) cancelled the chunk in flight (the last completed
         chunk's image); coarse-to-fine runs no further stages.
+    labels_left_out: with ``content_labels``, one line naming the label colours left out and
+        why (:mod:`jaxnst.pipeline.labels`), or None.
 
     A batched run (a sweep, or several content images) puts a leading batch axis on ``image``,
     ``losses``, the history's parts, ``evaluations`` and ``iterations``; ``diverged_at`` is a list.
@@ -76,6 +78,7 @@ class Result:
     programs_compiled: int = 0
     stopped_on_time: bool = False
     stopped: bool = False
+    labels_left_out: str | None = None
 
 
 class Clock(NamedTuple):

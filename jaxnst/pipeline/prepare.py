@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxnst.loss import color, losses, matting, neighbours, sampled, tiled
 from jaxnst.model import vgg
+from jaxnst.pipeline import labels
 from jaxnst.pipeline.checks import check_mask_terms
 from jaxnst.pipeline.options import MIN_SIDE, Options, check_masks
 from jaxnst.pipeline.targets import _features, _style_grams, _target_gram, nnst_targets  # noqa: F401
@@ -47,9 +48,12 @@ def prepare(
     *,
     variables: dict | None = None,
     content_masks: Any = None,
+    style_masks: Any = None,
 ) -> Problem:
     """Validate the arrays, apply style scale and colour preservation, load the weights and compute
-    the targets. Raises ValueError with a one-line message for bad shapes, sizes or dtypes."""
+    the targets. Raises ValueError with a one-line message for bad shapes, sizes or dtypes.
+    ``style_masks`` (R, H_s, W_s), with one style: region r of the content takes the Grams of the
+    style's region r (label-guided style, :mod:`jaxnst.pipeline.labels`)."""
     content = _host_or_device(content)
     many_contents = content.ndim == 4
     contents = as_images(content if many_contents else content[None], "content")
@@ -73,8 +77,16 @@ def prepare(
     for n in layers:
         if n not in variables["params"]:
             raise ValueError(f"layer {n!r} is not in these weights")
-    masks = _check_masks(content_masks, contents, styles, o)
-    targets = prepare_targets(contents, styles, variables, o, o.style_blend_weights, masks=masks)
+    guided = style_masks is not None  # one style, a region of it for each content mask
+    masks = _check_masks(content_masks, contents, [0] * len(style_masks) if guided else styles, o)
+    targets = prepare_targets(
+        contents, styles, variables, o, o.style_blend_weights, masks=None if guided else masks
+    )
+    if guided and targets.grams:
+        ls = tuple(targets.grams)
+        sm = layer_masks(labels.resize_masks(style_masks, styles[0].shape[:2]), ls)
+        grams = labels.region_grams(styles[0], sm, variables, o.pooling)
+        targets = targets._replace(grams=grams, masks=layer_masks(masks, ls))
     return Problem(
         o,
         contents,
