@@ -127,7 +127,25 @@ def seconds(h: int, w: int, members: int, options: Any, per_megapixel: float) ->
         if options.optimizer == "lbfgs":
             evals += LBFGS_START_EVALS * min(n, 2)
         total += evals * per_megapixel * (mp * overhead + sampled_mp(options)) * members
+        total += per_megapixel * nnst_search_mp(options, mp)  # (once per stage: shared targets)
     return total
+
+
+# One Gatys evaluation (VGG19 to conv5_1, forward and backward): ~0.10 TFLOP at 256 x 256 px.
+GATYS_TFLOP_PER_MP = 0.10 / (256 * 256 / 1e6)
+
+
+def nnst_search_mp(options: Any, mp: float) -> float:
+    """NNST's nearest-neighbour search at a stage of ``mp`` megapixels, in megapixels of a
+    Gatys evaluation: 2 Q K D FLOPs for Q = mp / 16 content rows, a bank of K = Q rows (a style
+    of the content's area; 4 Q with ``nnst_rotations``) and D = 2688 channels (0 without the
+    nnst style term). NNST's steps themselves cost about a Gatys evaluation each (measured at
+    256 px: docs/site/nnst.md), so they are counted as such."""
+    if getattr(options, "style_loss", "gram") != "nnst":
+        return 0.0
+    q = mp * 1e6 / 16
+    k = q * (4 if getattr(options, "nnst_rotations", False) else 1)
+    return 2 * q * k * 2688 / (GATYS_TFLOP_PER_MP * 1e12)
 
 
 def sampled_mp(options: Any) -> float:
