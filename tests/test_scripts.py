@@ -180,7 +180,14 @@ def test_torch_reference_is_the_same_objective(small_vars, pooling):
 
 
 @pytest.mark.parametrize(
-    "script", ["bench_speckle.py", "bench_strotss.py", "compare_methods.py", "bench_tiles.py"]
+    "script",
+    [
+        "bench_speckle.py",
+        "bench_strotss.py",
+        "compare_methods.py",
+        "bench_tiles.py",
+        "compare_photoreal.py",
+    ],
 )
 def test_long_benchmarks_explain_themselves(script):
     """Their runs take minutes (speckle, Gatys against STROTSS, tiles at 2048 px): here only
