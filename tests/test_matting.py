@@ -195,3 +195,14 @@ def test_the_fits_minimum_is_the_matting_energy(rng):
     energy = float(matting.matting_energy(stats, x)) * 10 * 12
     assert float(np.sum(e)) == pytest.approx(energy, rel=1e-4)
     assert np.all(np.asarray(r) <= np.asarray(e) + 1e-6) and np.all(np.asarray(e) <= v + 1e-6)
+
+
+def test_the_energys_custom_gradient_is_autodiffs_for_the_statistics_too(rng):
+    """The VJP takes the image's gradient from the forward pass; the content statistics' one
+    (for whoever differentiates the targets) must still be the autodiff of x^T L x / N."""
+    stats = matting.matting_stats(rng.random((7, 8, 3)).astype(np.float32), 1e-3)
+    x = jnp.asarray(rng.random((7, 8, 3)), jnp.float32)
+    plain = jax.grad(lambda s, v: jnp.vdot(v, matting.matting_apply(s, v)) / 56, (0, 1))
+    for a, b in zip(jax.tree.leaves(plain(stats, x)), jax.tree.leaves(
+            jax.grad(matting.matting_energy, (0, 1))(stats, x))):  # fmt: skip
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
