@@ -1,0 +1,22 @@
+"""The time estimate knows the photorealism term and the smoothing (issue 30)."""
+
+import dataclasses
+
+import pytest
+
+from jaxnst.cli import estimate
+from jaxnst.pipeline.options import make_options
+
+
+def test_the_term_adds_its_share_of_an_evaluation_and_the_smoothing_its_steps():
+    o = make_options(iterations=100)
+    plain = estimate.seconds(500, 1000, 2, o, 2.0)
+    real = estimate.seconds(500, 1000, 2, dataclasses.replace(o, photoreal_weight=(0.0, 1e8)), 2.0)
+    assert real == pytest.approx(plain * (1 + estimate.PHOTOREAL_TERM))
+    # (no photoreal_smooth in these options: estimated as off)
+    smooth = dataclasses.replace(o, photoreal_weight=1e8)
+    object.__setattr__(smooth, "photoreal_smooth", 1e3)  # (whether or not Options has it yet)
+    steps = 11 * 1e3**0.5
+    extra = 2.0 * 0.5 * estimate.SMOOTH_STEP * steps * 2
+    assert estimate.seconds(500, 1000, 2, smooth, 2.0) == pytest.approx(real + extra)
+    assert estimate.photoreal_mp(o) == (0.0, 0.0)
