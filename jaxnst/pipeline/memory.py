@@ -184,6 +184,19 @@ def nnst_bytes(
     return int(targets + max(search, per_eval) + ahead)
 
 
+def photoreal_bytes(members: int, options: Any, shape: tuple[int, int] = (512, 512)) -> int:
+    """Bytes the Matting Laplacian adds (:mod:`jaxnst.loss.matting`; 0 when not in use): with
+    ``photoreal_weight``, the content's window statistics (15 floats a pixel: colours, means, a
+    3x3 factor) and per evaluation and member ~32 floats a pixel (the window fits and ``L x``,
+    kept for the gradient); with ``photoreal_smooth``, after the descent, the statistics, four
+    conjugate-gradient images and one product's temporaries, the larger of the two. A model
+    from the shapes, not yet measured against a run."""
+    px = 4 * shape[0] * shape[1]
+    descent = (15 + 32 * members) * px if _photoreal_term(options) else 0
+    smooth = (15 + 12 + 30) * px if getattr(options, "photoreal_smooth", None) else 0
+    return int(max(descent, smooth))
+
+
 def _stages(options: Any, shape: tuple[int, int]) -> int:
     from jaxnst.pipeline import multiscale
 
@@ -200,7 +213,13 @@ def _can_tile(options: Any) -> bool:
         and options.precision != "bf16"
         and not options.tileable
         and getattr(options, "extra_loss", None) is None
+        and not _photoreal_term(options)  # (its Laplacian reaches across tiles: refused)
     )
+
+
+def _photoreal_term(options: Any) -> bool:
+    w = getattr(options, "photoreal_weight", 0.0)
+    return any(v > 0 for v in (w if isinstance(w, tuple) else (w,)))
 
 
 def parse_size(text: str) -> int:
@@ -280,6 +299,7 @@ def check(
         from jaxnst.loss import sampled
 
         layers += sampled.LAYERS
+    extra += photoreal_bytes(members, options, (h, w))
     nn = nnst_bytes(members, options, channels, (h, w))
     if nn:  # (the search's memory is gone when the descent starts: the larger of the two)
         from jaxnst.loss import neighbours
