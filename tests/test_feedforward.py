@@ -51,9 +51,12 @@ def test_training_lowers_the_held_out_loss(small_vars):
 
 
 def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars):
-    r = _train(small_vars, steps=3)
+    """The parameters after 3 steps equal optax.adam's from Python, and the model's (their
+    moving average) equals a debiased NumPy average of the parameters after each step."""
+    d = train.AVERAGE_DECAY or 0.5
+    r = _train(small_vars, steps=3, average_decay=d)
     o = train.objective_options({"style_scale": 1.0})
-    v = jax.tree.map(jnp.asarray, r.model.params)
+    v = jax.tree.map(jnp.asarray, r.model.train["state"]["params"])
     net = r.model.net
     variables = __import__("jaxnst").model.vgg.with_backward_kernels(small_vars)
     cfg = steps.TrainConfig(net, o.content_layers, o.style_layers, "max", (4, 8, 8, 16, 16))
@@ -65,26 +68,22 @@ def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars):
     state = opt.init(params)
     grad = jax.jit(jax.value_and_grad(steps.batch_loss, has_aux=True), static_argnums=7)
     key = jax.random.PRNGKey(0)
-    losses = []
+    losses, avg = [], jax.tree.map(lambda a: np.zeros(a.shape), params)
     for t in range(3):
         style, ls = steps.draws(key, jnp.int32(t), BATCH, cfg)
         (loss, _), g = grad(params, data.batch_at(t), style, ls, variables, grams, w, cfg)
         updates, state = opt.update(g, state, params)
         params = optax.apply_updates(params, updates)
+        avg = jax.tree.map(lambda a, p: d * a + (1 - d) * np.asarray(p, np.float64), avg, params)
         losses.append(float(loss))
     hist = np.asarray(r.model.train["history"])
     np.testing.assert_allclose(hist[:, 1], losses, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-6)
-    assert (
-        max(
-            float(jnp.max(jnp.abs(a - p0)))
-            for a, p0 in zip(
-                jax.tree.leaves(v), jax.tree.leaves(network.init_params(jax.random.PRNGKey(0), net))
-            )
-        )
-        > 1e-4
-    )  # the parameters did move
+    for a, b in zip(jax.tree.leaves(r.model.params), jax.tree.leaves(avg)):
+        np.testing.assert_allclose(np.asarray(a), b / (1 - d**3), rtol=2e-4, atol=2e-6)
+    p0 = jax.tree.leaves(network.init_params(jax.random.PRNGKey(0), net))
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(v), p0)) > 1e-4
 
 
 def test_the_loop_program_equals_one_program_per_step(small_vars):
@@ -174,6 +173,11 @@ def test_resume_continues_bit_for_bit(small_vars, tmp_path):
     for a, b in zip(jax.tree.leaves(whole.model.params), jax.tree.leaves(resumed.model.params)):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     assert np.array_equal(whole.model.train["history"], resumed.model.train["history"])
+    old = model_file.load(ck)  # a file from before the moving average: it starts at the params
+    old.train["state"].pop("average")
+    again = _train(small_vars, steps=3, resume=old, average_decay=0.5).model
+    for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(old.train["state"]["params"])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     with pytest.raises(model_file.ModelError, match="another style weight|another objective"):
         _train(small_vars, steps=6, resume=str(ck), style_weight=1e-3)
 

@@ -52,6 +52,7 @@ class JaxTrainer:
         self.cfg = steps.TrainConfig(
             net, o.content_layers, o.style_layers, "max", vgg.channels_of(variables),
             precision=precision, stepwise=jax.default_backend() == "cpu",
+            average=train.AVERAGE_DECAY,
         )  # fmt: skip
         self.grams = train.style_targets([style], size, o, self.variables, self.cfg)
         self.weights = losses.Weights(*(jnp.float32(w) for w in WEIGHTS))
@@ -66,7 +67,8 @@ class JaxTrainer:
         return np.asarray(hist)
 
     def model(self) -> model_file.Model:
-        return model_file.Model(jax.device_get(self.state.params), self.cfg.net, {"styles": ["s"]})
+        params = steps.averaged(self.state, self.cfg.average)
+        return model_file.Model(params, self.cfg.net, {"styles": ["s"]})
 
 
 def _torch_pair(variables, style, size: int, width: float, device: str = "cpu"):

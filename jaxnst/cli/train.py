@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--learning-rate", type=float, default=1e-3, help="Adam step size (default 1e-3)"
     )
     t.add_argument(
+        "--average-decay",
+        type=float,
+        default=None,
+        metavar="D",
+        help="the model is the moving average of the parameters with decay D per step "
+        "(0: the last step's; default: jaxnst.feedforward.train.AVERAGE_DECAY)",
+    )
+    t.add_argument(
         "--max-time",
         dest="max_seconds",
         type=flags.duration,
@@ -133,6 +141,11 @@ def _objective(args: argparse.Namespace) -> dict[str, Any]:
     return o
 
 
+def _average(args: argparse.Namespace) -> dict[str, float]:
+    """``average_decay`` when the flag is given (else train_styles' default)."""
+    return {} if args.average_decay is None else {"average_decay": args.average_decay}
+
+
 def _run(args: argparse.Namespace) -> int:
     from jaxnst import image_io
     from jaxnst.cli import runtime
@@ -154,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         r = train_styles(
             styles, args.images, size=args.size, batch=args.batch, steps=args.steps,
-            learning_rate=args.learning_rate, width=args.width,
+            learning_rate=args.learning_rate, width=args.width, **_average(args),
             strengths=tuple(args.strength_range) if args.strength_range else None,
             knots=args.knots, seed=args.seed, chunk=args.chunk, max_seconds=args.max_seconds,
             resume=out if args.resume else None, variables=variables,

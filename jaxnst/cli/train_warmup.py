@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             styles, photos, size=args.size, batch=args.batch, steps=1, width=args.width,
             strengths=tuple(args.strength_range) if args.strength_range else None,
             knots=args.knots, chunk=args.chunk, held_out=args.held_out, variables=variables,
-            **options,
+            **train._average(args), **options,
         )  # fmt: skip
         report.stage((args.size, args.size), time.perf_counter() - t, 1)
         stats = compile_stats()

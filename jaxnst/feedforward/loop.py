@@ -73,10 +73,14 @@ def place(chunk: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_process_local_data(sharding, chunk[:, p * b : (p + 1) * b])
 
 
-def model_of(state: prog.TrainState, net: NetConfig, meta: dict, history: list) -> Model:
+def model_of(
+    state: prog.TrainState, net: NetConfig, meta: dict, history: list, average: float = 0.0
+) -> Model:
+    """The model of a training state: its parameters, or their moving average (``average``: the
+    decay, see :func:`~jaxnst.feedforward.steps.averaged`), and the state to resume from."""
     host = jax.device_get(state)
     train = {"state": serialization.to_state_dict(host), "history": np.asarray(history, np.float64)}
-    return Model(host.params, net, {**meta, "steps": int(host.step)}, train)
+    return Model(prog.averaged(host, average), net, {**meta, "steps": int(host.step)}, train)
 
 
 class Loop:
@@ -95,7 +99,7 @@ class Loop:
 
     def model(self, state: prog.TrainState | None = None) -> Model:
         return model_of(self.state if state is None else state, self.s.net, self.s.meta,
-                        self.s.history)  # fmt: skip
+                        self.s.history, self.s.cfg.average)  # fmt: skip
 
     def rate(self) -> float:
         return self.images / self.seconds if self.seconds else 0.0

@@ -36,26 +36,42 @@ class TrainConfig(NamedTuple):
     luminance: bool = False  # preserve_color="luminance": the network sees and makes grey images
     precision: str = "fp32"  # the VGG19's ("bf16": convolutions and activations in bfloat16)
     stepwise: bool = False  # one program call per step, the host looping (CPUs: see run_chunk)
+    average: float = 0.0  # the parameters' exponential moving average's decay per step (0: none)
     xla_cpu_ynn: bool = False  # (read by _program)
 
 
 class TrainState(NamedTuple):
-    """Everything a step changes: the network's parameters, Adam's moments, the step count and
-    the key every step's draws are folded from (so step t draws the same wherever it runs)."""
+    """Everything a step changes: the network's parameters, Adam's moments, the step count, the
+    key every step's draws are folded from (so step t draws the same wherever it runs) and the
+    parameters' moving average, not yet debiased (zeros at step 0; see :func:`averaged`)."""
 
     params: Any
     opt_state: Any
     step: jax.Array  # int32 scalar
     key: jax.Array  # uint32 (2,), raw threefry key data
+    average: Any = None
 
 
 OPTIMIZER = optax.scale_by_adam()  # optax.adam(lr) is this followed by a scale of -lr
 
 
 def init_state(params: Any, seed: int) -> TrainState:
+    zeros = jax.tree.map(jnp.zeros_like, params)
     return TrainState(
-        params, OPTIMIZER.init(params), jnp.zeros((), jnp.int32), jax.random.PRNGKey(seed)
+        params, OPTIMIZER.init(params), jnp.zeros((), jnp.int32), jax.random.PRNGKey(seed), zeros
     )
+
+
+def averaged(state: TrainState, decay: float) -> Any:
+    """The parameters a model is made of: with ``decay`` > 0, the moving average of the
+    parameters after each step, debiased (Adam's correction: ``average / (1 - decay**t)``, so
+    the initial parameters weigh nothing); else (or before any step) the last step's. On the
+    host, NumPy."""
+    host = jax.device_get(state)
+    t = int(host.step)
+    if decay <= 0 or t == 0:
+        return host.params
+    return jax.tree.map(lambda a: np.asarray(a / (1.0 - decay**t), np.float32), host.average)
 
 
 def grey(images: jax.Array) -> jax.Array:
@@ -126,7 +142,11 @@ def step(state: TrainState, images, variables, grams, weights, lr, cfg) -> tuple
     )
     updates, opt_state = OPTIMIZER.update(g, state.opt_state, state.params)
     params = optax.apply_updates(state.params, jax.tree.map(lambda u: -lr * u, updates))
-    return TrainState(params, opt_state, state.step + 1, state.key), loss
+    average = state.average
+    if cfg.average > 0:
+        d = cfg.average
+        average = jax.tree.map(lambda a, p: d * a + (1.0 - d) * p, average, params)
+    return TrainState(params, opt_state, state.step + 1, state.key, average), loss
 
 
 @_program

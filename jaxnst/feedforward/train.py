@@ -37,6 +37,9 @@ OBJECTIVE = (
     "pooling", "style_scale", "preserve_color", "style_loss",
 )  # fmt: skip
 
+# The model's parameters: their moving average with this decay per step (see train_styles).
+AVERAGE_DECAY = 0.0
+
 
 class TrainResult(NamedTuple):
     """What :func:`train_styles` returns: the model and how its training went."""
@@ -141,6 +144,7 @@ def train_styles(
     batch: int = 4,
     steps: int | None = None,
     learning_rate: float = 1e-3,
+    average_decay: float = AVERAGE_DECAY,
     width: float = 1.0,
     strengths: tuple[float, float] | None = None,
     knots: int = 5,
@@ -166,6 +170,9 @@ def train_styles(
         size, batch: training crop side and photos per step (a multiple of the device count).
         steps: training steps (default 2000).
         learning_rate: Adam's step size (Johnson's 1e-3).
+        average_decay: the model is the moving average of the parameters after each step with
+            this decay (debiased, see :func:`jaxnst.feedforward.steps.averaged`); 0: the last
+            step's parameters.
         width: channel multiplier of the network (Johnson's 1.0 = 32, 64, 128 channels).
         strengths: (low, high): train over this range of multiples of ``style_weight``, drawn
             log-uniformly, the network conditioned on it (``knots`` instance-norm settings along
@@ -189,6 +196,7 @@ def train_styles(
         :class:`~jaxnst.feedforward.data.DataError` for unusable photos, :class:`TrainDiverged`.
     """
     t0 = time.perf_counter()
+    options["average_decay"] = average_decay
     s = _setup(styles, images, size, batch, steps, learning_rate, width, strengths, knots, seed,
                chunk, resume, variables, style_names, held_out, options)  # fmt: skip
     run = Loop(s, chunk, batch, max_seconds, t0, checkpoint, checkpoint_every, callback)
@@ -215,6 +223,9 @@ def _setup(styles, images, size, batch, steps, learning_rate, width, strengths, 
     """Options checked, network and objective configured, photos listed, targets computed, the
     state fresh or resumed."""
     total = 2000 if steps is None else int(steps)
+    decay = float(options.pop("average_decay", 0.0))
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"average_decay must be in [0, 1), got {decay!r}")
     options.setdefault("style_scale", 1.0)
     o = objective_options(options)
     style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
@@ -228,12 +239,13 @@ def _setup(styles, images, size, batch, steps, learning_rate, width, strengths, 
     variables = vgg.with_backward_kernels(variables)
     cfg = prog.TrainConfig(
         net, o.content_layers, o.style_layers, o.pooling, vgg.channels_of(variables),
-        o.preserve_color == "luminance", stepwise=jax.default_backend() == "cpu",
+        o.preserve_color == "luminance", stepwise=jax.default_backend() == "cpu", average=decay,
     )  # fmt: skip
     meta = {
         "styles": names, "style_digests": [_digest(np.asarray(x)) for x in style_list],
         "vgg19": vgg_digest, "size": int(size), "batch": int(batch),
         "learning_rate": float(learning_rate), "seed": int(seed), "luminance": cfg.luminance,
+        "average_decay": decay,
         "objective": {k: _jsonable(getattr(o, k)) for k in OBJECTIVE},
     }  # fmt: skip
     if batch % jax.device_count():
@@ -246,7 +258,7 @@ def _setup(styles, images, size, batch, steps, learning_rate, width, strengths, 
     state = prog.init_state(init_params(jax.random.PRNGKey(seed), net), seed)
     history: list = []
     if resume is not None:
-        state, history = _resumed(resume, state, meta, net)
+        state, history = _resumed(resume, state, meta, net, cfg.average)
     return Setup(cfg, net, meta, photos, check, grams, weights, variables, state, history, total,
                  np.float32(learning_rate))  # fmt: skip
 
@@ -269,7 +281,7 @@ def held_out_loss(model: Model, photos: np.ndarray, variables, grams, weights, c
 
 
 def _resumed(
-    resume: Model | str | Path, fresh: prog.TrainState, meta: dict, net: NetConfig
+    resume: Model | str | Path, fresh: prog.TrainState, meta: dict, net: NetConfig, decay: float
 ) -> tuple:
     """The training state and history saved in ``resume``; ModelError if it was trained with
     something else (other styles, objective, crop, batch, network) or holds no training state."""
@@ -288,7 +300,13 @@ def _resumed(
             )
     if m.net != net:
         raise ModelError(f"{name}: holds another network ({m.net}, now {net})")
-    state = serialization.from_state_dict(fresh, m.train["state"])
+    saved, old = dict(m.train["state"]), "average" not in m.train["state"]
+    if old:  # written before the moving average: it starts from the saved parameters
+        saved["average"] = saved["params"]
+    state = serialization.from_state_dict(fresh, saved)
+    if old:
+        t = int(state.step)
+        state = state._replace(average=jax.tree.map(lambda p: p * (1.0 - decay**t), state.params))
     hist = np.asarray(m.train.get("history", np.zeros((0, 2))), np.float64).reshape(-1, 2)
     return state, hist.tolist()
 
