@@ -24,7 +24,10 @@ it (otherwise a record says why it was skipped); the JSON is rewritten after eve
 5. ``peak_memory``: ``memory_stats()`` peak of one compiled chunk with and without remat at 1024
    and 2048 px, each in a fresh process (a process's peak never goes down); ``max_size``: the
    largest square that fits the device's memory limit each way (XLA's compile-only memory analysis,
-   a fit through the measured sizes, then bisection).
+   a fit through the measured sizes, then bisection). ``nnst`` (issue 31): ``method="nnst"`` on
+   the bundled pair at 512 and 1024 px, its whole schedule (200 Adam steps at each of 64 px ...
+   the size), each in a fresh process: wall, compile and run seconds, ``peak_bytes``
+   (``memory_stats()``) and ``peak_rss_bytes`` (the process's resident peak), final losses.
 6. ``sweep``: 8 style weights in one batched run against 8 single runs (same iterations), 512 px.
 7. ``tiled``: untiled against tiled evaluation at 2048 px, when ``stylize`` takes ``tile=``;
    ``video``: seconds per frame of a multi-pass video batch (8 frames, 512 px, a synthetic pan

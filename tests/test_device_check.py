@@ -88,6 +88,8 @@ def test_smoke_measures_every_item(smoke):
     assert all(r["total_bytes"] > 0 for r in by["peak_memory"])  # no memory_stats on the CPU
     for r in by["max_size"]:  # the smoke run's limit is 3x the 64 px program: about 110 px
         assert r["size"] >= 64 and r["limit_bytes"] > 0 and r["probes"]
+    nn = by["nnst"][0]  # issue 31: method="nnst" in a child process
+    assert "skipped" in nn or (nn["iterations"] == 2 and nn["peak_rss_bytes"] > 0), nn
     sw = by["sweep"][0]
     assert sw["n"] == 3 and sw["ratio"] > 0 and sw["singles_run_seconds"] > 0
     for name in ("tiled", "video"):  # measured, skipped (not built yet) or failed: never absent

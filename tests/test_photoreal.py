@@ -2,9 +2,13 @@
 content's Matting Laplacian energy (jaxnst.loss.matting) to the objective. Checked against the
 explicit Levin Laplacian of tests/test_matting.py, on the small random VGG19 at 24 px."""
 
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 from conftest import smooth_image
 from test_matting import apply_ref, levin_laplacian
 
@@ -63,8 +67,95 @@ def test_a_sweep_of_weights_is_one_batch_equal_to_single_runs(small_vars, pair):
     [
         (dict(photoreal_weight=-1.0), "photoreal_weight must be a finite number >= 0"),
         (dict(photoreal_weight=1.0, tile=16), "does not combine with tile"),
+        (dict(photoreal_smooth=-1.0), "photoreal_smooth must be a finite number >= 0"),
+        (dict(photoreal_smooth="a"), "photoreal_smooth must be a finite number >= 0"),
     ],
 )
 def test_bad_values_are_refused(small_vars, pair, kw, message):
     with pytest.raises(ValueError, match=message):
         stylize(*pair, variables=small_vars, **kw)
+
+
+def smoothed_ref(content, image, lam):
+    """(I + lam L)^-1 x per channel with SciPy's sparse direct solve, clipped to [0, 1]."""
+    n = content.shape[0] * content.shape[1]
+    a = (sp.identity(n) + lam * levin_laplacian(content, 1e-7)).tocsc()
+    x = np.asarray(image, np.float64)
+    y = np.stack([spla.spsolve(a, x[..., c].ravel()) for c in range(3)], -1)
+    return np.clip(y.reshape(x.shape), 0, 1)
+
+
+def test_smoothing_equals_a_sparse_solve(small_vars, pair):
+    """photoreal_smooth: the run's image is (I + lam' L)^-1 of the unsmoothed run's, to the
+    stated tolerance (clipping is 1-Lipschitz: ||y - y*|| <= tol ||x|| still holds)."""
+    plain = stylize(*pair, variables=small_vars, **KW)
+    r = stylize(*pair, variables=small_vars, photoreal_smooth=30.0, **KW)
+    ref = smoothed_ref(pair[0], plain.image, 30.0)
+    assert np.linalg.norm(r.image - ref) <= 1.2e-4 * np.linalg.norm(plain.image)
+    assert np.linalg.norm(plain.image - ref) > 1e-2 * np.linalg.norm(plain.image)
+    s = r.smoothing
+    assert s["residual"] < 1e-3 and 0 < s["iterations"] < matting.SMOOTH_MAX_ITER
+    assert s["weight"] == 30.0 and plain.smoothing is None
+    off = stylize(*pair, variables=small_vars, photoreal_smooth=0.0, **KW)
+    np.testing.assert_array_equal(off.image, plain.image)
+
+
+@pytest.mark.parametrize("sweep", [True, False])
+def test_smoothing_each_member_of_a_sweep_and_only_the_last_scale(
+    small_vars, pair, monkeypatch, sweep
+):
+    from jaxnst.pipeline import collect
+
+    calls = []
+    real = matting.smooth
+    monkeypatch.setattr(collect.matting, "smooth", lambda c, x, lam: calls.append(x.shape)
+                        or real(c, x, lam))  # fmt: skip
+    if sweep:
+        r = stylize(*pair, variables=small_vars, photoreal_smooth=30.0, seed=[0, 1], **KW)
+        assert calls == [(24, 24, 3)] * 2 and r.smoothing["iterations"].shape == (2,)
+        return
+    r = stylize(*pair, variables=small_vars, photoreal_smooth=30.0, scales=(16,), **KW)
+    assert calls == [(24, 24, 3)] and r.smoothing["iterations"] > 0
+
+
+def test_the_cli_reports_the_solve_in_its_json(tmp_path, capsys, real_vars):
+    from PIL import Image
+
+    from jaxnst.cli import command as cli
+
+    rng = np.random.default_rng(0)
+    for name, (h, w) in (("c.png", (24, 32)), ("s.png", (20, 20))):
+        Image.fromarray((smooth_image(rng, h, w) * 255).astype(np.uint8)).save(tmp_path / name)
+    argv = [tmp_path / "c.png", tmp_path / "s.png", "-o", tmp_path / "o.png", "--size", 32,
+            "--iterations", 2, "--photoreal-smooth", 100,
+            "--json", tmp_path / "r.json"]  # fmt: skip
+    assert cli.main([str(a) for a in argv]) == 0
+    err = capsys.readouterr().err
+    assert "conjugate-gradient iterations" in err, err
+    s = json.loads((tmp_path / "r.json").read_text())["smoothing"]
+    assert s["weight"] == 100 and s["residual"] < 1e-2 and s["iterations"] > 0
+
+
+def test_method_photoreal_is_dpsts_recipe_overridable_one_by_one():
+    from jaxnst.cli import flags, inputs
+    from jaxnst.pipeline.options import PHOTOREAL, make_options
+
+    o = make_options(method="photoreal")
+    for k, v in PHOTOREAL.items():
+        assert getattr(o, k) == v, k
+    assert (o.photoreal_weight, o.style_weight, o.init) == (1.6e8, 3e-3, "content")
+    o = make_options(method="photoreal", photoreal_weight=0.0, iterations=7)
+    assert (o.photoreal_weight, o.iterations, o.style_weight) == (0.0, 7, 3e-3)
+    args = flags.build_parser().parse_args(["c", "s", "-o", "x.png", "--method", "photoreal",
+                                            "--style-weight", "1e-2"])  # fmt: skip
+    o = inputs.options_from_args(args, (32, 32))
+    assert (o.method, o.style_weight, o.photoreal_weight) == ("photoreal", 1e-2, 1.6e8)
+
+
+def test_method_photoreal_runs_and_is_more_photographic_than_gatys(small_vars, pair):
+    kw = dict(iterations=6, chunk=6, variables=small_vars)
+    gatys = stylize(*pair, style_weight=3e-3, **kw)
+    real = stylize(*pair, method="photoreal", **kw)
+    assert real.options.photoreal_weight == 1.6e8
+    c = pair[0]
+    assert matting.unexplained_share(c, real.image) < matting.unexplained_share(c, gatys.image)

@@ -64,6 +64,8 @@ class Plan:
     ff_samples: int = 3
     ff_width: float = 1.0
     ff_apply_sizes: tuple[int, ...] = (256, 512, 1024)
+    nnst_sizes: tuple[int, ...] = (512, 1024)  # issue 31: method="nnst", whole schedule
+    nnst_iterations: int = 200  # Adam steps per scale (the authors')
     smoke: bool = False
 
 
@@ -96,6 +98,8 @@ SMOKE = Plan(
     ff_samples=1,
     ff_width=0.25,
     ff_apply_sizes=(32,),
+    nnst_sizes=(64,),
+    nnst_iterations=2,
     smoke=True,
 )
 

@@ -27,6 +27,7 @@ from jaxnst.bench.machine import (
     settings,
     weights_info,
 )
+from jaxnst.bench.nnst import child_nnst, measure_nnst
 from jaxnst.bench.optional import measure_compile, measure_optional
 from jaxnst.bench.steps import (
     measure_end_to_end,
@@ -65,7 +66,7 @@ def parse(argv) -> argparse.Namespace:
         default=60.0,
         help="hard stop this long past the budget (default 60)",
     )
-    ap.add_argument("--child", choices=("peak", "torch"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("peak", "torch", "nnst"), help=argparse.SUPPRESS)
     for flag, kw in (
         ("--size", dict(type=int)),
         ("--steps", dict(type=int, default=2)),
@@ -81,7 +82,8 @@ def parse(argv) -> argparse.Namespace:
 def child_main(a: argparse.Namespace) -> int:
     if a.cache_dir:
         jax.config.update("jax_compilation_cache_dir", a.cache_dir)
-    out = child_peak(a) if a.child == "peak" else child_torch(a)
+    children = {"peak": child_peak, "torch": child_torch, "nnst": child_nnst}
+    out = children[a.child](a)
     print(TAG + json.dumps(json_safe(out)), flush=True)
     return 0
 
@@ -143,6 +145,7 @@ def main(argv=None) -> int:
             measure_end_to_end,
             measure_quality,
             measure_memory,
+            measure_nnst,  # (issue 31)
             measure_sweep,
             measure_optional,
             measure_torch,

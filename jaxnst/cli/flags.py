@@ -42,10 +42,11 @@ OPTION_GROUP = {
     ),
     **dict.fromkeys(("ema_decay", "linesearch", "param", "pyramid_levels"), OPTIMIZER),
     **dict.fromkeys(("content_weight", "style_weight", "tv_weight", "pooling"), OBJECTIVE),
-    **dict.fromkeys(("photoreal_weight",), OBJECTIVE),
+    **dict.fromkeys(("photoreal_weight", "photoreal_smooth"), OBJECTIVE),
     **dict.fromkeys(("content_layers", "style_layers", "style_blend_weights"), OBJECTIVE),
     **dict.fromkeys(("preserve_color", "style_loss", "tileable", "method"), OBJECTIVE),
     **dict.fromkeys(("content_loss", "samples", "style_samples", "resample_every"), OBJECTIVE),
+    **dict.fromkeys(("nnst_rotations",), OBJECTIVE),
     **dict.fromkeys(("style_scale", "scales", "scale_iterations"), SIZE),
     **dict.fromkeys(("precision", "remat", "tile"), MEMORY),
 }
@@ -208,6 +209,16 @@ def _add_run_flags(g: dict[str, argparse._ArgumentGroup]) -> None:
         metavar="MASKS",
         help="spatial control: one grayscale mask per STYLE file, comma-separated "
         "(white = that style's region); resized to the content",
+    )
+    g[OBJECTIVE].add_argument(
+        "--content-labels",
+        metavar="FILE",
+        help="label-guided style (Luan et al. 2017): a colour-coded segmentation of CONTENT "
+        "(each flat colour one region, saved losslessly), matched to --style-labels' region of "
+        "the same colour; resized to the content by nearest neighbours",
+    )
+    g[OBJECTIVE].add_argument(
+        "--style-labels", metavar="FILE", help="the colour-coded segmentation of STYLE"
     )
     g[IO].add_argument(
         "--save-every",

@@ -137,6 +137,14 @@ def write_outputs(
         write_json(Path(args.json), report | extra)
     if result.labels_left_out:
         say(args.quiet, result.labels_left_out)
+    if result.smoothing is not None:
+        s = result.smoothing
+        say(
+            args.quiet,
+            f"smoothed (--photoreal-smooth {s['weight']:g}): {np.max(s['iterations'])} "
+            f"conjugate-gradient iterations, relative residual {np.max(s['residual']):.1e} "
+            f"(tolerance {s['tolerance']:g}), {s['seconds']:.1f} s",
+        )
     if diverged:
         for path, step in diverged:
             print(
@@ -182,6 +190,9 @@ def _report(
         "processes": jax.process_count(),
         "weights_sha256": inputs.digest,
         "labels_left_out": result.labels_left_out,  # --content-labels: colours not used
+        "smoothing": None  # --photoreal-smooth: the conjugate-gradient solve(s)
+        if result.smoothing is None
+        else {k: np.asarray(v).tolist() for k, v in result.smoothing.items()},
         "options": {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in dataclasses.asdict(opts).items()

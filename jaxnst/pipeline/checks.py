@@ -33,6 +33,9 @@ def check_numbers(o: Any) -> None:
         for v in _values(getattr(o, k)):
             if not _is_number(v) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{k} must be a finite number >= 0, got {v!r}")
+    v = o.photoreal_smooth
+    if v is not None and (not _is_number(v) or not math.isfinite(v) or v < 0):
+        raise ValueError(f"photoreal_smooth must be a finite number >= 0 or None, got {v!r}")
     for v in _values(o.seed):
         if not _is_int(v) or not 0 <= v < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2**32), got {v!r}")
@@ -71,9 +74,9 @@ def check_sequences(o: Any) -> None:
 
 def check_choices(o: Any) -> None:
     """Named choices, the Adam-only EMA, the starting image and the layers."""
-    if o.style_loss not in ("gram", "wasserstein", "remd"):
+    if o.style_loss not in ("gram", "wasserstein", "remd", "nnst"):
         raise ValueError(
-            f"unknown style_loss {o.style_loss!r}; expected 'gram', 'wasserstein' or 'remd'"
+            f"unknown style_loss {o.style_loss!r}; expected 'gram', 'wasserstein', 'remd' or 'nnst'"
         )
     check_sampled(o)
     d = o.ema_decay
@@ -81,10 +84,10 @@ def check_choices(o: Any) -> None:
         raise ValueError(f"ema_decay must be a number in [0, 1), got {d!r}")
     if d is not None and o.optimizer == "lbfgs":
         raise ValueError("ema_decay is for optimizer='adam' (L-BFGS iterates are not noisy)")
-    if o.preserve_color not in ("none", "luminance", "histogram"):
+    if o.preserve_color not in ("none", "luminance", "histogram", "oklab"):
         raise ValueError(
             f"unknown preserve_color {o.preserve_color!r}; expected 'none', "
-            "'luminance' or 'histogram'"
+            "'luminance', 'histogram' or 'oklab'"
         )
     if o.precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"unknown precision {o.precision!r}; expected 'auto', 'fp32' or 'bf16'")
@@ -159,23 +162,27 @@ def check_api_only(o: Any) -> None:
 def check_sampled(o: Any) -> None:
     """STROTSS's terms (``style_loss="remd"``, ``content_loss="self_similarity"``) and
     ``method``: names, counts, and what they do not combine with."""
-    if o.method not in ("gatys", "strotss"):
-        raise ValueError(f"unknown method {o.method!r}; expected 'gatys' or 'strotss'")
-    if o.content_loss not in ("mse", "self_similarity"):
+    if o.method not in ("gatys", "strotss", "nnst", "photoreal"):
         raise ValueError(
-            f"unknown content_loss {o.content_loss!r}; expected 'mse' or 'self_similarity'"
+            f"unknown method {o.method!r}; expected 'gatys', 'strotss', 'nnst' or 'photoreal'"
         )
+    if o.content_loss not in ("mse", "self_similarity", "nnst"):
+        raise ValueError(
+            f"unknown content_loss {o.content_loss!r}; expected 'mse', 'self_similarity' or 'nnst'"
+        )
+    if not isinstance(o.nnst_rotations, (bool, np.bool_)):
+        raise ValueError(f"nnst_rotations must be True or False, got {o.nnst_rotations!r}")
     for k in ("samples", "style_samples", "resample_every"):
         v = getattr(o, k)
         if not _is_int(v) or v < 1:
             raise ValueError(f"{k} must be a positive integer, got {v!r}")
-    if o.style_loss != "remd" and o.content_loss != "self_similarity":
+    if o.style_loss not in ("remd", "nnst") and o.content_loss not in ("self_similarity", "nnst"):
         return
     for k, bad in (("tile", o.tile is not None), ("remat", bool(o.remat))):
         if bad:
             raise ValueError(
-                f"{k} does not combine with the sampled terms (style_loss='remd', "
-                "content_loss='self_similarity'): they need whole activations"
+                f"{k} does not combine with the hypercolumn terms (style_loss 'remd' or 'nnst', "
+                "content_loss 'self_similarity' or 'nnst'): they need whole activations"
             )
 
 

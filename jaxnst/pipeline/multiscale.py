@@ -52,6 +52,8 @@ def resolve(o: Options, shape: tuple[int, ...]) -> Options:
         return o
     if o.method == "strotss":
         sizes, its = strotss_schedule(shape[-3:-1], o.iterations)
+    elif o.method == "nnst":
+        sizes, its = nnst_schedule(max(shape[-3:-1]), o.iterations)
     else:
         sizes, its = auto_schedule(max(shape[-3:-1]), o.iterations)
     if not sizes:
@@ -64,6 +66,18 @@ def strotss_schedule(hw: tuple[int, ...], iterations: int) -> tuple[tuple[int, .
     stays at least 33 px (512x384: 64, 128, 256 and 512), ``iterations`` at every stage."""
     h, w = hw
     sizes = [max(h, w) // 2**k for k in range(1, 10) if min(h, w) // 2**k >= 33][::-1]
+    return tuple(sizes), (iterations,) * (len(sizes) + 1)
+
+
+NNST_MIN_SIDE = 64  # px: NNST's coarsest scale (the authors': 512 / 8)
+
+
+def nnst_schedule(full: int, iterations: int) -> tuple[tuple[int, ...], tuple]:
+    """Kolkin et al. 2022's schedule: the longer side halved while it stays at least
+    :data:`NNST_MIN_SIDE` (512: 64, 128, 256 and 512; 1024: 64 ... 1024, as their code runs
+    at those sizes), ``iterations`` (their 200) at every stage. Their final pass at the full size
+    (matches per layer, re-drawn each step) is not built: see docs/site/nnst.md."""
+    sizes = [full // 2**k for k in range(1, 12) if full // 2**k >= NNST_MIN_SIDE][::-1]
     return tuple(sizes), (iterations,) * (len(sizes) + 1)
 
 
@@ -124,6 +138,8 @@ def coarse_to_fine(
         opts = opts | {"init": _start(image, base["init"], c.shape)}
         if o.method == "strotss":
             opts |= strotss_stage(o, i, len(plan), c, st, image)
+        if o.preserve_color == "oklab" and i + 1 < len(plan):  # corrected once, at the end
+            opts["preserve_color"] = "none"
         if o.max_seconds is not None:  # one budget for all stages; a late stage only starts
             opts["max_seconds"] = max(o.max_seconds - (time.monotonic() - t0), 1e-3)
         if i + 1 < len(plan):  # the next stage's program compiles while this one descends
@@ -161,6 +177,8 @@ def _stage(content, styles, masks, base: dict, o: Options, size: int, n: int) ->
         "style_scale": None,
         # a stage within one tile needs no tiles (less memory than one tile and its halo)
         "tile": o.tile if o.tile and size > o.tile else None,
+        # FastPhotoStyle's smoothing finishes the final image only
+        "photoreal_smooth": o.photoreal_smooth if size == full else None,
     }
     return c, st, m, opts
 

@@ -67,6 +67,13 @@ class Options:
         "weight of the photorealism term (Luan et al. 2017): the content's Matting Laplacian "
         "energy of the output, per pixel (so one value holds at every size); 0: off",
     )
+    photoreal_smooth: float | None = _field(
+        None,
+        "lambda' of FastPhotoStyle's smoothing (Li et al. 2018) of the final image: solve "
+        "(I + lambda' L) y = x, L the content's Matting Laplacian, by conjugate gradients to a "
+        "relative residual of 1e-4 (jaxnst.loss.matting.smooth: errors measured <= 2e-4); about "
+        "1e3 is their alpha 0.9999; 0 or none: off",
+    )
     init: str = _field(
         "content", "starting image: content, noise (seeded), or an image file (CLI) / array (API)"
     )
@@ -96,29 +103,44 @@ class Options:
     preserve_color: str = _field(
         "none",
         "none, luminance (transfer on luma, keep the content's "
-        "chroma) or histogram (give the style the content's "
-        "colour mean and covariance first)",
-        choices=("none", "luminance", "histogram"),
+        "chroma), histogram (give the style the content's "
+        "colour mean and covariance first) or oklab (method nnst's: Kolkin et al.'s final "
+        "correction in OkLab, the output's lightness with the content's chroma moved to the "
+        "style's colour statistics; jaxnst.loss.nnst.colour_correct)",
+        choices=("none", "luminance", "histogram", "oklab"),
     )
     style_loss: str = _field(
         "gram",
         "gram (the paper's), wasserstein (match each layer's mean and covariance: 2-Wasserstein "
         "distance between Gaussians) or remd (STROTSS: relaxed earth mover's distance between "
-        "sampled hypercolumns, plus moments and palette; jaxnst.loss.sampled)",
-        choices=("gram", "wasserstein", "remd"),
+        "sampled hypercolumns, plus moments and palette; jaxnst.loss.sampled) or nnst "
+        "(Kolkin et al. 2022: cosine distance of the output's hypercolumns to the content's "
+        "nearest style neighbours; jaxnst.loss.neighbours)",
+        choices=("gram", "wasserstein", "remd", "nnst"),
     )
     content_loss: str = _field(
         "mse",
         "mse (the paper's: squared difference of activations) or self_similarity (STROTSS: "
-        "the cosine self-distances of sampled hypercolumns, as the content's)",
-        choices=("mse", "self_similarity"),
+        "the cosine self-distances of sampled hypercolumns, as the content's) or nnst (cosine "
+        "distance of the output's NNST hypercolumns to the content's)",
+        choices=("mse", "self_similarity", "nnst"),
     )
     method: str = _field(
         "gatys",
         "gatys, or strotss: Kolkin et al. 2019's recipe (remd style, self-similarity content, "
         "laplacian param, rmsprop, content weight 16 halved each scale, their coarse-to-fine "
-        "schedule); options given explicitly override it",
-        choices=("gatys", "strotss"),
+        "schedule); or nnst: Kolkin et al. 2022's Neural Neighbor Style Transfer (nnst style "
+        "and content terms, laplacian param, adam, 200 steps at each of 64, 128... px up to the "
+        "size, oklab colour correction); or photoreal: Luan et al. 2017's Deep Photo Style "
+        "Transfer in one run (their layers, from the content, L-BFGS, their style and "
+        "photorealism weights converted to our units: style 3e-3, photoreal 1.6e8; "
+        "docs/site/photoreal.md); options given explicitly override it",
+        choices=("gatys", "strotss", "nnst", "photoreal"),
+    )
+    nnst_rotations: bool = _field(
+        False,
+        "nnst: add the style's 90/180/270 degree rotations to the bank its neighbours come "
+        "from (the authors' default; four times the search)",
     )
     samples: int = _field(
         1024, "remd / self_similarity: points compared per evaluation (the paper's 1024)"
@@ -232,12 +254,53 @@ STROTSS = dict(
 )
 
 
+# What ``method="nnst"`` sets, unless given: Kolkin et al. 2022's recipe (their code: Adam,
+# lr 2e-3 for each level of a Laplacian pyramid, 200 steps per scale). Content weight 0.25: the
+# authors' 1 - alpha, alpha = 0.75 (theirs blends the search image; ours weighs a content term:
+# jaxnst.loss.neighbours).
+NNST = dict(
+    style_loss="nnst",
+    content_loss="nnst",
+    param="laplacian",
+    optimizer="adam",
+    learning_rate=1.2e-2,  # 2e-3 for each of the 6 levels (pyramid_levels=5 halvings)
+    content_weight=0.25,
+    style_weight=1.0,
+    tv_weight=0.0,
+    iterations=200,
+    scales="auto",
+    preserve_color="oklab",
+)
+
+
+# What ``method="photoreal"`` sets, unless given: Luan et al. 2017's recipe (DPST's
+# deep_photostyle.lua: content conv4_2 weight 5, style conv1_1..conv5_1 weight 100, lambda 1e4 at
+# 700 px) in our units (docs/site/photoreal.md). With content weight 1: their content MSE is ten
+# times our 0.5 * mean; their Grams are divided by C H W, ours by H W, so their style 100 is our
+# 200 / C^2 per layer: 3e-3 at C = 256 (1.2e-2 at conv2_1, 7.6e-4 at conv4_1, 5_1). Their lambda/2
+# sum_c V^T L V over their ~3.3e5 pixels is our per-pixel energy times 1e4 * 3.3e5 / 2 / 10.
+PHOTOREAL = dict(
+    content_layers=CONTENT_LAYERS,
+    style_layers=STYLE_LAYERS,
+    init="content",  # theirs: a first pass without the term, then the term from its result
+    optimizer="lbfgs",
+    iterations=500,  # theirs: 1000 + 1000; 500 costs what our Gatys default does
+    content_weight=1.0,
+    style_weight=3e-3,
+    photoreal_weight=1.6e8,
+)
+
+
 def _method(options: dict[str, Any]) -> dict[str, Any]:
     """``method``'s presets under the options given; REMD's scale is not the Gram loss's, so
     ``style_loss="remd"`` alone defaults ``style_weight`` to 1 (the paper's)."""
     if options.get("method") == "strotss":
         return STROTSS | options
-    if options.get("style_loss") == "remd":
+    if options.get("method") == "nnst":
+        return NNST | options
+    if options.get("method") == "photoreal":
+        return PHOTOREAL | options
+    if options.get("style_loss") in ("remd", "nnst"):
         return {"style_weight": 1.0} | options
     return options
 

@@ -1,0 +1,59 @@
+"""The device check's NNST step (issue 31): ``method="nnst"``'s seconds and peak memory at 512
+and 1024 px on the bundled pair (the authors' README: ~6 GB at 512 px, ~12 GB at 1024 px on a
+GPU), each size in a process of its own, so that a peak is that run's alone."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import resource
+import sys
+import time
+
+import jax
+
+from jaxnst.bench.check import Check, run_child
+from jaxnst.bench.machine import load_weights, pair
+
+
+def measure_nnst(c: Check) -> None:
+    """One ``--child nnst`` run per size of ``plan.nnst_sizes``: its whole coarse-to-fine
+    schedule (64 px up to the size, ``plan.nnst_iterations`` Adam steps at each scale)."""
+    p = c.plan
+    for size in p.nnst_sizes:
+        stages = max(1, size.bit_length() - 6)  # 64, 128, ... size
+        per_stage = c.compile_guess(size) + 1.5 * p.nnst_iterations * c.eval_guess(size)
+        need = p.child_start + stages * per_stage  # (an upper side: the early stages are small)
+        run = functools.partial(
+            run_child, c, "nnst", need, "--size", str(size), "--iterations", str(p.nnst_iterations)
+        )
+        c.attempt("nnst", size, "fp32", need, run, iterations_per_scale=p.nnst_iterations)
+
+
+def child_nnst(a: argparse.Namespace) -> dict:
+    """``--child nnst``: one ``method="nnst"`` run at ``a.size`` px (longer side), ``a.iterations``
+    steps per scale. Returns its seconds, the device's peak bytes (``memory_stats``; None on a
+    CPU) and the process's peak resident set (``ru_maxrss``), and its final loss parts."""
+    from jaxnst.stylize import stylize
+
+    variables = load_weights(a.weights)
+    content, style = pair(a.size)
+    t = time.perf_counter()
+    r = stylize(content, style, method="nnst", variables=variables, iterations=a.iterations)
+    wall = time.perf_counter() - t
+    stats = jax.devices()[0].memory_stats() or {}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
+        1 if sys.platform == "darwin" else 1024
+    )
+    return {
+        "wall_seconds": wall,
+        "compile_seconds": r.compile_seconds,
+        "run_seconds": r.run_seconds,
+        "iterations": int(r.iterations),
+        "image_shape": list(content.shape),
+        "peak_bytes": stats.get("peak_bytes_in_use"),
+        "bytes_limit": stats.get("bytes_limit"),
+        "peak_rss_bytes": int(rss),
+        "final_style": float(r.history["style"][-1]),
+        "final_content": float(r.history["content"][-1]),
+    }
