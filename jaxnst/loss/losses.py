@@ -181,6 +181,7 @@ class Targets(NamedTuple):
     sampled: Any = None  # STROTSS's terms: jaxnst.loss.sampled.Sampled, or None
     matting: Any = None  # photorealism: jaxnst.loss.matting's statistics of the content, or None
     nnst: Any = None  # NNST's terms: jaxnst.loss.neighbours.Neighbours, or None
+    nnst_final: Any = None  # NNST's final pass: jaxnst.loss.neighbours.Final (shared), or None
 
 
 class Weights(NamedTuple):
@@ -269,7 +270,7 @@ def objective(
         c, s = sampled.terms(image, feats, targets.sampled, weights.content)
         lc, ls = (lc if c is None else c), (ls if s is None else s)
     if targets.nnst is not None:  # NNST's terms likewise
-        c, s = neighbours.terms(image, feats, targets.nnst)
+        c, s = neighbours.terms(image, feats, targets.nnst, targets.nnst_final)
         lc, ls = (lc if c is None else c), (ls if s is None else s)
     lt = tv_loss(_f32(image), wrap)
     total = weights.content * lc + weights.style * ls + weights.tv * lt

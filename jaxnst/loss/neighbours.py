@@ -99,15 +99,20 @@ def _unit(x: Array) -> Array:
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-16))
 
 
-def terms(image: Array, feats: Mapping[str, Array], t: Neighbours) -> tuple[Any, Any]:
+def terms(
+    image: Array, feats: Mapping[str, Array], t: Neighbours, final: Final | None = None
+) -> tuple[Any, Any]:
     """(content term or None, style term or None) of one (H, W, 3) image: the mean cosine
-    distance of its hypercolumns to ``t.content`` and to ``t.target``."""
-    out = _unit(hypercolumns(feats, *image.shape[:2]))
+    distance of its hypercolumns to ``t.content`` and to ``t.target``; with ``final`` (the final
+    pass) the style term is :func:`final_term` instead."""
+    need = t.content is not None or (t.target is not None and final is None)
+    out = _unit(hypercolumns(feats, *image.shape[:2])) if need else None
 
     def distance(rows: Array | None) -> Any:
         return None if rows is None else jnp.mean(1.0 - jnp.sum(out * rows, axis=-1))
 
-    return distance(t.content), distance(t.target)
+    style = distance(t.target) if final is None else final_term(feats, final)
+    return distance(t.content), style
 
 
 def bank(
@@ -165,6 +170,89 @@ def make(
         ql = jnp.asarray(region_labels(masks, h, w))
     target = jnp.stack([_unit(_replace(c, keys, ql, kl, chunk=CHUNK)) for c in cols])
     return Neighbours(target, content)
+
+
+FINAL_SIDE = 64  # a layer whose longer side is above this is read on a strided grid (theirs)
+
+
+class Final(NamedTuple):
+    """The final pass's style (the ``nnst_final`` field of :class:`jaxnst.loss.losses.Targets`,
+    shared by every member).
+
+    style: per layer of :data:`LAYERS`, a tuple of (H', W', C) float32 activation maps, one per
+        style image (and rotation), at the run's full size.
+    draws: (L, 2) uint32 random bits of this step, set by the loop (:func:`pick`); a layer's
+        (row, column) offset is ``draws % stride`` (:func:`offsets`).
+    """
+
+    style: tuple
+    draws: Array | None = None
+
+
+def stride(h: int, w: int) -> int:
+    """The final pass's grid step for an h x w activation: max(h, w) // :data:`FINAL_SIDE` when
+    that side is above it (as the authors' code), else 1 (the whole layer)."""
+    return max(h, w) // FINAL_SIDE if max(h, w) > FINAL_SIDE else 1
+
+
+def pick(t: Final, key: Array, step: Array | int) -> Final:
+    """``t`` with this step's draws: (L, 2) uint32 bits from ``fold_in(key, step)`` (``key``:
+    raw uint32 key data, the member's; so reruns draw the same, another seed differs)."""
+    k = jax.random.fold_in(jax.random.wrap_key_data(key, impl="threefry2x32"), step)
+    return t._replace(draws=jax.random.bits(k, (len(LAYERS), 2), jnp.uint32))
+
+
+def offsets(draws: Array, strides: Sequence[int]) -> Array:
+    """(L, 2) int32 offsets in [0, stride) of each layer from (L, 2) uint32 ``draws``."""
+    return (draws % jnp.asarray(strides, jnp.uint32)[:, None]).astype(jnp.int32)
+
+
+def grid_rows(f: Array, step: int, offset: Array) -> Array:
+    """(n_h * n_w, C) rows of (H, W, C) ``f`` at ``offset + step * (i, j)``, i < H // step and
+    j < W // step (at least 1): the same count for every offset, so shapes stay static."""
+    h, w, c = f.shape
+    if step == 1:
+        return f.reshape(-1, c)
+    nh, nw = max(1, h // step), max(1, w // step)
+    size = (step * (nh - 1) + 1, step * (nw - 1) + 1, c)
+    part = jax.lax.dynamic_slice(f, (offset[0], offset[1], jnp.int32(0)), size)
+    return part[::step, ::step].reshape(-1, c)
+
+
+def _layer_rows(f: Array, maps: Sequence[Array], step: int, offset: Array) -> tuple[Array, Array]:
+    """The output's rows of one layer and the style's (all maps), each centred and unit."""
+    q = grid_rows(f.astype(jnp.float32), step, offset)
+    k = jnp.concatenate([grid_rows(m, step, offset) for m in maps], 0)
+    return _unit(q - q.mean(0)), _unit(k - k.mean(0))
+
+
+def final_matches(feats: Mapping[str, Array], t: Final) -> list[tuple[Array, Array, Array]]:
+    """Per layer: (output rows, style rows, the index of each output row's nearest style row),
+    rows on this step's grid (:func:`offsets` of ``t.draws``), centred and unit."""
+    assert t.draws is not None, "the loop draws the offsets before evaluating"
+    steps = [stride(*feats[n].shape[:2]) for n in LAYERS]
+    off = offsets(t.draws, steps)
+    out = []
+    for i, n in enumerate(LAYERS):
+        q, k = _layer_rows(feats[n], t.style[i], steps[i], off[i])
+        out.append((q, k, nnst.nearest(jax.lax.stop_gradient(q), k, CHUNK)))
+    return out
+
+
+def final_term(feats: Mapping[str, Array], t: Final) -> Array:
+    """The final pass's style term: over :data:`LAYERS`, the mean of each layer's mean cosine
+    distance (each set centred by its own mean on this step's grid) from the output's rows to
+    their nearest style rows, the matches recomputed at every evaluation."""
+    d = [jnp.mean(1.0 - jnp.sum(q * k[i], axis=-1)) for q, k, i in final_matches(feats, t)]
+    return jnp.mean(jnp.stack(d))
+
+
+def final_style(
+    styles: Sequence[Array], features: Callable[[Array], Mapping[str, Array]], rotations: bool
+) -> Final:
+    """The final pass's style maps: :data:`LAYERS` of each style (and its rotations)."""
+    fs = [features(im) for s in styles for im in (nnst.rotations(s) if rotations else (s,))]
+    return Final(tuple(tuple(f[n].astype(jnp.float32) for f in fs) for n in LAYERS))
 
 
 @jax.jit

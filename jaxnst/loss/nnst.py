@@ -88,10 +88,11 @@ def _check(chunk: int, precision: str) -> None:
 @functools.partial(jax.jit, static_argnames=("chunk", "precision"))
 def _search(q: Array, k: Array, ql: Array, kl: Array, chunk: int, precision: str) -> Array:
     """Indices (Q,) int32 of each row of unit ``q`` (Q, C) in unit ``k`` (K, C); rows of other
-    labels are masked to -inf unless the query's label has no key at all."""
+    labels are masked to -inf unless the query's label has no key at all (``kl`` None: none)."""
     n = q.shape[0]
     pad = -n % chunk
     q = jnp.pad(q, ((0, pad), (0, 0))).reshape(-1, chunk, q.shape[1])
+    ql = jnp.zeros((n,), jnp.int32) if ql is None else ql
     ql = jnp.pad(ql, (0, pad)).reshape(-1, chunk)
     dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
     kd = k.astype(dtype)
@@ -99,10 +100,12 @@ def _search(q: Array, k: Array, ql: Array, kl: Array, chunk: int, precision: str
     def one(args: tuple[Array, Array]) -> Array:
         qc, lc = args
         sim = jnp.dot(qc.astype(dtype), kd.T, preferred_element_type=jnp.float32)
-        same = lc[:, None] == kl[None, :]
-        # A region absent from the style keeps its unmasked match (see ``missing_regions``).
-        allowed = same | ~jnp.any(same, axis=1, keepdims=True)
-        sim = jnp.where(allowed, sim, -jnp.inf)
+        allowed = None
+        if kl is not None:  # (no labels: no masks, which XLA could fold as constants)
+            same = lc[:, None] == kl[None, :]
+            # A region absent from the style keeps its unmasked match (see ``missing_regions``).
+            allowed = same | ~jnp.any(same, axis=1, keepdims=True)
+            sim = jnp.where(allowed, sim, -jnp.inf)
         if precision != "bf16-rescore":
             return jnp.argmax(sim, axis=1).astype(jnp.int32)
         return _rescore(qc, k, sim, allowed)
@@ -110,12 +113,13 @@ def _search(q: Array, k: Array, ql: Array, kl: Array, chunk: int, precision: str
     return jax.lax.map(one, (q, ql)).reshape(-1)[:n]
 
 
-def _rescore(qc: Array, k: Array, sim: Array, allowed: Array) -> Array:
+def _rescore(qc: Array, k: Array, sim: Array, allowed: Array | None) -> Array:
     """The best of each row's top ``_RESCORE`` bf16 candidates, re-scored in fp32 (ties to the
     lowest index). ``qc`` (n, C), ``k`` (K, C) unit rows; ``sim``, ``allowed`` (n, K)."""
     _, cand = jax.lax.top_k(sim, min(_RESCORE, k.shape[0]))
     exact = jnp.einsum("nc,ntc->nt", qc, k[cand])
-    exact = jnp.where(jnp.take_along_axis(allowed, cand, axis=1), exact, -jnp.inf)
+    if allowed is not None:
+        exact = jnp.where(jnp.take_along_axis(allowed, cand, axis=1), exact, -jnp.inf)
     best = exact.max(axis=1, keepdims=True)
     big = jnp.iinfo(jnp.int32).max
     return jnp.min(jnp.where(exact == best, cand, big), axis=1).astype(jnp.int32)
@@ -141,8 +145,9 @@ def nearest(
     k = _normalise(jnp.asarray(keys, jnp.float32))
     if (query_labels is None) != (key_labels is None):
         raise ValueError("query_labels and key_labels: give both or neither")
-    ql = jnp.zeros(q.shape[0], jnp.int32) if query_labels is None else jnp.asarray(query_labels)
-    kl = jnp.zeros(k.shape[0], jnp.int32) if key_labels is None else jnp.asarray(key_labels)
+    if query_labels is None:
+        return _search(q, k, None, None, min(chunk, q.shape[0]), precision)
+    ql, kl = jnp.asarray(query_labels), jnp.asarray(key_labels)
     if ql.shape != (q.shape[0],) or kl.shape != (k.shape[0],):
         raise ValueError(
             f"labels must be (Q,) = ({q.shape[0]},) and (K,) = ({k.shape[0]},); "

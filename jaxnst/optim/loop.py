@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxnst.loss import losses, sampled
+from jaxnst.loss import losses, neighbours, sampled
 from jaxnst.optim import linesearch
 from jaxnst.optim.linesearch import SearchState
 
@@ -125,6 +125,8 @@ def iterate_member(
     if targets.sampled is not None:  # this step's sample points, one draw per step
         t = sampled.pick(targets.sampled, s.key, s.step, config.resample_every, config.samples)
         targets = targets._replace(sampled=t)
+    if targets.nnst_final is not None:  # NNST's final pass: this step's grid offsets
+        targets = targets._replace(nnst_final=neighbours.pick(targets.nnst_final, s.key, s.step))
     opt = ops.optimizer(config, hyper.learning_rate)
     if config.optimizer == "lbfgs":
         new, value, recorded = _lbfgs(s, go, opt, ops, variables, targets, hyper, config)

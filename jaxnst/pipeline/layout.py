@@ -104,7 +104,7 @@ def place(problem: Problem, lay: Layout) -> Batch:
         learning_rate=jax.device_put(np.float32(o.learning_rate / _levels(o, problem))),
         iterations=jax.device_put(np.int32(o.iterations)),
         ema_decay=jax.device_put(np.float32(o.ema_decay or 0.0)),
-        keys=None if t.sampled is None else _sample_keys(o, lay, idx),
+        keys=None if t.sampled is None and t.nnst_final is None else _sample_keys(o, lay, idx),
     )
     h, w = problem.contents.shape[1:3]
     channels = vgg.channels_of(problem.variables)
@@ -166,6 +166,7 @@ def _shard(batch: Batch, mesh: jax.sharding.Mesh) -> Batch:
             else jax.device_put(t.sampled.regions, rep),
         ),
         nnst=jax.device_put(t.nnst, row),
+        nnst_final=jax.device_put(t.nnst_final, rep),
     )
     hyper = batch.hyper._replace(weights=jax.device_put(batch.hyper.weights, row))
     if hyper.keys is not None:

@@ -47,7 +47,8 @@ def auto_schedule(
 def resolve(o: Options, shape: tuple[int, ...]) -> Options:
     """``scales="auto"`` made explicit for a content of ``shape`` (..., H, W, 3): the schedule's
     sizes and iterations, or single-scale (``scales=None``) where it has one stage. Other
-    options are returned as they are."""
+    options are returned as they are, but ``nnst_final_steps`` (:func:`final_steps`)."""
+    o = final_steps(o)
     if o.scales != "auto":
         return o
     if o.method == "strotss":
@@ -56,9 +57,23 @@ def resolve(o: Options, shape: tuple[int, ...]) -> Options:
         sizes, its = nnst_schedule(max(shape[-3:-1]), o.iterations)
     else:
         sizes, its = auto_schedule(max(shape[-3:-1]), o.iterations)
+    if not sizes and o.nnst_final_steps and o.style_loss == "nnst":  # one stage, the final pass
+        return dataclasses.replace(o, scales=(max(shape[-3:-1]),), scale_iterations=None)
     if not sizes:
         return dataclasses.replace(o, scales=None, scale_iterations=None)
     return dataclasses.replace(o, scales=sizes, scale_iterations=its)
+
+
+def final_steps(o: Options) -> Options:
+    """``nnst_final_steps`` checked (one-line ValueError) and made explicit: None is
+    ``iterations`` for ``method="nnst"`` (the authors' final pass takes as many steps as each
+    scale), else 0."""
+    v = o.nnst_final_steps
+    if v is None:
+        return dataclasses.replace(o, nnst_final_steps=o.iterations if o.method == "nnst" else 0)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+        raise ValueError(f"nnst_final_steps must be an integer >= 0 (0: off), got {v!r}")
+    return o
 
 
 def strotss_schedule(hw: tuple[int, ...], iterations: int) -> tuple[tuple[int, ...], tuple]:
@@ -76,7 +91,8 @@ def nnst_schedule(full: int, iterations: int) -> tuple[tuple[int, ...], tuple]:
     """Kolkin et al. 2022's schedule: the longer side halved while it stays at least
     :data:`NNST_MIN_SIDE` (512: 64, 128, 256 and 512; 1024: 64 ... 1024, as their code runs
     at those sizes), ``iterations`` (their 200) at every stage. Their final pass at the full size
-    (matches per layer, re-drawn each step) is not built: see docs/site/nnst.md."""
+    (matches per layer, re-drawn each step) follows them (``nnst_final_steps``,
+    :func:`coarse_to_fine`)."""
     sizes = [full // 2**k for k in range(1, 12) if full // 2**k >= NNST_MIN_SIDE][::-1]
     return tuple(sizes), (iterations,) * (len(sizes) + 1)
 
@@ -133,6 +149,7 @@ def coarse_to_fine(
     base = dataclasses.asdict(o) | {"scales": None, "scale_iterations": None}
     image, results = None, []
     plan = [_stage(content, styles, content_masks, base, o, size, n) for size, n in stages(o, full)]
+    plan = _with_final_pass(plan, content, styles, content_masks, base, o)
     t0 = time.monotonic()
     for i, (c, st, m, opts) in enumerate(plan):
         opts = opts | {"init": _start(image, base["init"], c.shape)}
@@ -181,6 +198,18 @@ def _stage(content, styles, masks, base: dict, o: Options, size: int, n: int) ->
         "photoreal_smooth": o.photoreal_smooth if size == full else None,
     }
     return c, st, m, opts
+
+
+def _with_final_pass(plan: list, content, styles, masks, base: dict, o: Options) -> list:
+    """NNST's stages followed by its final pass (``nnst_final_steps`` Adam steps at the full
+    size, a single-scale run that :func:`jaxnst.pipeline.targets.final_pass` recognises); the
+    stages themselves run without it. Other methods' plans are returned as they are."""
+    n = o.nnst_final_steps
+    if not n or o.style_loss != "nnst":
+        return plan
+    plan = [(c, st, m, opts | {"nnst_final_steps": 0}) for c, st, m, opts in plan]
+    c, st, m, opts = _stage(content, styles, masks, base, o, max(content.shape[:2]), n)
+    return plan + [(c, st, m, opts | {"nnst_final_steps": n})]
 
 
 def _compile_ahead(stage: tuple, variables: Any) -> None:

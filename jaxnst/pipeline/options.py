@@ -142,6 +142,11 @@ class Options:
         "nnst: add the style's 90/180/270 degree rotations to the bank its neighbours come "
         "from (the authors' default; four times the search)",
     )
+    nnst_final_steps: int | None = _field(
+        None,
+        "nnst: Adam steps of the authors' final pass at the full size after the scales, matches "
+        "re-drawn per layer at every step (None: method nnst's --iterations, else 0; 0: off)",
+    )
     samples: int = _field(
         1024, "remd / self_similarity: points compared per evaluation (the paper's 1024)"
     )

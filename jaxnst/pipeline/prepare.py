@@ -23,7 +23,7 @@ from jaxnst.model import vgg
 from jaxnst.pipeline import labels
 from jaxnst.pipeline.checks import check_mask_terms
 from jaxnst.pipeline.options import MIN_SIDE, Options, check_masks
-from jaxnst.pipeline.targets import _features, _style_grams, _target_gram, nnst_targets  # noqa: F401
+from jaxnst.pipeline.targets import _features, _style_grams, nnst_final, nnst_targets
 
 
 class Problem(NamedTuple):
@@ -372,6 +372,7 @@ def prepare_targets(
         sampled=_sampled(content, styles, w, variables, options, masks),
         matting=photoreal_stats(content, options),
         nnst=nnst_targets(content, styles, variables, options, masks),
+        nnst_final=nnst_final(styles, variables, options),
     )
 
 

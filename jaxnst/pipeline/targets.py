@@ -56,16 +56,30 @@ def _target_gram(f: jax.Array) -> jax.Array:
     return (jax.lax.optimization_barrier(x.T) @ x) / (h * w)
 
 
+def final_pass(o) -> bool:
+    """Whether a run is NNST's final pass: its style term with ``nnst_final_steps`` above 0 in
+    a single-scale run (:func:`jaxnst.pipeline.multiscale.coarse_to_fine` runs it last)."""
+    return o.style_loss == "nnst" and bool(o.nnst_final_steps) and not o.scales
+
+
+def _nnst_features(variables, o):
+    config = _Net(neighbours.LAYERS, o.pooling, vgg.channels_of(variables))
+    return lambda image: _net_features(image, variables, config=config)
+
+
 def nnst_targets(contents, styles, variables, o, masks=None):
     """NNST's targets (:mod:`jaxnst.loss.neighbours`) when its terms are in use, else None:
     the content's hypercolumns and their nearest style neighbours, computed once per run (per
-    scale of a coarse-to-fine run)."""
-    c_on, s_on = o.content_loss == "nnst", o.style_loss == "nnst"
-    if not (c_on or s_on):
+    scale of a coarse-to-fine run; none in the final pass, which matches at every step)."""
+    c_on, s_on = o.content_loss == "nnst", o.style_loss == "nnst" and not final_pass(o)
+    if not (c_on or s_on or final_pass(o)):
         return None
-    config = _Net(neighbours.LAYERS, o.pooling, vgg.channels_of(variables))
-
-    def feats(image):
-        return _net_features(image, variables, config=config)
-
+    feats = _nnst_features(variables, o)
     return neighbours.make(contents, styles, feats, c_on, s_on, o.nnst_rotations, masks)
+
+
+def nnst_final(styles, variables, o):
+    """The final pass's style maps (:class:`jaxnst.loss.neighbours.Final`), else None."""
+    if not final_pass(o):
+        return None
+    return neighbours.final_style(styles, _nnst_features(variables, o), o.nnst_rotations)
