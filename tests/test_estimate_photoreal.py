@@ -22,7 +22,7 @@ def test_the_term_adds_its_share_of_an_evaluation_and_the_smoothing_its_steps():
     assert estimate.photoreal_mp(o) == (0.0, 0.0)
 
 
-def test_the_preflight_counts_the_term_and_the_smoothing_and_offers_no_tiles_with_the_term(
+def test_the_preflight_counts_the_term_and_the_smoothing_and_offers_tiles_with_the_term(
     monkeypatch,
 ):
     from jaxnst.pipeline import memory
@@ -37,9 +37,12 @@ def test_the_preflight_counts_the_term_and_the_smoothing_and_offers_no_tiles_wit
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: (2**40, "test"))
     plain, with_term = (memory.check(512, 512, 2, x) for x in (o, real))
     assert with_term.step - plain.step == memory.photoreal_bytes(2, real, (512, 512))
-    # too little memory: Gatys is offered tiles, the photoreal term (refused with tiles) is not
+    # too little memory: both are offered tiles (the term has its own, jaxnst.loss.matting_tiles)
     need = plain.step
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: (need * 9 // 10, "test"))
     assert memory.check(512, 512, 2, o).tile is not None
-    with pytest.raises(memory.MemoryRefused):
-        memory.check(512, 512, 2, real)
+    tiles = memory.check(512, 512, 2, real)
+    assert tiles.tile is not None
+    assert memory.photoreal_bytes(2, real, (512, 512), tiles.tile) == (
+        (31 + 24) * 4 * 512 * 512 + 2 * 128 * (tiles.tile + 4) ** 2
+    )

@@ -66,7 +66,6 @@ def test_a_sweep_of_weights_is_one_batch_equal_to_single_runs(small_vars, pair):
     "kw, message",
     [
         (dict(photoreal_weight=-1.0), "photoreal_weight must be a finite number >= 0"),
-        (dict(photoreal_weight=1.0, tile=16), "does not combine with tile"),
         (dict(photoreal_smooth=-1.0), "photoreal_smooth must be a finite number >= 0"),
         (dict(photoreal_smooth="a"), "photoreal_smooth must be a finite number >= 0"),
     ],

@@ -127,6 +127,15 @@ def matting_apply(stats: MattingStats, x):
             f"x: expected (H, W, C) with H, W = {stats.content.shape[:2]} (the content's); "
             f"got shape {x.shape}"
         )
+    return apply_windows(stats, x)
+
+
+def apply_windows(stats: MattingStats, x, valid=None):
+    """``L x`` summed over the windows of ``stats`` (all of them, or those where the 0/1 map
+    ``valid`` (H - 2r, W - 2r) is 1): :func:`matting_apply` without its checks. With ``valid``,
+    a window that is 0 there adds nothing, whatever its statistics (the tiles of
+    :mod:`jaxnst.loss.matting_tiles` pad the image's edge so)."""
+    h, w = x.shape[:2]
     r = _radius(stats)
     hk, wk = stats.mean.shape[:2]
     offs = _offsets(r)
@@ -147,6 +156,8 @@ def matting_apply(stats: MattingStats, x):
             "...ij,...j->...i", stats.whiten, _window(stats.content, dy, dx, hk, wk) - stats.mean
         )
         resid = _window(x, dy, dx, hk, wk) - xm - jnp.einsum("...i,...ic->...c", pd, pc)
+        if valid is not None:
+            resid = resid * valid[..., None]
         out = out + _scatter(resid, dy, dx, h, w)
     return out
 

@@ -18,8 +18,9 @@ crop extends past the image, every layer's activations are multiplied by a 0/1 m
 extent at that layer (H >> b rows after b poolings), which is what SAME zero padding does at the
 image border and VALID pooling does to an odd last row. Tiles and halo are multiples of 16 px (four
 2x2 poolings) so every tile pools on the global grid; any image size works.
-Supported: the Gram style loss (no masks), content and TV terms, fp32, one image; ``tileable``
-and ``wasserstein`` are not (they raise).
+Supported: the Gram style loss (no masks), content and TV terms, the photorealism term (its own
+exact tiles, :mod:`jaxnst.loss.matting_tiles`), fp32, one image; ``tileable`` and ``wasserstein``
+are not (they raise).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxnst import _interrupt
-from jaxnst.loss import losses
+from jaxnst.loss import losses, matting_tiles
 from jaxnst.model import vgg
 
 ALIGN = 16
@@ -278,7 +279,11 @@ def parts(image, variables, targets, weights, config, tile: int) -> losses.Parts
     """The loss parts of :func:`jaxnst.optim.optimize.parts_fn` for one (H, W, 3) float32 image,
     computed tile by tile; differentiable (pass 2 is the backward)."""
     _check(image, targets, config, tile)
-    return _tiled_parts(image, variables, targets, weights, config, tile)
+    out = _tiled_parts(image, variables, targets, weights, config, tile)
+    if targets.matting is None or weights.photoreal is None:
+        return out  # (photorealism: in the total, as untiled; its own tiles with a halo of 2r)
+    e = matting_tiles.energy(targets.matting, image, tile)
+    return out._replace(total=out.total + weights.photoreal * e)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
@@ -319,8 +324,9 @@ def _bwd(config, tile, res, ct):
     d_weights = weights._replace(
         content=ct.total * out.content, style=ct.total * out.style, tv=ct.total * out.tv
     )
-    if weights.temporal is not None:
-        d_weights = d_weights._replace(temporal=jnp.zeros_like(weights.temporal))
+    for k in ("temporal", "photoreal"):  # (neither is in this total)
+        if getattr(weights, k) is not None:
+            d_weights = d_weights._replace(**{k: jnp.zeros_like(getattr(weights, k))})
     return d_image, zeros(variables), zeros(targets), d_weights
 
 

@@ -149,9 +149,6 @@ def check_api_only(o: Any) -> None:
         raise ValueError(
             "extra_loss needs the activations, which remat=True does not keep; use one or the other"
         )
-    if o.tile is not None and any(v > 0 for v in _values(o.photoreal_weight)):
-        raise ValueError("photoreal_weight does not combine with tile yet (its Laplacian reaches "
-                         "across tiles)")  # fmt: skip
     if o.extra_loss is not None and o.tile is not None:
         raise ValueError(
             "extra_loss needs the whole image's activations, which tile= evaluates piece by "

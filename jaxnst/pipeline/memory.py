@@ -184,15 +184,22 @@ def nnst_bytes(
     return int(targets + max(search, per_eval) + ahead)
 
 
-def photoreal_bytes(members: int, options: Any, shape: tuple[int, int] = (512, 512)) -> int:
+def photoreal_bytes(
+    members: int, options: Any, shape: tuple[int, int] = (512, 512), tile: int | None = None
+) -> int:
     """Bytes the Matting Laplacian adds (:mod:`jaxnst.loss.matting`; 0 when not in use): with
     ``photoreal_weight``, the content's window statistics (15 floats a pixel: colours, means, a
     3x3 factor) and per evaluation and member ~32 floats a pixel (the window fits and ``L x``,
-    kept for the gradient); with ``photoreal_smooth``, after the descent, the statistics, four
-    conjugate-gradient images and one product's temporaries, the larger of the two. A model
-    from the shapes, not yet measured against a run."""
+    kept for the gradient); in ``tile`` px tiles (:mod:`jaxnst.loss.matting_tiles`), the
+    statistics twice (padded), a 0/1 map and per member ~12 floats a pixel (the padded image,
+    the tiles' and the assembled ``L x``, the gradient), plus one crop's 32 floats a pixel; with
+    ``photoreal_smooth``, after the descent, the statistics, four conjugate-gradient images and
+    one product's temporaries, the larger of the two. A model from the shapes, not yet measured
+    against a run."""
     px = 4 * shape[0] * shape[1]
     descent = (15 + 32 * members) * px if _photoreal_term(options) else 0
+    if descent and tile:  # (the halo: 2 px each side at the pipeline's radius 1)
+        descent = (31 + 12 * members) * px + members * 32 * 4 * (tile + 4) ** 2
     smooth = (15 + 12 + 30) * px if getattr(options, "photoreal_smooth", None) else 0
     return int(max(descent, smooth))
 
@@ -213,7 +220,6 @@ def _can_tile(options: Any) -> bool:
         and options.precision != "bf16"
         and not options.tileable
         and getattr(options, "extra_loss", None) is None
-        and not _photoreal_term(options)  # (its Laplacian reaches across tiles: refused)
     )
 
 
@@ -299,7 +305,7 @@ def check(
         from jaxnst.loss import sampled
 
         layers += sampled.LAYERS
-    extra += photoreal_bytes(members, options, (h, w))
+    extra += photoreal_bytes(members, options, (h, w), options.tile)
     nn = nnst_bytes(members, options, channels, (h, w))
     if nn:  # (the search's memory is gone when the descent starts: the larger of the two)
         from jaxnst.loss import neighbours
@@ -322,7 +328,8 @@ def check(
 
         ok: dict[int, int] = {}
         for t in (t for t in TILES if t < max(h, w)):
-            s = tiled_step_bytes(h, w, members, layers, t, channels, options.lbfgs_memory) + fixed
+            s = tiled_step_bytes(h, w, members, layers, t, channels, options.lbfgs_memory)
+            s += fixed + photoreal_bytes(members, options, (h, w), t)
             if s <= available:
                 ok[t] = s
         if ok:  # the fastest: the least area computed (ties: the larger tile)

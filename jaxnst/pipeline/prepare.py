@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst.loss import color, losses, matting, neighbours, sampled, tiled
+from jaxnst.loss import color, losses, matting, matting_tiles, neighbours, sampled, tiled
 from jaxnst.model import vgg
 from jaxnst.pipeline import labels
 from jaxnst.pipeline.checks import check_mask_terms
@@ -378,10 +378,12 @@ def prepare_targets(
 
 def photoreal_stats(contents: jax.Array, o: Options) -> Any:
     """The Matting Laplacian's statistics of each content (N, H, W, 3) when any member's
-    ``photoreal_weight`` is above 0 (:mod:`jaxnst.loss.matting`), else None."""
+    ``photoreal_weight`` is above 0 (:mod:`jaxnst.loss.matting`; with ``tile``, the same values
+    tile by tile), else None."""
     if not any(v > 0 for v in np.atleast_1d(o.photoreal_weight)):
         return None
-    return jax.jit(jax.vmap(matting.matting_stats))(jnp.asarray(contents, jnp.float32))
+    f = functools.partial(matting_tiles.stats, tile=o.tile) if o.tile else matting.matting_stats
+    return jax.jit(jax.vmap(f))(jnp.asarray(contents, jnp.float32))
 
 
 def _sampled(contents, styles, w, variables, o: Options, masks: Any = None) -> Any:
