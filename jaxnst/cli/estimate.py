@@ -130,6 +130,7 @@ def seconds(h: int, w: int, members: int, options: Any, per_megapixel: float) ->
         real = mp * photoreal_mp(options)[0]
         total += evals * per_megapixel * (mp * overhead + real + sampled_mp(options)) * members
         total += per_megapixel * nnst_search_mp(options, mp)  # (once per stage: shared targets)
+    total += per_megapixel * nnst_final_mp(options, h, w) * members
     return total + per_megapixel * h * w / 1e6 * photoreal_mp(options)[1] * members
 
 
@@ -167,6 +168,27 @@ def nnst_search_mp(options: Any, mp: float) -> float:
     q = mp * 1e6 / 16
     k = q * (4 if getattr(options, "nnst_rotations", False) else 1)
     return 2 * q * k * 2688 / (GATYS_TFLOP_PER_MP * 1e12)
+
+
+_NNST_FACTORS = (1, 1, 2, 2, 4, 4, 4, 8, 8, 8)  # each of neighbours.LAYERS: the image / its side
+
+
+def nnst_final_mp(options: Any, h: int, w: int) -> float:
+    """NNST's final pass (``nnst_final_steps`` steps at h x w), in megapixels of a Gatys
+    evaluation: a step is an evaluation plus each layer's search, 2 Q K C FLOPs on its grid
+    (:func:`jaxnst.loss.neighbours.stride`; K = Q, 4 Q with rotations). Not measured yet."""
+    from jaxnst.loss import neighbours
+
+    n = getattr(options, "nnst_final_steps", 0) or 0
+    if getattr(options, "style_loss", "gram") != "nnst" or not n:
+        return 0.0
+    flops = 0.0
+    for f, c in zip(_NNST_FACTORS, (64, 64, 128, 128, 256, 256, 256, 512, 512, 512)):
+        lh, lw = max(1, h // f), max(1, w // f)
+        s = neighbours.stride(lh, lw)
+        q = max(1, lh // s) * max(1, lw // s)
+        flops += 2 * q * q * (4 if getattr(options, "nnst_rotations", False) else 1) * c
+    return n * (h * w / 1e6 + flops / (GATYS_TFLOP_PER_MP * 1e12))
 
 
 def sampled_mp(options: Any) -> float:

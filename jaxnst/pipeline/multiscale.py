@@ -66,11 +66,12 @@ def resolve(o: Options, shape: tuple[int, ...]) -> Options:
 
 def final_steps(o: Options) -> Options:
     """``nnst_final_steps`` checked (one-line ValueError) and made explicit: None is
-    ``iterations`` for ``method="nnst"`` (the authors' final pass takes as many steps as each
-    scale), else 0."""
+    ``iterations`` for ``method="nnst"`` with scales (the authors' final pass takes as many steps
+    as each scale), else 0 (``scales=None`` with a count above 0 is the final pass alone)."""
     v = o.nnst_final_steps
     if v is None:
-        return dataclasses.replace(o, nnst_final_steps=o.iterations if o.method == "nnst" else 0)
+        on = o.method == "nnst" and o.scales is not None
+        return dataclasses.replace(o, nnst_final_steps=o.iterations if on else 0)
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
         raise ValueError(f"nnst_final_steps must be an integer >= 0 (0: off), got {v!r}")
     return o
@@ -113,14 +114,16 @@ def describe(o: Options, shape: tuple[int, ...]) -> str | None:
         return None
     full = max(shape[-3:-1])
     st = stages(o, full)
-    if len(st) == 1:
+    last = (o.nnst_final_steps or 0) if o.style_loss == "nnst" else 0  # NNST's final pass
+    if len(st) == 1 and not last:
         return None
-    cost = sum(n * (s / full) ** 2 for s, n in st)
+    cost = sum(n * (s / full) ** 2 for s, n in st) + last
     return (
         "coarse-to-fine"
         + (" (--scales auto)" if o.scales == "auto" else "")
         + ": "
         + ", ".join(f"{n} iterations at {s} px" for s, n in st)
+        + (f", then {last} steps of NNST's final pass at {full} px" if last else "")
         + f" (~{cost:.0f} full-size iterations of compute; --scales none for single-scale)"
     )
 
@@ -203,9 +206,10 @@ def _stage(content, styles, masks, base: dict, o: Options, size: int, n: int) ->
 def _with_final_pass(plan: list, content, styles, masks, base: dict, o: Options) -> list:
     """NNST's stages followed by its final pass (``nnst_final_steps`` Adam steps at the full
     size, a single-scale run that :func:`jaxnst.pipeline.targets.final_pass` recognises); the
-    stages themselves run without it. Other methods' plans are returned as they are."""
+    stages themselves run without it. Other methods' plans, and runs with content masks (its
+    matches ignore regions), are returned as they are."""
     n = o.nnst_final_steps
-    if not n or o.style_loss != "nnst":
+    if not n or o.style_loss != "nnst" or masks is not None:  # (no guided final pass yet)
         return plan
     plan = [(c, st, m, opts | {"nnst_final_steps": 0}) for c, st, m, opts in plan]
     c, st, m, opts = _stage(content, styles, masks, base, o, max(content.shape[:2]), n)

@@ -144,8 +144,8 @@ class Options:
     )
     nnst_final_steps: int | None = _field(
         None,
-        "nnst: Adam steps of the authors' final pass at the full size after the scales, matches "
-        "re-drawn per layer at every step (None: method nnst's --iterations, else 0; 0: off)",
+        "nnst: Adam steps of the authors' final pass after the scales, matching per layer at every "
+        "step (default: method nnst's --iterations; 0: off; with --scales none: the pass alone)",
     )
     samples: int = _field(
         1024, "remd / self_similarity: points compared per evaluation (the paper's 1024)"
