@@ -28,6 +28,10 @@ it (otherwise a record says why it was skipped); the JSON is rewritten after eve
    the bundled pair at 512 and 1024 px, its whole schedule (200 Adam steps at each of 64 px ...
    the size), each in a fresh process: wall, compile and run seconds, ``peak_bytes``
    (``memory_stats()``) and ``peak_rss_bytes`` (the process's resident peak), final losses.
+   ``photoreal`` (issue 30): ``method="photoreal"`` on the bundled pair at 1024 px (the preset's
+   500 L-BFGS iterations) and at 4K, 3840x2160 (50 iterations), each in a fresh process, in the
+   memory preflight's tiles where the untiled descent does not fit (``tile`` says which): wall,
+   compile and run seconds, seconds per evaluation, ``peak_bytes``, ``peak_rss_bytes``, losses.
 6. ``sweep``: 8 style weights in one batched run against 8 single runs (same iterations), 512 px.
 7. ``tiled``: untiled against tiled evaluation at 2048 px, when ``stylize`` takes ``tile=``;
    ``video``: seconds per frame of a multi-pass video batch (8 frames, 512 px, a synthetic pan

@@ -90,6 +90,9 @@ def test_smoke_measures_every_item(smoke):
         assert r["size"] >= 64 and r["limit_bytes"] > 0 and r["probes"]
     nn = by["nnst"][0]  # issue 31: method="nnst" in a child process
     assert "skipped" in nn or (nn["iterations"] == 2 and nn["peak_rss_bytes"] > 0), nn
+    pr = by["photoreal"]  # issue 30: method="photoreal" in child processes, the second tiled
+    assert [(r["size"], r.get("tile")) for r in pr] == [(64, None), (64, 32)], pr
+    assert pr[1]["image_shape"] == [36, 64, 3] and pr[1]["peak_rss_bytes"] > 0
     sw = by["sweep"][0]
     assert sw["n"] == 3 and sw["ratio"] > 0 and sw["singles_run_seconds"] > 0
     for name in ("tiled", "video"):  # measured, skipped (not built yet) or failed: never absent
@@ -219,3 +222,36 @@ def test_tiled_and_video_paths_with_stand_ins(monkeypatch):
     if real is not None:  # the real front end takes what the GPU run will pass
         given = dict(variables=None, iterations=1, passes=1, pass_iterations=1, flow=None)
         inspect.signature(real).bind(None, None, **given)
+
+
+def test_photoreal_step_runs_its_child_tiled(monkeypatch):
+    """The photoreal step's path on the CPU at its smallest: a child process, method="photoreal"
+    on a 64x36 crop of the pair (the 4K run's shape, filled and cropped) in 2 x 2 tiles of 32 px;
+    the record carries what the GPU run will report."""
+    import dataclasses
+    import time
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import device_check as dc
+
+    from jaxnst.bench import check
+    from jaxnst.bench.photoreal import measure_photoreal, photo_pair
+
+    monkeypatch.setattr(check, "T0", time.perf_counter())  # (the budget counts from here)
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "true")  # (as the smoke run's children)
+    content, style = photo_pair(384, 216)  # (4K's 3840x2160 at a tenth)
+    assert content.shape == (216, 384, 3) and style.shape == (288, 288, 3)
+    plan = dataclasses.replace(
+        dc.SMOKE, photoreal_shapes=((64, 36),), photoreal_iterations=(2,), photoreal_tiles=(32,)
+    )
+    c = dc.Check(None, 300.0, plan, {})
+    c.weights_arg = "small"
+    measure_photoreal(c)
+    (r,) = c.data["results"]
+    assert "error" not in r and "skipped" not in r, r
+    assert (r["name"], r["size"], r["shape"], r["tile"]) == ("photoreal", 64, "64x36", 32)
+    assert r["image_shape"] == [36, 64, 3] and r["iterations"] == 2 and r["evaluations"] >= 2
+    assert r["wall_seconds"] >= r["run_seconds"] > 0 and r["seconds_per_eval"] > 0
+    assert r["peak_rss_bytes"] > 0 and r["peak_bytes"] is None  # (no memory_stats on the CPU)
+    assert all(math.isfinite(r[k]) for k in ("final_style", "final_content", "final_total"))

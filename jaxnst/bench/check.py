@@ -66,6 +66,12 @@ class Plan:
     ff_apply_sizes: tuple[int, ...] = (256, 512, 1024)
     nnst_sizes: tuple[int, ...] = (512, 1024)  # issue 31: method="nnst", whole schedule
     nnst_iterations: int = 200  # Adam steps per scale (the authors')
+    # issue 30: method="photoreal" at 1024 px and 4K ((longer side, height); 0: the pair's
+    # aspect), its L-BFGS iterations (the preset's 500; 4K: enough for a rate) and tiles (0: the
+    # memory preflight's where the untiled descent does not fit)
+    photoreal_shapes: tuple[tuple[int, int], ...] = ((1024, 0), (3840, 2160))
+    photoreal_iterations: tuple[int, ...] = (500, 50)
+    photoreal_tiles: tuple[int, ...] = (0, 0)
     smoke: bool = False
 
 
@@ -100,6 +106,9 @@ SMOKE = Plan(
     ff_apply_sizes=(32,),
     nnst_sizes=(64,),
     nnst_iterations=2,
+    photoreal_shapes=((64, 0), (64, 36)),
+    photoreal_iterations=(2, 2),
+    photoreal_tiles=(0, 32),  # (the tiled path: 2 x 2 tiles)
     smoke=True,
 )
 

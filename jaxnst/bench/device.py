@@ -29,6 +29,7 @@ from jaxnst.bench.machine import (
 )
 from jaxnst.bench.nnst import child_nnst, measure_nnst
 from jaxnst.bench.optional import measure_compile, measure_optional
+from jaxnst.bench.photoreal import child_photoreal, measure_photoreal
 from jaxnst.bench.steps import (
     measure_end_to_end,
     measure_eval,
@@ -66,7 +67,9 @@ def parse(argv) -> argparse.Namespace:
         default=60.0,
         help="hard stop this long past the budget (default 60)",
     )
-    ap.add_argument("--child", choices=("peak", "torch", "nnst"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--child", choices=("peak", "torch", "nnst", "photoreal"), help=argparse.SUPPRESS
+    )
     for flag, kw in (
         ("--size", dict(type=int)),
         ("--steps", dict(type=int, default=2)),
@@ -74,6 +77,8 @@ def parse(argv) -> argparse.Namespace:
         ("--precision", dict(default="fp32")),
         ("--cache-dir", dict(default="")),
         ("--remat", dict(action="store_true")),
+        ("--height", dict(type=int, default=0)),
+        ("--tile", dict(type=int, default=0)),
     ):
         ap.add_argument(flag, help=argparse.SUPPRESS, **kw)
     return ap.parse_args(argv)
@@ -82,7 +87,12 @@ def parse(argv) -> argparse.Namespace:
 def child_main(a: argparse.Namespace) -> int:
     if a.cache_dir:
         jax.config.update("jax_compilation_cache_dir", a.cache_dir)
-    children = {"peak": child_peak, "torch": child_torch, "nnst": child_nnst}
+    children = {
+        "peak": child_peak,
+        "torch": child_torch,
+        "nnst": child_nnst,
+        "photoreal": child_photoreal,
+    }
     out = children[a.child](a)
     print(TAG + json.dumps(json_safe(out)), flush=True)
     return 0
@@ -146,6 +156,7 @@ def main(argv=None) -> int:
             measure_quality,
             measure_memory,
             measure_nnst,  # (issue 31)
+            measure_photoreal,  # (issue 30)
             measure_sweep,
             measure_optional,
             measure_torch,
