@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jaxnst.loss import losses, sampled
+from jaxnst.loss import losses, neighbours, sampled
 from jaxnst.optim import optimize
 from jaxnst.pipeline import layout, prepare
 from jaxnst.pipeline.options import Options, make_options
@@ -135,6 +135,9 @@ def objective(
     )
     if targets.sampled is not None:  # STROTSS's terms: the points of step 0 of this seed's draw
         targets = targets._replace(sampled=_points(targets.sampled, batch, first))
+    if targets.nnst_final is not None:  # NNST's final pass: the grid of step 0 of this seed
+        final = neighbours.pick(targets.nnst_final, batch.hyper.keys[0], 0)
+        targets = targets._replace(nnst_final=final)
     weights = first(batch.hyper.weights)
     config = batch.config._replace(batched_content=False)
     data = dict(variables=batch.variables, targets=targets, weights=weights)

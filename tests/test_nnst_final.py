@@ -94,6 +94,18 @@ def test_a_final_pass_reruns_bit_identically_and_another_seed_differs(small_vars
     assert np.abs(a - c).max() > 0
 
 
+def test_objective_of_the_final_pass_reads_step_0s_grid(small_vars, rng):
+    """jaxnst.objective with nnst_final_steps (single-scale: the pass alone): its targets carry
+    step 0's draws of the seed's key, and its loss is finite."""
+    content, style = smooth_image(rng, 128, 16), smooth_image(np.random.default_rng(3), 32, 32)
+    kw = dict(variables=small_vars, method="nnst", nnst_final_steps=2)
+    obj = jaxnst.objective(content, style, seed=4, **kw)
+    want = neighbours.pick(obj.targets.nnst_final, jnp.asarray([0, 4], jnp.uint32), 0).draws
+    np.testing.assert_array_equal(np.asarray(obj.targets.nnst_final.draws), np.asarray(want))
+    total, parts = obj.loss_fn(obj.init_image)
+    assert obj.targets.nnst.target is None and np.isfinite(float(total)) and float(parts.style) > 0
+
+
 def test_the_recipe_runs_the_final_pass_and_bad_values_are_refused():
     """method="nnst": as many final steps as each scale's (None resolved), 0 turns it off, other
     methods have none; a single-scale NNST run still gets its final pass (one stage, then it);

@@ -167,7 +167,9 @@ def nnst_bytes(
     the search's CHUNK x K similarities while the targets are made; per evaluation the output's
     hypercolumns, a few copies with the gradient. Coarse-to-fine: the earlier stages' targets
     (each a quarter of the next: a third of the last's in all) and one program compiling ahead.
-    A model from the shapes, not yet measured against a run."""
+    The final pass (``nnst_final_steps``) holds the style's ten layers at the full size (each
+    rotation's) beside an evaluation's. A model from the shapes, not yet measured against a
+    run."""
     from jaxnst.loss import neighbours
 
     if "nnst" not in (options.style_loss, options.content_loss):
@@ -181,7 +183,20 @@ def nnst_bytes(
     per_eval = 4 * 4 * members * q * d
     stages = _stages(options, shape)
     ahead = targets // 3 + OVERHEAD if stages > 1 else 0
-    return int(targets + max(search, per_eval) + ahead)
+    return int(targets + max(search, per_eval + _nnst_final(options, channels, shape)) + ahead)
+
+
+def _nnst_final(options: Any, channels: tuple[int, ...], shape: tuple[int, int]) -> int:
+    """Bytes of the final pass's style maps (0 without it): float32, per pixel the sum over the
+    layers of C / 4^(block - 1), four times with rotations."""
+    n = getattr(options, "nnst_final_steps", 0)
+    on = n > 0 if n is not None else options.method == "nnst" and options.scales is not None
+    if options.style_loss != "nnst" or not on:
+        return 0
+    from jaxnst.loss import neighbours
+
+    per_px = sum(channels[int(x[4]) - 1] / 4 ** (int(x[4]) - 1) for x in neighbours.LAYERS)
+    return int(4 * (4 if options.nnst_rotations else 1) * shape[0] * shape[1] * per_px)
 
 
 def photoreal_bytes(
