@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import resource
-import sys
 import time
 
 import jax
 
 from jaxnst.bench.check import Check, run_child
-from jaxnst.bench.machine import load_weights, pair
+from jaxnst.bench.machine import load_weights, pair, peak_rss
 
 
 def measure_nnst(c: Check) -> None:
@@ -33,7 +31,8 @@ def measure_nnst(c: Check) -> None:
 def child_nnst(a: argparse.Namespace) -> dict:
     """``--child nnst``: one ``method="nnst"`` run at ``a.size`` px (longer side), ``a.iterations``
     steps per scale. Returns its seconds, the device's peak bytes (``memory_stats``; None on a
-    CPU) and the process's peak resident set (``ru_maxrss``), and its final loss parts."""
+    CPU), the process's peak resident set (:func:`~jaxnst.bench.machine.peak_rss`) and its final
+    loss parts."""
     from jaxnst.stylize import stylize
 
     variables = load_weights(a.weights)
@@ -42,9 +41,6 @@ def child_nnst(a: argparse.Namespace) -> dict:
     r = stylize(content, style, method="nnst", variables=variables, iterations=a.iterations)
     wall = time.perf_counter() - t
     stats = jax.devices()[0].memory_stats() or {}
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
-        1 if sys.platform == "darwin" else 1024
-    )
     return {
         "wall_seconds": wall,
         "compile_seconds": r.compile_seconds,
@@ -53,7 +49,7 @@ def child_nnst(a: argparse.Namespace) -> dict:
         "image_shape": list(content.shape),
         "peak_bytes": stats.get("peak_bytes_in_use"),
         "bytes_limit": stats.get("bytes_limit"),
-        "peak_rss_bytes": int(rss),
+        "peak_rss_bytes": peak_rss(),
         "final_style": float(r.history["style"][-1]),
         "final_content": float(r.history["content"][-1]),
     }

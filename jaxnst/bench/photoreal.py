@@ -10,17 +10,14 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import resource
-import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
 from jaxnst import image_io
 from jaxnst.bench.check import Check, run_child
-from jaxnst.bench.machine import load_weights, pair
+from jaxnst.bench.machine import load_weights, pair, peak_rss
 
 
 def measure_photoreal(c: Check) -> None:
@@ -55,20 +52,6 @@ def photo_pair(size: int, height: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(big[top : top + height, left : left + size]), style
 
 
-def peak_rss() -> int:
-    """This process's peak resident bytes: Linux's ``VmHWM`` (its own memory's high-water mark),
-    else ``ru_maxrss``. Not ``ru_maxrss`` on Linux: across ``exec`` it keeps the parent's peak,
-    so every child of the device check reported the parent's 1.1 GB (measured, smoke run)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss * (1 if sys.platform == "darwin" else 1024))
-
-
 def child_photoreal(a: argparse.Namespace) -> dict:
     """``--child photoreal``: one ``method="photoreal"`` run on :func:`photo_pair` (``a.size``,
     ``a.height``), ``a.iterations`` iterations, in ``a.tile`` px tiles (0: those of the memory
@@ -84,7 +67,8 @@ def child_photoreal(a: argparse.Namespace) -> dict:
     kw = dict(method="photoreal", iterations=a.iterations)
     tile = a.tile or None
     if tile is None:  # raises MemoryRefused (recorded) where not even tiles fit
-        est = memory.check(*content.shape[:2], 1, make_options(**kw), vgg.channels_of(variables))
+        h, w = content.shape[:2]
+        est = memory.check(h, w, 1, make_options(**kw), vgg.channels_of(variables))
         tile = est.tile if est is not None else None
     t = time.perf_counter()
     r = stylize(content, style, variables=variables, tile=tile, **kw)

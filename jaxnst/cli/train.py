@@ -141,7 +141,7 @@ def _objective(args: argparse.Namespace) -> dict[str, Any]:
     return o
 
 
-def _average(args: argparse.Namespace) -> dict[str, float]:
+def _average(args: argparse.Namespace) -> dict[str, Any]:
     """``average_decay`` when the flag is given (else train_styles' default)."""
     return {} if args.average_decay is None else {"average_decay": args.average_decay}
 

@@ -32,7 +32,7 @@ The same window fits give :func:`unexplained_share`, the measure of how photogra
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -302,7 +302,8 @@ def affine_residuals(stats: MattingStats, x, eps: float):
     offs = _offsets(r)
     n = len(offs)
     xm = sum(_window(x, dy, dx, hk, wk) for dy, dx in offs) / n
-    var, cov = 0.0, 0.0
+    var: Any = 0.0
+    cov: Any = 0.0
     for dy, dx in offs:
         di = _window(stats.content, dy, dx, hk, wk) - stats.mean
         dxc = _window(x, dy, dx, hk, wk) - xm

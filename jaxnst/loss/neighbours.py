@@ -109,7 +109,7 @@ def terms(
     out = _unit(hypercolumns(feats, *image.shape[:2])) if need else None
 
     def distance(rows: Array | None) -> Any:
-        return None if rows is None else jnp.mean(1.0 - jnp.sum(out * rows, axis=-1))
+        return None if rows is None or out is None else jnp.mean(1.0 - jnp.sum(out * rows, -1))
 
     style = distance(t.target) if final is None else final_term(feats, final)
     return distance(t.content), style

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -84,9 +84,10 @@ def prepare(
     )
     if guided and targets.grams:
         ls = tuple(targets.grams)
-        sm = layer_masks(labels.resize_masks(style_masks, styles[0].shape[:2]), ls)
+        sh, sw = styles[0].shape[:2]
+        sm = layer_masks(labels.resize_masks(style_masks, (sh, sw)), ls)
         grams = labels.region_grams(styles[0], sm, variables, o.pooling)
-        targets = targets._replace(grams=grams, masks=layer_masks(masks, ls))
+        targets = targets._replace(grams=grams, masks=layer_masks(cast(jax.Array, masks), ls))
     return Problem(
         o,
         contents,
