@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="D",
         help="the model is the moving average of the parameters with decay D per step "
-        "(0: the last step's; default: jaxnst.feedforward.train.AVERAGE_DECAY)",
+        "(0: the last step's; default 0.98)",
     )
     t.add_argument(
         "--max-time",

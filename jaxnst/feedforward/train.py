@@ -37,8 +37,11 @@ OBJECTIVE = (
     "pooling", "style_scale", "preserve_color", "style_loss",
 )  # fmt: skip
 
-# The model's parameters: their moving average with this decay per step (see train_styles).
-AVERAGE_DECAY = 0.0
+# The model's parameters: their moving average with this decay per step (see train_styles), a
+# horizon of ~50 steps. Screened at 300 steps (128 px, batch 4, Starry Night, 4 held-out photos;
+# AMD EPYC): the held-out objective 8-10 % lower than the last step's parameters (1.295e6 against
+# 1.413e6 with Adam 1e-3, 1.303e6 against 1.454e6 with 2e-3), flat for horizons of 25-100 steps.
+AVERAGE_DECAY = 0.98
 
 
 class TrainResult(NamedTuple):
