@@ -174,3 +174,22 @@ def peak_rss() -> int:
         pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss * (1 if sys.platform == "darwin" else 1024))
+
+
+def run_record(result: Any, wall: float, shape: tuple[int, ...]) -> dict:
+    """What a device-check child reports of one :func:`jaxnst.stylize` run: its seconds, steps,
+    the image's shape, the device's peak bytes (``memory_stats``; None on a CPU), this process's
+    peak resident set (:func:`peak_rss`) and the final loss parts."""
+    stats = jax.devices()[0].memory_stats() or {}
+    return {
+        "wall_seconds": wall,
+        "compile_seconds": result.compile_seconds,
+        "run_seconds": result.run_seconds,
+        "iterations": int(result.iterations),
+        "image_shape": list(shape),
+        "peak_bytes": stats.get("peak_bytes_in_use"),
+        "bytes_limit": stats.get("bytes_limit"),
+        "peak_rss_bytes": peak_rss(),
+        "final_style": float(result.history["style"][-1]),
+        "final_content": float(result.history["content"][-1]),
+    }

@@ -8,10 +8,8 @@ import argparse
 import functools
 import time
 
-import jax
-
 from jaxnst.bench.check import Check, run_child
-from jaxnst.bench.machine import load_weights, pair, peak_rss
+from jaxnst.bench.machine import load_weights, pair, run_record
 
 
 def measure_nnst(c: Check) -> None:
@@ -39,17 +37,4 @@ def child_nnst(a: argparse.Namespace) -> dict:
     content, style = pair(a.size)
     t = time.perf_counter()
     r = stylize(content, style, method="nnst", variables=variables, iterations=a.iterations)
-    wall = time.perf_counter() - t
-    stats = jax.devices()[0].memory_stats() or {}
-    return {
-        "wall_seconds": wall,
-        "compile_seconds": r.compile_seconds,
-        "run_seconds": r.run_seconds,
-        "iterations": int(r.iterations),
-        "image_shape": list(content.shape),
-        "peak_bytes": stats.get("peak_bytes_in_use"),
-        "bytes_limit": stats.get("bytes_limit"),
-        "peak_rss_bytes": peak_rss(),
-        "final_style": float(r.history["style"][-1]),
-        "final_content": float(r.history["content"][-1]),
-    }
+    return run_record(r, time.perf_counter() - t, content.shape)

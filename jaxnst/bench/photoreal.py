@@ -12,12 +12,11 @@ import functools
 import math
 import time
 
-import jax
 import numpy as np
 
 from jaxnst import image_io
 from jaxnst.bench.check import Check, run_child
-from jaxnst.bench.machine import load_weights, pair, peak_rss
+from jaxnst.bench.machine import load_weights, pair, run_record
 
 
 def measure_photoreal(c: Check) -> None:
@@ -72,21 +71,7 @@ def child_photoreal(a: argparse.Namespace) -> dict:
         tile = est.tile if est is not None else None
     t = time.perf_counter()
     r = stylize(content, style, variables=variables, tile=tile, **kw)
-    wall = time.perf_counter() - t
-    stats = jax.devices()[0].memory_stats() or {}
-    return {
-        "wall_seconds": wall,
-        "compile_seconds": r.compile_seconds,
-        "run_seconds": r.run_seconds,
-        "iterations": int(r.iterations),
-        "evaluations": int(r.evaluations),
-        "seconds_per_eval": r.run_seconds / max(int(r.evaluations), 1),
-        "image_shape": list(content.shape),
-        "tile": tile,
-        "peak_bytes": stats.get("peak_bytes_in_use"),
-        "bytes_limit": stats.get("bytes_limit"),
-        "peak_rss_bytes": peak_rss(),
-        "final_style": float(r.history["style"][-1]),
-        "final_content": float(r.history["content"][-1]),
-        "final_total": float(r.history["total"][-1]),
-    }
+    rec = run_record(r, time.perf_counter() - t, content.shape)
+    evals = int(r.evaluations)
+    return {**rec, "evaluations": evals, "seconds_per_eval": r.run_seconds / max(evals, 1),
+            "tile": tile, "final_total": float(r.history["total"][-1])}  # fmt: skip
