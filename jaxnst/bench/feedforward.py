@@ -173,27 +173,9 @@ def descent_seconds(variables, size: int, iterations: int = 500, timed: int = 10
 def bench(a: Any, variables: dict) -> list[dict]:
     """``scripts/bench.py --feedforward``: ``train`` at each ``--size`` (batch ``--ff-batch``)
     and ``apply`` at 256, 512 and 1024 px (batch 1 and 8), with PyTorch alongside under
-    ``--vs-torch``; ``--ff-race SECONDS`` (with ``--images DIR --style FILE``): the race."""
-    from jaxnst.bench import ff_race
-
+    ``--vs-torch`` (``--ff-race`` and ``--ff-strength``: :func:`jaxnst.bench.ff_race.bench`)."""
     torch_too = bool(a.vs_torch)
     rows: list[dict] = []
-    if a.ff_strength:
-        from jaxnst import image_io
-
-        style = image_io.resize(image_io.load(a.style), 256)
-        r = ff_race.strength_check(
-            variables, style, a.images, a.ff_strength, size=a.size[0], batch=a.ff_batch
-        )
-        return [{"case": "strength", **r}]
-    if a.ff_race:
-        from jaxnst import image_io
-
-        style = image_io.resize(image_io.load(a.style), 256)
-        r = ff_race.race(variables, style, a.images, a.ff_race, size=a.size[0], batch=a.ff_batch)
-        print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                        for k, v in r.items()), flush=True)  # fmt: skip
-        return [{"case": "race", **r}]
     for size in a.size:
         r = train_rate(variables, size, a.ff_batch, torch_too=torch_too, samples=a.evals)
         rows.append({"case": "train", "size": size, "batch": a.ff_batch, **r})

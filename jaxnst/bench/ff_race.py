@@ -196,3 +196,25 @@ def _params_of(net, like: dict) -> dict:
             out[name]["beta"] = n.bias.detach().numpy()[None, None].copy()
     assert str(jax.tree.structure(out)) == str(jax.tree.structure(jax.device_get(like)))
     return out
+
+
+def bench(a: Any, variables: dict) -> list[dict] | None:
+    """``scripts/bench.py --feedforward --ff-strength STEPS`` or ``--ff-race SECONDS`` (with
+    ``--images DIR --style FILE``): that case's row; None for the speed cases."""
+    if a.ff_strength:
+        from jaxnst import image_io
+
+        style = image_io.resize(image_io.load(a.style), 256)
+        r = strength_check(
+            variables, style, a.images, a.ff_strength, size=a.size[0], batch=a.ff_batch
+        )
+        return [{"case": "strength", **r}]
+    if a.ff_race:
+        from jaxnst import image_io
+
+        style = image_io.resize(image_io.load(a.style), 256)
+        r = race(variables, style, a.images, a.ff_race, size=a.size[0], batch=a.ff_batch)
+        print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in r.items()), flush=True)  # fmt: skip
+        return [{"case": "race", **r}]
+    return None

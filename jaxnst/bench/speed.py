@@ -299,9 +299,9 @@ def main(argv=None) -> int:
         _write(a.json, {"machine": info, **estimate.run(a.size, a.run_iterations or 20, variables)})
         return 0
     if a.feedforward:
-        from jaxnst.bench import feedforward
+        from jaxnst.bench import feedforward, ff_race
 
-        rows = feedforward.bench(a, variables)
+        rows = ff_race.bench(a, variables) or feedforward.bench(a, variables)
         _write(a.json, {"machine": info, "feedforward": rows})
         return 0
     if a.layers:
