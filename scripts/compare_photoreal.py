@@ -14,6 +14,22 @@ same way: the share of its local detail that no local affine recolouring of the 
 (:func:`jaxnst.loss.matting.unexplained_share`, the content resized to the result's size) and
 the plain Gram style loss against the style at ``--size`` (:func:`jaxnst.objective`'s parts).
 Finished results in the output folder are reused (``{kind}{size}_{pair}.png`` and ``.json``).
+
+Against DPST's own published results (issue 30's bar), from a checkout of
+luanfujun/deep-photo-styletransfer (its images are not ours to commit: keep them outside)::
+
+    python scripts/compare_photoreal.py --dpst DPST/examples --dpst-pairs 1,3 \\
+        --kinds gatys,photoreal,smoothed --size 384 --folder /tmp/dpst/runs \\
+        --json /tmp/dpst/dpst384.json --out /tmp/dpst/dpst384.jpg -- --iterations 100
+
+For each example N it writes ``inN_{size}_{content,style,content_seg,style_seg,dpst}.png`` into
+``--folder``: ``input/inN.png``, ``style/tarN.png`` and ``final_results/bestN_t_1000.png``
+resized (Lanczos) to ``--size`` on the longer side, and ``segmentation/inN.png`` and ``tarN.png``
+made flat (:func:`snap_labels`: DPST's files are anti-aliased) and resized by nearest neighbours.
+Photoreal runs with both labels, Gatys without (the plain method, as for ``--pairs``). The style
+loss scored is the plain (unguided) Gram loss for every result, DPST's included. It prints, per
+pair, issue 30's ratios (:func:`ratios`): ours / DPST's unexplained share (the bar: <= 1) and
+style loss (<= 1.2), and Gatys' / ours unexplained share (>= 3).
 """
 
 from __future__ import annotations
@@ -23,6 +39,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("gatys", "photoreal", "smoothed")
@@ -49,6 +67,64 @@ def pairs(folder: Path) -> dict[str, dict[str, Path | None]]:
             "style_seg": find(folder, name + "_style_seg"),
             "dpst": find(folder, name + "_dpst"),
         }
+    return out
+
+
+# The nine colours DPST's code reads (deepmatting_seg.lua's ExtractMask: each channel within 0.1
+# of 0 or 1, grey within 0.1 of 0.5); its segmentation PNGs are anti-aliased at the edges.
+DPST_COLOURS = np.array(
+    [[0, 0, 255], [0, 255, 0], [0, 0, 0], [255, 255, 255], [255, 0, 0], [255, 255, 0],
+     [128, 128, 128], [0, 255, 255], [255, 0, 255]],
+    np.uint8,
+)  # fmt: skip
+
+
+def snap_labels(labels: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 labels in flat colours, as ``--content-labels`` wants: a pixel within
+    DPST's thresholds of one of :data:`DPST_COLOURS` takes it; any other (DPST's anti-aliased
+    edges, which its masks leave out of every region) takes the nearest colour among those found
+    that way, so that an edge between black and white does not become a grey region."""
+    rgb = labels[..., :3].astype(np.int32)
+    near = np.abs(rgb[..., None, :] - DPST_COLOURS.astype(np.int32)).max(-1) < 26  # 0.1 * 255
+    found = near.any(axis=tuple(range(near.ndim - 1)))
+    if not found.any():
+        raise ValueError("no pixel is one of DPST's nine label colours")
+    d = ((rgb[..., None, :] - DPST_COLOURS.astype(np.int32)) ** 2).sum(-1)
+    d = np.where(near, -1, np.where(found, d, np.iinfo(np.int32).max))
+    return DPST_COLOURS[d.argmin(-1)]
+
+
+def dpst_pairs(repo: Path, numbers: list[int], size: int, folder: Path) -> dict[str, dict]:
+    """DPST's examples N (``input/inN.png``, ``style/tarN.png``, ``segmentation/inN.png`` and
+    ``tarN.png``, ``final_results/bestN_t_1000.png``), each resized to ``size`` px on its longer
+    side into ``folder`` (photos by Lanczos, labels by nearest neighbours to keep their colours)."""
+    from PIL import Image
+
+    out = {}
+    for n in numbers:
+        files = {
+            "content": repo / "input" / f"in{n}.png",
+            "style": repo / "style" / f"tar{n}.png",
+            "content_seg": repo / "segmentation" / f"in{n}.png",
+            "style_seg": repo / "segmentation" / f"tar{n}.png",
+            "dpst": repo / "final_results" / f"best{n}_t_1000.png",
+        }
+        pair = {}
+        for key, src in files.items():
+            dst = folder / f"in{n}_{size}_{key}.png"
+            if not dst.exists():
+                with Image.open(src) as f:
+                    im = f.convert("RGB")
+                s = size / max(im.size)
+                shape = (round(im.width * s), round(im.height * s))
+                if key.endswith("_seg"):
+                    im = Image.fromarray(snap_labels(np.asarray(im)))
+                    im = im.resize(shape, Image.Resampling.NEAREST)
+                else:
+                    im = im.resize(shape, Image.Resampling.LANCZOS)
+                im.save(dst)
+            pair[key] = dst
+        out[f"in{n}"] = pair
     return out
 
 
@@ -103,9 +179,35 @@ def figure(rows: list[list[Path]], path: Path, height: int = 256) -> None:
     sheet.save(path, quality=90)
 
 
-def main(argv: list[str] | None = None) -> int:
+def ratios(table: dict) -> dict[str, dict[str, float | None]]:
+    """Issue 30's bar per pair, from :func:`score`'s table: ours (photoreal) / DPST's published
+    unexplained share and style loss (the bar: at most 1 and 1.2), and Gatys / ours unexplained
+    share (at least 3); the same two for ours smoothed (``--photoreal-smooth``); None where a
+    result is missing."""
+
+    def over(row: dict, a: str, b: str, key: str) -> float | None:
+        if a not in row or b not in row or not row[b][key]:
+            return None
+        return row[a][key] / row[b][key]
+
+    return {
+        name: {
+            "unexplained_ours_over_dpst": over(row, "photoreal", "dpst", "unexplained_share"),
+            "style_ours_over_dpst": over(row, "photoreal", "dpst", "style_loss"),
+            "unexplained_gatys_over_ours": over(row, "gatys", "photoreal", "unexplained_share"),
+            "unexplained_smoothed_over_dpst": over(row, "smoothed", "dpst", "unexplained_share"),
+            "style_smoothed_over_dpst": over(row, "smoothed", "dpst", "style_loss"),
+        }
+        for name, row in table.items()
+    }
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--pairs", required=True, help="folder of NAME_content.*, NAME_style.* ...")
+    p.add_argument("--pairs", help="folder of NAME_content.*, NAME_style.* ...")
+    p.add_argument("--dpst", help="DPST's examples/ folder (input/, style/, segmentation/, ...)")
+    p.add_argument("--dpst-pairs", default="1,3,4,9", help="with --dpst: its examples N")
+    p.add_argument("--kinds", default=",".join(KINDS), help="which of our results to run")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--smooth", type=float, default=1e3, help="--photoreal-smooth's lambda'")
     p.add_argument("--folder", default="photoreal_runs", help="where the results go")
@@ -113,29 +215,50 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="the table as JSON")
     p.add_argument("extra", nargs="*", help="more jaxnst flags for every run (after --)")
     args = p.parse_args(argv)
+    if bool(args.pairs) == bool(args.dpst):
+        p.error("give one of --pairs and --dpst")
+    args.kinds = [k for k in args.kinds.split(",") if k]
+    if set(args.kinds) - set(KINDS):
+        p.error(f"--kinds: some of {','.join(KINDS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    table, rows = {}, []
-    for name, pair in pairs(Path(args.pairs)).items():
+    if args.dpst:
+        numbers = [int(n) for n in args.dpst_pairs.split(",")]
+        todo = dpst_pairs(Path(args.dpst), numbers, args.size, folder)
+    else:
+        todo = pairs(Path(args.pairs))
+    table: dict[str, dict] = {}
+    rows: list[list[Path]] = []
+    for name, pair in todo.items():
         table[name], row = {}, [pair["content"], pair["style"]]
-        for kind in KINDS:
+        for kind in args.kinds:
             stem = run(kind, args, name, pair, folder)
             report = json.loads(stem.with_suffix(".json").read_text())
             png = stem.with_suffix(".png")
             table[name][kind] = score(pair["content"], pair["style"], png, args.size) | {
                 "wall_seconds": report["wall_seconds"],
+                "iterations": report.get("iterations"),
                 "labels_left_out": report.get("labels_left_out"),
             }
             row.append(png)
         if pair["dpst"]:
             table[name]["dpst"] = score(pair["content"], pair["style"], pair["dpst"], args.size)
             row.append(pair["dpst"])
+        table[name]["ratios"] = ratios({name: table[name]})[name]
         print(name, json.dumps(table[name]), flush=True)
         rows.append(row)
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1) + "\n")
     if args.out and rows:
         figure(rows, Path(args.out))
+    for name, result in table.items():
+        bar = result["ratios"].items()
+        print(name, ", ".join(f"{k} {v:.3g}" for k, v in bar if v is not None))
     return 0
 
 
