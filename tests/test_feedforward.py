@@ -51,10 +51,11 @@ def test_training_lowers_the_held_out_loss(small_vars):
 
 
 def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars):
-    """The parameters after 3 steps equal optax.adam's from Python, and the model's (their
-    moving average) equals a debiased NumPy average of the parameters after each step."""
+    """The parameters after 3 steps equal optax.adam's from Python with optax's linear schedule
+    (1e-3 decayed to 0 over the 3 steps), and the model's (their moving average) equals a
+    debiased NumPy average of the parameters after each step."""
     d = train.AVERAGE_DECAY or 0.5
-    r = _train(small_vars, steps=3, average_decay=d)
+    r = _train(small_vars, steps=3, average_decay=d, schedule="linear", learning_rate=1e-3)
     o = train.objective_options({"style_scale": 1.0})
     v = jax.tree.map(jnp.asarray, r.model.train["state"]["params"])
     net = r.model.net
@@ -64,7 +65,7 @@ def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars):
     w = __import__("jaxnst").loss.losses.Weights(np.float32(1.0), np.float32(3e-4), np.float32(1e4))
     data = train.ArrayPhotos(photos()[:6], SIZE, BATCH, 0)
     params = network.init_params(jax.random.PRNGKey(0), net)
-    opt = optax.adam(1e-3)
+    opt = optax.adam(optax.linear_schedule(1e-3, 0.0, 3), b1=0.9, b2=steps.ADAM_B2)
     state = opt.init(params)
     grad = jax.jit(jax.value_and_grad(steps.batch_loss, has_aux=True), static_argnums=7)
     key = jax.random.PRNGKey(0)
@@ -165,11 +166,19 @@ def test_instance_norm_gradient_equals_autodiff_of_its_formula():
 
 
 def test_resume_continues_bit_for_bit(small_vars, tmp_path):
-    whole = _train(small_vars, steps=6)
+    """A 6-step run interrupted after 3 (Ctrl-C: the checkpoint is written) and resumed equals
+    the whole run, its decaying step sizes included."""
+    whole = _train(small_vars, steps=6, schedule="linear")
     ck = tmp_path / "m.jaxnst"
-    _train(small_vars, steps=3, checkpoint=ck)
+
+    def interrupt(progress, model):
+        if progress.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(small_vars, steps=6, checkpoint=ck, callback=interrupt, schedule="linear")
     assert model_file.load(ck).meta["steps"] == 3
-    resumed = _train(small_vars, steps=6, resume=str(ck))
+    resumed = _train(small_vars, steps=6, resume=str(ck), schedule="linear")
     for a, b in zip(jax.tree.leaves(whole.model.params), jax.tree.leaves(resumed.model.params)):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     assert np.array_equal(whole.model.train["history"], resumed.model.train["history"])
@@ -400,3 +409,15 @@ def test_artefact_measures_see_a_checkerboard_and_a_bad_border():
     bad = f + 1.0
     bad[0] += 2.0  # the top row: within the border band
     assert artefacts.border_interior(bad, f) > 1.5
+
+
+def test_step_size_schedules():
+    """Linear: lr (1 - k / total) at step k, or (1 - the time budget's share spent) when that is
+    further along; constant: lr; an unknown name is refused."""
+    want = 2e-3 * (1 - np.arange(2, 5) / 8)
+    np.testing.assert_allclose(steps.rates(2e-3, "linear", 2, 3, 8), want)
+    np.testing.assert_allclose(steps.rates(2e-3, "linear", 0, 2, 100, 0.75), [5e-4, 5e-4])
+    np.testing.assert_allclose(steps.rates(2e-3, "linear", 9, 2, 8), [0.0, 0.0])
+    np.testing.assert_allclose(steps.rates(2e-3, "constant", 5, 2, 8, 0.9), [2e-3, 2e-3])
+    with pytest.raises(ValueError, match="unknown schedule 'cosine'"):
+        train.train_styles(stripes(), photos(), steps=1, schedule="cosine")

@@ -58,11 +58,12 @@ class JaxTrainer:
         self.weights = losses.Weights(*(jnp.float32(w) for w in WEIGHTS))
         self.state = steps.init_state(network.init_params(jax.random.PRNGKey(seed), net), seed)
 
-    def run(self, batches: np.ndarray, lr: float = 1e-3) -> np.ndarray:
-        """Steps on (N, B, H, W, 3) batches, one per step; their losses."""
+    def run(self, batches: np.ndarray, lr: Any = 1e-3) -> np.ndarray:
+        """Steps on (N, B, H, W, 3) batches, one per step, at step size ``lr`` (a scalar, or one
+        per step); their losses."""
         self.state, hist = steps.run_chunk(
             self.state, batches, np.int32(len(batches)), self.variables, self.grams,
-            self.weights, np.float32(lr), config=self.cfg,
+            self.weights, np.asarray(lr, np.float32), config=self.cfg,
         )  # fmt: skip
         return np.asarray(hist)
 

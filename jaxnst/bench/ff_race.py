@@ -55,7 +55,9 @@ def race(variables, style: np.ndarray, images: str, seconds: float, *, size=128,
         t = time.perf_counter()
         if who == "jaxnst":
             ahead = pool.submit(load, step + chunk)
-            jx.run(ready)
+            # jaxnst's default schedule over the time budget, as `jaxnst train --max-time`
+            jx.run(ready, steps.rates(train.LEARNING_RATE, train.SCHEDULE, step, chunk, 1 << 30,
+                                      used["jaxnst"] / seconds))  # fmt: skip
             ready = ahead.result()
             step += chunk
         else:

@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=4, help="photos per step (default 4)")
     t.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     t.add_argument(
-        "--learning-rate", type=float, default=1e-3, help="Adam step size (default 1e-3)"
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="Adam's first step size (default 2e-3; Johnson's 1e-3 with --schedule constant)",
     )
     t.add_argument(
         "--average-decay",
@@ -64,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="D",
         help="the model is the moving average of the parameters with decay D per step "
         "(0: the last step's; default 0.98)",
+    )
+    t.add_argument(
+        "--schedule",
+        choices=("linear", "constant"),
+        default=None,
+        help="the step size over the run: linear, decayed to zero at the end of --steps or "
+        "--max-time, whichever comes first (default); constant, Johnson's",
     )
     t.add_argument(
         "--max-time",
@@ -142,8 +152,10 @@ def _objective(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _average(args: argparse.Namespace) -> dict[str, Any]:
-    """``average_decay`` when the flag is given (else train_styles' default)."""
-    return {} if args.average_decay is None else {"average_decay": args.average_decay}
+    """The optimisation's flags that were given (``--average-decay``, ``--schedule``,
+    ``--learning-rate``), as train_styles' keywords; the others keep its defaults."""
+    given = {k: getattr(args, k, None) for k in ("average_decay", "schedule", "learning_rate")}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -167,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         r = train_styles(
             styles, args.images, size=args.size, batch=args.batch, steps=args.steps,
-            learning_rate=args.learning_rate, width=args.width, **_average(args),
+            width=args.width, **_average(args),
             strengths=tuple(args.strength_range) if args.strength_range else None,
             knots=args.knots, seed=args.seed, chunk=args.chunk, max_seconds=args.max_seconds,
             resume=out if args.resume else None, variables=variables,

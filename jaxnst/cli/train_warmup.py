@@ -24,7 +24,7 @@ import numpy as np
 
 # The train command's flags that do not shape a program (files, budgets, reports, the seed).
 _SKIP = {"styles", "images", "output", "sample_every", "max_seconds", "resume", "json", "steps",
-         "seed", "checkpoint_every", "learning_rate", "help"}  # fmt: skip
+         "seed", "checkpoint_every", "learning_rate", "schedule", "help"}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

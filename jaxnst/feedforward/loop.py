@@ -54,7 +54,8 @@ class Setup(NamedTuple):
     state: prog.TrainState
     history: list
     total: int
-    lr: np.float32
+    lr: np.float32  # the peak step size
+    schedule: str = "constant"  # its schedule over the run (steps.rates)
 
 
 def mesh() -> tuple[NamedSharding, NamedSharding]:
@@ -127,8 +128,10 @@ class Loop:
 
     def _chunk(self, batches: jax.Array, count: int) -> None:
         s, t = self.s, time.perf_counter()
+        spent = (t - self.t0) / self.max_seconds if self.max_seconds else 0.0
+        lr = prog.rates(float(s.lr), s.schedule, self.done, batches.shape[0], s.total, spent)
         new, hist = prog.run_chunk(self.state, batches, np.int32(count), s.variables, s.grams,
-                                     s.weights, s.lr, config=s.cfg)  # fmt: skip
+                                     s.weights, lr, config=s.cfg)  # fmt: skip
         hist = np.asarray(hist)[:count]
         if not np.all(np.isfinite(hist)):
             bad = self.done + int(np.argmax(~np.isfinite(hist)))

@@ -52,7 +52,9 @@ class TrainState(NamedTuple):
     average: Any = None
 
 
-OPTIMIZER = optax.scale_by_adam()  # optax.adam(lr) is this followed by a scale of -lr
+# Adam's second-moment decay: 0.99, not 0.999, which the screen preferred (see train.SCHEDULE).
+ADAM_B2 = 0.99
+OPTIMIZER = optax.scale_by_adam(b2=ADAM_B2)  # optax.adam(lr, b2=ADAM_B2) = this, then * -lr
 
 
 def init_state(params: Any, seed: int) -> TrainState:
@@ -60,6 +62,26 @@ def init_state(params: Any, seed: int) -> TrainState:
     return TrainState(
         params, OPTIMIZER.init(params), jnp.zeros((), jnp.int32), jax.random.PRNGKey(seed), zeros
     )
+
+
+SCHEDULES = ("constant", "linear")
+
+
+def rates(lr: float, schedule: str, first: int, count: int, total: int, spent: float = 0.0):
+    """Adam's step sizes for steps ``first`` .. ``first + count - 1`` of a run of ``total`` steps,
+    (count,) float32. ``"linear"`` decays from ``lr`` toward 0 at the run's end (linear decay
+    to zero is the best simple schedule for a fixed budget: Li, Yumer & Ramanan, ICLR 2020);
+    the run's end is its last step or, with a time budget, the moment ``spent`` (the share of
+    it used so far) reaches 1, whichever comes first. ``"constant"``: ``lr`` throughout
+    (Johnson's recipe). A pure function of the step (and the time spent), so a run resumed with
+    the same ``total`` takes the same steps."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+    k = np.arange(first, first + count, dtype=np.float64)
+    if schedule == "constant":
+        return np.full(count, lr, np.float32)
+    done = np.maximum(k / max(int(total), 1), float(spent))
+    return (lr * np.clip(1.0 - done, 0.0, 1.0)).astype(np.float32)
 
 
 def averaged(state: TrainState, decay: float) -> Any:
@@ -152,12 +174,12 @@ def step(state: TrainState, images, variables, grams, weights, lr, cfg) -> tuple
 @_program
 def train_chunk(state, batches, count, variables, grams, weights, lr, config: TrainConfig):
     """``count`` (<= len(batches)) steps on ``batches`` (N, B, H, W, 3), one per step, in one
-    program (any count, one compilation). Returns (state, losses (N,): each step's batch loss,
-    NaN after ``count``)."""
+    program (any count, one compilation); ``lr`` (N,) each step's step size. Returns (state,
+    losses (N,): each step's batch loss, NaN after ``count``)."""
 
     def body(i, carry):
         st, hist = carry
-        st, loss = step(st, batches[i], variables, grams, weights, lr, config)
+        st, loss = step(st, batches[i], variables, grams, weights, lr[i], config)
         return st, hist.at[i].set(loss)
 
     hist = jnp.full((batches.shape[0],), jnp.nan, jnp.float32)
@@ -171,7 +193,8 @@ def train_step(state, images, variables, grams, weights, lr, config: TrainConfig
 
 
 def run_chunk(state, batches, count, variables, grams, weights, lr, config: TrainConfig):
-    """``count`` steps on ``batches`` (N, B, H, W, 3): :func:`train_chunk`, or with
+    """``count`` steps on ``batches`` (N, B, H, W, 3) with step sizes ``lr`` (N,) (a scalar: the
+    same for each): :func:`train_chunk`, or with
     ``config.stepwise`` ``count`` calls of :func:`train_step` (the same steps, the same draws).
     Returns (state, losses (N,), NaN after ``count``).
 
@@ -180,11 +203,12 @@ def run_chunk(state, batches, count, variables, grams, weights, lr, config: Trai
     step as a 3-step loop with the convolutions as dots, 14.5 s with XLA's convolutions, 1.49 s
     as one step with XLA's convolutions; AMD EPYC Zen 4, 2 cores). A step takes ~1 s there, so
     calling once per step costs nothing measurable."""
+    lr = np.broadcast_to(np.asarray(lr, np.float32), (batches.shape[0],))
     if not config.stepwise:
         return train_chunk(state, batches, count, variables, grams, weights, lr, config=config)
     losses = []
     for i in range(int(count)):
-        state, loss = train_step(state, batches[i], variables, grams, weights, lr, config=config)
+        state, loss = train_step(state, batches[i], variables, grams, weights, lr[i], config=config)
         losses.append(loss)
     hist = np.full(batches.shape[0], np.nan, np.float32)  # (on the host: no program per count)
     hist[: len(losses)] = jax.device_get(losses)

@@ -43,6 +43,11 @@ OBJECTIVE = (
 # 1.413e6 with Adam 1e-3, 1.303e6 against 1.454e6 with 2e-3), flat for horizons of 25-100 steps.
 AVERAGE_DECAY = 0.98
 
+# The step size's schedule over a run (see steps.rates): decayed linearly to zero at the end of
+# the steps or of --max-time. Screened at the race's horizon (470 steps, as above): see SCREEN.
+SCHEDULE = "linear"
+LEARNING_RATE = 2e-3  # Adam's first step size (Johnson's 1e-3, constant)
+
 
 class TrainResult(NamedTuple):
     """What :func:`train_styles` returns: the model and how its training went."""
@@ -146,8 +151,9 @@ def train_styles(
     size: int = 256,
     batch: int = 4,
     steps: int | None = None,
-    learning_rate: float = 1e-3,
+    learning_rate: float = LEARNING_RATE,
     average_decay: float = AVERAGE_DECAY,
+    schedule: str = SCHEDULE,
     width: float = 1.0,
     strengths: tuple[float, float] | None = None,
     knots: int = 5,
@@ -172,7 +178,9 @@ def train_styles(
             ``size`` px per side). ``held_out`` of them are kept out of training and scored.
         size, batch: training crop side and photos per step (a multiple of the device count).
         steps: training steps (default 2000).
-        learning_rate: Adam's step size (Johnson's 1e-3).
+        learning_rate: Adam's step size (Johnson's: 1e-3). With ``schedule="linear"`` (the
+            default) the first step's, decayed linearly to zero at the end of ``steps`` or of
+            ``max_seconds``, whichever comes first; ``"constant"``: throughout.
         average_decay: the model is the moving average of the parameters after each step with
             this decay (debiased, see :func:`jaxnst.feedforward.steps.averaged`); 0: the last
             step's parameters.
@@ -200,6 +208,7 @@ def train_styles(
     """
     t0 = time.perf_counter()
     options["average_decay"] = average_decay
+    options["schedule"] = schedule
     s = _setup(styles, images, size, batch, steps, learning_rate, width, strengths, knots, seed,
                chunk, resume, variables, style_names, held_out, options)  # fmt: skip
     run = Loop(s, chunk, batch, max_seconds, t0, checkpoint, checkpoint_every, callback)
@@ -227,6 +236,8 @@ def _setup(styles, images, size, batch, steps, learning_rate, width, strengths, 
     state fresh or resumed."""
     total = 2000 if steps is None else int(steps)
     decay = float(options.pop("average_decay", 0.0))
+    schedule = str(options.pop("schedule", "constant"))
+    prog.rates(1.0, schedule, 0, 0, 1)  # ValueError naming an unknown schedule
     if not 0.0 <= decay < 1.0:
         raise ValueError(f"average_decay must be in [0, 1), got {decay!r}")
     options.setdefault("style_scale", 1.0)
@@ -248,7 +259,7 @@ def _setup(styles, images, size, batch, steps, learning_rate, width, strengths, 
         "styles": names, "style_digests": [_digest(np.asarray(x)) for x in style_list],
         "vgg19": vgg_digest, "size": int(size), "batch": int(batch),
         "learning_rate": float(learning_rate), "seed": int(seed), "luminance": cfg.luminance,
-        "average_decay": decay,
+        "average_decay": decay, "schedule": schedule,
         "objective": {k: _jsonable(getattr(o, k)) for k in OBJECTIVE},
     }  # fmt: skip
     if batch % jax.device_count():
@@ -263,7 +274,7 @@ def _setup(styles, images, size, batch, steps, learning_rate, width, strengths, 
     if resume is not None:
         state, history = _resumed(resume, state, meta, net, cfg.average)
     return Setup(cfg, net, meta, photos, check, grams, weights, variables, state, history, total,
-                 np.float32(learning_rate))  # fmt: skip
+                 np.float32(learning_rate), schedule)  # fmt: skip
 
 
 def held_out_loss(model: Model, photos: np.ndarray, variables, grams, weights, cfg) -> dict:
