@@ -52,7 +52,7 @@ class JaxTrainer:
         self.cfg = steps.TrainConfig(
             net, o.content_layers, o.style_layers, "max", vgg.channels_of(variables),
             precision=precision, stepwise=jax.default_backend() == "cpu",
-            average=train.AVERAGE_DECAY,
+            average=train.default_average(train.SCHEDULE),
         )  # fmt: skip
         self.grams = train.style_targets([style], size, o, self.variables, self.cfg)
         self.weights = losses.Weights(*(jnp.float32(w) for w in WEIGHTS))

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="D",
         help="the model is the moving average of the parameters with decay D per step "
-        "(0: the last step's; default 0.98)",
+        "(0: the last step's; default 0.98 with --schedule constant, else 0)",
     )
     t.add_argument(
         "--schedule",
