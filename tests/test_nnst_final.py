@@ -107,16 +107,16 @@ def test_objective_of_the_final_pass_reads_step_0s_grid(small_vars, rng):
 
 
 def test_the_recipe_runs_the_final_pass_and_bad_values_are_refused():
-    """method="nnst": as many final steps as each scale's (None resolved), 0 turns it off, other
-    methods have none; a single-scale NNST run still gets its final pass (one stage, then it);
+    """method="nnst": half as many final steps as each scale's (None resolved), 0 turns it off,
+    other methods have none; a single-scale NNST run still gets its final pass (one stage, then it);
     a bad value is a one-line ValueError naming the option."""
     shape = (512, 512, 3)
-    assert multiscale.resolve(make_options(method="nnst"), shape).nnst_final_steps == 200
+    assert multiscale.resolve(make_options(method="nnst"), shape).nnst_final_steps == 100
     assert multiscale.resolve(make_options(), shape).nnst_final_steps == 0
     o = multiscale.resolve(make_options(method="nnst", nnst_final_steps=0), (100, 90, 3))
     assert o.nnst_final_steps == 0 and o.scales is None
     o = multiscale.resolve(make_options(method="nnst", iterations=7), (100, 90, 3))
-    assert o.nnst_final_steps == 7 and o.scales == (100,)
+    assert o.nnst_final_steps == 3 and o.scales == (100,)
     o = multiscale.resolve(make_options(method="nnst", scales="none"), shape)  # single-scale
     assert o.nnst_final_steps == 0 and o.scales is None
     for bad in (-1, 1.5, True, "10"):

@@ -145,7 +145,7 @@ class Options:
     nnst_final_steps: int | None = _field(
         None,
         "nnst: Adam steps of the authors' final pass after the scales, matching per layer at every "
-        "step (default: method nnst's --iterations; 0: off; with --scales none: the pass alone)",
+        "step (default: half of method nnst's --iterations; 0: off; --scales none: the pass alone)",
     )
     samples: int = _field(
         1024, "remd / self_similarity: points compared per evaluation (the paper's 1024)"
