@@ -214,7 +214,7 @@ def test_coarse_to_fine_stages_and_one_colour_correction(small_vars, rng, monkey
     )
     content, style = smooth_image(rng, 32, 128), smooth_image(np.random.default_rng(5), 32, 32)
     r = jaxnst.stylize(content, style, method="nnst", variables=small_vars, iterations=2)
-    assert r.iterations == 6 and r.image.shape == (32, 128, 3)  # (+ 2 final-pass steps)
+    assert r.iterations == 5 and r.image.shape == (32, 128, 3)  # (+ 1 final-pass step)
     assert seen == [(1, 32, 128, 3)]
 
 
@@ -243,8 +243,8 @@ def test_the_device_check_step_runs_a_child_and_reports_seconds_and_peaks():
 
     assert check.Plan().nnst_sizes == (512, 1024) and check.SMOKE.nnst_sizes == (64,)
     out = nnst.child_nnst(argparse.Namespace(weights="small", size=64, iterations=2))
-    # One stage and the final pass (2 steps each); the final pass's program compiles in the
-    # background while the stage descends, so the compile seconds may exceed the wall's.
-    assert out["wall_seconds"] > 0 and out["compile_seconds"] > 0 and out["iterations"] == 4
+    # One stage (2 steps) and the final pass (half as many); the final pass's program compiles
+    # in the background while the stage descends, so the compile seconds may exceed the wall's.
+    assert out["wall_seconds"] > 0 and out["compile_seconds"] > 0 and out["iterations"] == 3
     assert out["peak_rss_bytes"] > 2**20 and max(out["image_shape"]) == 64
     assert np.isfinite(out["final_style"]) and out["final_style"] > 0

@@ -192,13 +192,11 @@ def train_styles(
             ``size`` px per side). ``held_out`` of them are kept out of training and scored.
         size, batch: training crop side and photos per step (a multiple of the device count).
         steps: training steps (default 2000).
-        learning_rate: Adam's step size (Johnson's: 1e-3). With ``schedule="linear"`` (the
-            default) the first step's, decayed linearly to zero at the end of ``steps`` or of
-            ``max_seconds``, whichever comes first; ``"constant"``: throughout.
-        average_decay: the model is the moving average of the parameters after each step with
-            this decay (debiased, see :func:`jaxnst.feedforward.steps.averaged`); 0: the last
-            step's parameters; None: :func:`default_average` (0.98 with the constant schedule,
-            0 with the linear one).
+        learning_rate, schedule: Adam's step size; "linear": the first step's, decayed to zero
+            at the end of ``steps`` or ``max_seconds`` (see :data:`SCHEDULE`); "constant".
+        average_decay: the model is the parameters' moving average with this decay per step
+            (:func:`~jaxnst.feedforward.steps.averaged`); 0: the last step's; None:
+            :func:`default_average`.
         width: channel multiplier of the network (Johnson's 1.0 = 32, 64, 128 channels).
         strengths: (low, high): train over this range of multiples of ``style_weight``, drawn
             log-uniformly, the network conditioned on it (``knots`` instance-norm settings along
@@ -208,10 +206,8 @@ def train_styles(
         max_seconds: a wall-clock budget; training stops after the chunk that reaches it.
         resume: a model (or file) written with its training state: continue it, bit for bit.
         variables: VGG19 variables (default: the verified weights).
-        checkpoint: a model file written every ``checkpoint_every`` steps and at the end (and, by
-            the CLI, on Ctrl-C).
-        callback: ``callback(progress, model)`` after each chunk; ``model()`` builds the current
-            :class:`Model`.
+        checkpoint: a model file written every ``checkpoint_every`` steps, at the end, on Ctrl-C.
+        callback: ``callback(progress, model)`` after each chunk; ``model()`` builds the model.
         **options: the objective, as :func:`jaxnst.stylize` takes it: ``content_weight``,
             ``style_weight``, ``tv_weight``, ``content_layers``, ``style_layers``, ``pooling``,
             ``style_scale`` (default 1.0 here: the style at the crop's size), ``preserve_color``
@@ -236,11 +232,8 @@ def train_styles(
     model = run.model()
     if checkpoint is not None:
         save(checkpoint, model)
-    scores = (
-        held_out_loss(model, s.check, s.variables, s.grams, s.weights, s.cfg)
-        if s.check is not None
-        else {}
-    )
+    check = s.check is not None
+    scores = held_out_loss(model, s.check, s.variables, s.grams, s.weights, s.cfg) if check else {}
     return TrainResult(model, run.done, time.perf_counter() - t0, run.rate(), run.waited,
                        run.stopped, scores, s.photos.skipped_line())  # fmt: skip
 
