@@ -232,8 +232,8 @@ def train_styles(
     model = run.model()
     if checkpoint is not None:
         save(checkpoint, model)
-    check = s.check is not None
-    scores = held_out_loss(model, s.check, s.variables, s.grams, s.weights, s.cfg) if check else {}
+    c = s.check
+    scores = {} if c is None else held_out_loss(model, c, s.variables, s.grams, s.weights, s.cfg)
     return TrainResult(model, run.done, time.perf_counter() - t0, run.rate(), run.waited,
                        run.stopped, scores, s.photos.skipped_line())  # fmt: skip
 
