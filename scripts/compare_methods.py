@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -59,6 +60,7 @@ def run(
     style: Path,
     folder: Path,
     iterations: int | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Path:
     suffix = f"_it{iterations}" if iterations else ""
     stem = folder / f"{method}{size}_{name}{suffix}"
@@ -70,6 +72,7 @@ def run(
         cmd += ["--method", method]
     if iterations:
         cmd += ["--iterations", str(iterations)]
+    cmd += list(extra)
     print(" ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     return stem
@@ -153,6 +156,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--methods", nargs="+", choices=METHODS, default=list(METHODS), help="which, in order"
     )
     p.add_argument("--iterations", type=int, help="the CLI's --iterations (default: its own)")
+    p.add_argument(
+        "--cli-args",
+        default="",
+        help="more flags for every run's command line, e.g. '--content-weight 0.5 --nnst-refresh "
+        "1' (results are named without them: give a fresh --reuse folder)",
+    )
     p.add_argument("--judge", action="store_true", help="score every result (jaxnst.bench.judge)")
     p.add_argument("--judge-samples", type=int, default=2048, help="judge's positions per image")
     p.add_argument("--judge-seed", type=int, default=0, help="judge's sampling seed")
@@ -167,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, dict] = {}
     todo = {}
     for name, (content, style) in pairs(a.images).items():
-        stems = {m: run(m, a.size, name, content, style, folder, a.iterations) for m in a.methods}
+        extra = tuple(shlex.split(a.cli_args))
+        stems = {
+            m: run(m, a.size, name, content, style, folder, a.iterations, extra) for m in a.methods
+        }
         todo[name] = (content, style, stems)
         report[name] = {}
         for m, stem in stems.items():

@@ -1,5 +1,6 @@
-"""NNST's final pass (Kolkin et al. 2022; issue 31): matches recomputed per layer at every step,
-on a strided grid whose offsets come from ``jax.random`` keyed by the run's seed and the step."""
+"""NNST's final pass (Kolkin et al. 2022; issue 31): matches recomputed per layer at every step
+(or every ``nnst_refresh`` steps, held between), on a strided grid whose offsets come from
+``jax.random`` keyed by the run's seed and the step."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from conftest import smooth_image
 
 import jaxnst
 from jaxnst.loss import neighbours
-from jaxnst.pipeline import multiscale
+from jaxnst.model import vgg
+from jaxnst.optim import optimize, param
+from jaxnst.pipeline import layout, multiscale, prepare
 from jaxnst.pipeline.options import make_options
 
 # (H, W) of each layer's output and style maps: the first two above 64 px (strides 2 and 3)
@@ -123,3 +126,49 @@ def test_the_recipe_runs_the_final_pass_and_bad_values_are_refused():
         with pytest.raises(ValueError, match="nnst_final_steps") as e:
             multiscale.resolve(make_options(method="nnst", nnst_final_steps=bad), shape)
         assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_held_matches_change_only_at_multiples_of_nnst_refresh(small_vars, rng, every):
+    """nnst_refresh K, the loop taken one step a call: each evaluation's style term equals a
+    NumPy float64 computation on the images (VGG features, grid rows, centred cosines), its
+    matches searched on the image of step i // K * K, on that step's grid (K = 1: on the
+    evaluated image itself, the authors' pass); with K > 1 the held indices are that search's."""
+    content, style = smooth_image(rng, 128, 16), smooth_image(np.random.default_rng(3), 32, 32)
+    kw = dict(scales=None, iterations=3, nnst_final_steps=3, preserve_color="none")
+    o = make_options(method="nnst", nnst_refresh=every, learning_rate=0.1, **kw)
+    p = prepare.prepare(content, style, o, variables=small_vars)
+    batch = layout.place(p, layout.make_layout(p))
+    v, t, hyper, config = batch.variables, batch.targets, batch.hyper, batch.config
+    assert config.nnst_refresh == every and p.options.nnst_rotations is False
+    net = vgg.VGG19(pooling=config.pooling, channels=config.channels)
+    style_f = net.apply(v, jnp.asarray(p.styles[0], jnp.float32), neighbours.LAYERS)
+    state, _ = optimize.init_state(batch.images0, v, t, hyper, config)
+    images = {}
+    for step in range(4):  # the starting image's evaluation, then one step a call
+        before = int(state.step[0])
+        state, *_ = optimize.run_chunk(state, v, t, hyper, config, np.int32(min(step, 1)))
+        after = int(state.step[0])  # the evaluated image's step (0: the fresh evaluation)
+        images[after] = np.asarray(param.render_for(state.image, config))[0]
+        src = before // every * every
+        draws = np.asarray(neighbours.pick(t.nnst_final, hyper.keys[0], src).draws)
+        at = (
+            after if every == 1 else src
+        )  # (K = 1 searches at the evaluation, on step before's grid)
+        feats = [net.apply(v, jnp.asarray(images[j]), neighbours.LAYERS) for j in (at, after)]
+        dists, found = [], []
+        for i, n in enumerate(neighbours.LAYERS):
+            s = neighbours.stride(*feats[0][n].shape[:2])
+            a, b = (int(d) % s for d in draws[i])
+            key = _np_unit(_np_rows(style_f[n], s, a, b))
+            idx = (_np_unit(_np_rows(feats[0][n], s, a, b)) @ key.T).argmax(1)
+            q = _np_unit(_np_rows(feats[1][n], s, a, b))
+            dists.append(np.mean(1.0 - np.sum(q * key[idx], 1)))
+            found.append(idx)
+        assert float(state.parts.style[0]) == pytest.approx(np.mean(dists), abs=2e-5)
+        if every == 1:
+            assert state.held is None
+            continue
+        assert int(state.held.step[0]) == src
+        for got, want in zip(state.held.matches, found):
+            np.testing.assert_array_equal(np.asarray(got)[0], want)

@@ -175,8 +175,9 @@ _NNST_FACTORS = (1, 1, 2, 2, 4, 4, 4, 8, 8, 8)  # each of neighbours.LAYERS: the
 
 def nnst_final_mp(options: Any, h: int, w: int) -> float:
     """NNST's final pass (``nnst_final_steps`` steps at h x w), in megapixels of a Gatys
-    evaluation: a step is an evaluation plus each layer's search, 2 Q K C FLOPs on its grid
-    (:func:`jaxnst.loss.neighbours.stride`; K = Q, 4 Q with rotations). Not measured yet."""
+    evaluation: a step is an evaluation, and every ``nnst_refresh`` steps (each step when 1) a
+    search, each layer's 2 Q K C FLOPs on its grid (:func:`jaxnst.loss.neighbours.stride`; K = Q,
+    4 Q with rotations), plus a forward pass (a third of an evaluation) when held. A model."""
     from jaxnst.loss import neighbours
 
     n = getattr(options, "nnst_final_steps", 0) or 0
@@ -188,7 +189,10 @@ def nnst_final_mp(options: Any, h: int, w: int) -> float:
         s = neighbours.stride(lh, lw)
         q = max(1, lh // s) * max(1, lw // s)
         flops += 2 * q * q * (4 if getattr(options, "nnst_rotations", False) else 1) * c
-    return n * (h * w / 1e6 + flops / (GATYS_TFLOP_PER_MP * 1e12))
+    every = getattr(options, "nnst_refresh", 1)
+    searches = -(-n // every)  # (the first step searches: a fresh state)
+    forward = h * w / 1e6 / 3 if every > 1 else 0.0
+    return n * h * w / 1e6 + searches * (flops / (GATYS_TFLOP_PER_MP * 1e12) + forward)
 
 
 def sampled_mp(options: Any) -> float:

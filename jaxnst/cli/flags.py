@@ -46,7 +46,7 @@ OPTION_GROUP = {
     **dict.fromkeys(("content_layers", "style_layers", "style_blend_weights"), OBJECTIVE),
     **dict.fromkeys(("preserve_color", "style_loss", "tileable", "method"), OBJECTIVE),
     **dict.fromkeys(("content_loss", "samples", "style_samples", "resample_every"), OBJECTIVE),
-    **dict.fromkeys(("nnst_rotations", "nnst_final_steps"), OBJECTIVE),
+    **dict.fromkeys(("nnst_rotations", "nnst_final_steps", "nnst_refresh"), OBJECTIVE),
     **dict.fromkeys(("style_scale", "scales", "scale_iterations"), SIZE),
     **dict.fromkeys(("precision", "remat", "tile"), MEMORY),
 }

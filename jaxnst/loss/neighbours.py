@@ -183,10 +183,14 @@ class Final(NamedTuple):
         style image (and rotation), at the run's full size.
     draws: (L, 2) uint32 random bits of this step, set by the loop (:func:`pick`); a layer's
         (row, column) offset is ``draws % stride`` (:func:`offsets`).
+    matches: per layer, (n,) int32 the nearest style row of each output row on this grid, held
+        from an earlier step (``nnst_refresh`` above 1: :mod:`jaxnst.optim.held`), or None: the
+        matches are searched at this evaluation (the authors' every step).
     """
 
     style: tuple
     draws: Array | None = None
+    matches: tuple | None = None
 
 
 def stride(h: int, w: int) -> int:
@@ -195,9 +199,13 @@ def stride(h: int, w: int) -> int:
     return max(h, w) // FINAL_SIDE if max(h, w) > FINAL_SIDE else 1
 
 
-def pick(t: Final, key: Array, step: Array | int) -> Final:
+def pick(t: Final, key: Array, step: Array | int, every: int = 1) -> Final:
     """``t`` with this step's draws: (L, 2) uint32 bits from ``fold_in(key, step)`` (``key``:
-    raw uint32 key data, the member's; so reruns draw the same, another seed differs)."""
+    raw uint32 key data, the member's; so reruns draw the same, another seed differs). With
+    ``every`` above 1 (``nnst_refresh``), the draws of ``step // every * every``: one grid for
+    the steps that share held matches."""
+    if every > 1:
+        step = step // every * every
     k = jax.random.fold_in(jax.random.wrap_key_data(key, impl="threefry2x32"), step)
     return t._replace(draws=jax.random.bits(k, (len(LAYERS), 2), jnp.uint32))
 
@@ -228,21 +236,31 @@ def _layer_rows(f: Array, maps: Sequence[Array], step: int, offset: Array) -> tu
 
 def final_matches(feats: Mapping[str, Array], t: Final) -> list[tuple[Array, Array, Array]]:
     """Per layer: (output rows, style rows, the index of each output row's nearest style row),
-    rows on this step's grid (:func:`offsets` of ``t.draws``), centred and unit."""
+    rows on this step's grid (:func:`offsets` of ``t.draws``), centred and unit; the index is
+    ``t.matches``'s when held, else searched here."""
     assert t.draws is not None, "the loop draws the offsets before evaluating"
     steps = [stride(*feats[n].shape[:2]) for n in LAYERS]
     off = offsets(t.draws, steps)
     out = []
     for i, n in enumerate(LAYERS):
         q, k = _layer_rows(feats[n], t.style[i], steps[i], off[i])
-        out.append((q, k, nnst.nearest(jax.lax.stop_gradient(q), k, CHUNK)))
+        found = None if t.matches is None else t.matches[i]
+        if found is None:
+            found = nnst.nearest(jax.lax.stop_gradient(q), k, CHUNK)
+        out.append((q, k, found))
     return out
+
+
+def final_index(feats: Mapping[str, Array], t: Final) -> tuple:
+    """Per layer, (n,) int32: :func:`final_matches`' search alone (what ``nnst_refresh`` holds)."""
+    found = final_matches(feats, t._replace(matches=None))
+    return tuple(jax.lax.stop_gradient(i) for *_, i in found)
 
 
 def final_term(feats: Mapping[str, Array], t: Final) -> Array:
     """The final pass's style term: over :data:`LAYERS`, the mean of each layer's mean cosine
     distance (each set centred by its own mean on this step's grid) from the output's rows to
-    their nearest style rows, the matches recomputed at every evaluation."""
+    their nearest style rows, the matches recomputed at every evaluation (or held: ``matches``)."""
     d = [jnp.mean(1.0 - jnp.sum(q * k[i], axis=-1)) for q, k, i in final_matches(feats, t)]
     return jnp.mean(jnp.stack(d))
 

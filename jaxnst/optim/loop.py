@@ -46,6 +46,7 @@ class LoopState(NamedTuple):
     direction: Any  # L-BFGS: the search direction at ``image``
     search: SearchState | None  # L-BFGS: the line search along ``direction`` in progress
     key: Array  # (2,) uint32 raw PRNG key: the sampled terms' draws (jaxnst.loss.sampled.pick)
+    held: Any = None  # NNST's final pass with nnst_refresh > 1: its matches (jaxnst.optim.held)
 
 
 class Ops(NamedTuple):
@@ -126,7 +127,10 @@ def iterate_member(
         t = sampled.pick(targets.sampled, s.key, s.step, config.resample_every, config.samples)
         targets = targets._replace(sampled=t)
     if targets.nnst_final is not None:  # NNST's final pass: this step's grid offsets
-        targets = targets._replace(nnst_final=neighbours.pick(targets.nnst_final, s.key, s.step))
+        final = neighbours.pick(targets.nnst_final, s.key, s.step, config.nnst_refresh)
+        if s.held is not None:  # ... and the matches held since the last multiple of K
+            final = final._replace(matches=s.held.matches)
+        targets = targets._replace(nnst_final=final)
     opt = ops.optimizer(config, hyper.learning_rate)
     if config.optimizer == "lbfgs":
         new, value, recorded = _lbfgs(s, go, opt, ops, variables, targets, hyper, config)

@@ -42,7 +42,7 @@ from jax import lax
 from jaxnst import _interrupt
 from jaxnst.loss import losses, sampled
 from jaxnst.model import vgg
-from jaxnst.optim import loop, param
+from jaxnst.optim import held, loop, param
 from jaxnst.optim.compilation import compile_stats
 from jaxnst.optim.linesearch import (  # noqa: F401 (re-exported)
     ArmijoInfo,
@@ -87,6 +87,7 @@ class Config(NamedTuple):
     resample_every: int = 1  # ... re-drawn every this many steps (jaxnst.loss.sampled.draw)
     param: str = "pixels"  # what the descent moves: "pixels" | "laplacian" (jaxnst.optim.param)
     pyramid_levels: int = 5  # laplacian: halvings, at most (jaxnst.optim.param.levels_for)
+    nnst_refresh: int = 1  # NNST's final pass: matches searched every this many steps (optim.held)
 
 
 class Hyper(NamedTuple):
@@ -140,15 +141,7 @@ def parts_fn(
         raise ValueError(
             "extra_loss needs the activations, which remat=True does not keep; use one or the other"
         )
-    model = vgg.VGG19(
-        pooling=config.pooling,
-        channels=config.channels,
-        custom_grad=config.custom_grad,
-        precision=config.precision,
-        remat=config.remat,
-        wrap=config.tileable,
-        convs=config.convs,
-    )
+    model = held.network(config)
     if config.remat:  # loss terms computed inside each rematerialised block: no activations kept
         tap = functools.partial(losses.layer_terms, targets=targets)
         terms: Any = model.apply(variables, image, config.layers, taps=tap)
@@ -238,7 +231,10 @@ OPS = loop.Ops(optimizer=lambda config, lr: _optimizer(config, lr), parts=_parts
 
 def _template(image: Array, variables, targets, hyper: Hyper, config: Config) -> LoopState:
     """A LoopState of the right structure for one image (traced for its shapes only)."""
-    return loop.start_state(OPS, image, hyper, config)
+    state = loop.start_state(OPS, image, hyper, config)
+    if held.on(targets, config):  # NNST's final pass holds its matches for K steps
+        state = state._replace(held=held.template(image, variables, targets, config))
+    return state
 
 
 def init_state(
@@ -302,6 +298,8 @@ def run_chunk(
 
     def body(carry):
         s, totals, _ = carry
+        if held.on(targets, config):  # NNST's final pass: new matches every nnst_refresh steps
+            s = held.refresh(s, stop, variables, targets, config, loop.active)
         new, (value, recorded) = iterate((s, stop), variables, targets, hyper)
         row = jnp.where(recorded, s.step - first, config.chunk)  # out of range: dropped
         totals = totals.at[row, jnp.arange(n)].set(value, mode="drop")

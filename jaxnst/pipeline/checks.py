@@ -169,7 +169,7 @@ def check_sampled(o: Any) -> None:
         )
     if not isinstance(o.nnst_rotations, (bool, np.bool_)):
         raise ValueError(f"nnst_rotations must be True or False, got {o.nnst_rotations!r}")
-    for k in ("samples", "style_samples", "resample_every"):
+    for k in ("samples", "style_samples", "resample_every", "nnst_refresh"):
         v = getattr(o, k)
         if not _is_int(v) or v < 1:
             raise ValueError(f"{k} must be a positive integer, got {v!r}")

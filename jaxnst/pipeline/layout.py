@@ -131,6 +131,7 @@ def place(problem: Problem, lay: Layout) -> Batch:
         resample_every=o.resample_every,
         param=o.param,
         pyramid_levels=o.pyramid_levels,
+        nnst_refresh=1 if t.nnst_final is None else o.nnst_refresh,  # (other runs: one program)
     )
     images0 = initial_images(
         take_rows(problem.contents, members),

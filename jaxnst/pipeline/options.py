@@ -144,9 +144,10 @@ class Options:
     )
     nnst_final_steps: int | None = _field(
         None,
-        "nnst: Adam steps of the authors' final pass after the scales, matching per layer at every "
-        "step (default: half of method nnst's --iterations; 0: off; --scales none: the pass alone)",
+        "nnst: Adam steps of the authors' final pass after the scales, matching per layer "
+        "(default: half of method nnst's --iterations; 0: off; --scales none: the pass alone)",
     )
+    nnst_refresh: int = _field(10, "nnst: final pass: search matches every N steps (1: each)")
     samples: int = _field(
         1024, "remd / self_similarity: points compared per evaluation (the paper's 1024)"
     )
