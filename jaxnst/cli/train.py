@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--learning-rate",
         type=float,
         default=None,
-        help="Adam's first step size (default 2e-3; Johnson's 1e-3 with --schedule constant)",
+        help="Adam's first step size (default 2e-3; Johnson's was 1e-3, constant)",
     )
     t.add_argument(
         "--average-decay",
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("linear", "constant"),
         default=None,
         help="the step size over the run: linear, decayed to zero at the end of --steps or "
-        "--max-time, whichever comes first (default); constant, Johnson's",
+        "--max-time, whichever comes first (default); constant, as Johnson's",
     )
     t.add_argument(
         "--max-time",

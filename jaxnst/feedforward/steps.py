@@ -73,8 +73,8 @@ def rates(lr: float, schedule: str, first: int, count: int, total: int, spent: f
     to zero is the best simple schedule for a fixed budget: Li, Yumer & Ramanan, ICLR 2020);
     the run's end is its last step or, with a time budget, the moment ``spent`` (the share of
     it used so far) reaches 1, whichever comes first. ``"constant"``: ``lr`` throughout
-    (Johnson's recipe). A pure function of the step (and the time spent), so a run resumed with
-    the same ``total`` takes the same steps."""
+    (as Johnson's step size; his Adam's b2 was 0.999). A pure function of the step (and the
+    time spent), so a run resumed with the same ``total`` takes the same steps."""
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
     k = np.arange(first, first + count, dtype=np.float64)
