@@ -130,9 +130,8 @@ def objective(
         )
     batch = layout.place(problem, lay)
     first = functools.partial(jax.tree.map, lambda a: a[0])  # the batch of one, unbatched
-    targets = batch.targets._replace(
-        content=first(batch.targets.content), nnst=first(batch.targets.nnst)
-    )
+    t = batch.targets
+    targets = t._replace(content=first(t.content), nnst=first(t.nnst), matting=first(t.matting))
     if targets.sampled is not None:  # STROTSS's terms: the points of step 0 of this seed's draw
         targets = targets._replace(sampled=_points(targets.sampled, batch, first))
     if targets.nnst_final is not None:  # NNST's final pass: the grid of step 0 of this seed

@@ -43,6 +43,16 @@ def test_the_objective_adds_lambda_times_the_energy(pair):
     np.testing.assert_allclose(float(with_term - without), 30.0 * energy(content, x), rtol=1e-4)
 
 
+def test_the_objective_api_adds_the_term(small_vars, pair):
+    from jaxnst.objective import objective
+
+    content, style = pair
+    x = jnp.asarray(np.random.default_rng(2).uniform(size=content.shape), jnp.float32)
+    on = objective(content, style, variables=small_vars, photoreal_weight=30.0).loss_fn(x)[0]
+    off = objective(content, style, variables=small_vars).loss_fn(x)[0]
+    np.testing.assert_allclose(float(on - off), 30.0 * energy(content, x), rtol=1e-3)
+
+
 def test_a_run_with_the_term_ends_more_photographic(small_vars, pair):
     """The same seeded descent with photoreal_weight 0 and 1e3: the explicit Laplacian's energy of
     the result falls; weight 0 is bit-identical to not giving the option."""

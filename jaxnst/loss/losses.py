@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, cast
 import jax
 import jax.numpy as jnp
 
-from jaxnst.loss import matting, neighbours, sampled
+from jaxnst.loss import guided, matting, neighbours, sampled
 
 Array = jax.Array
 
@@ -138,28 +138,27 @@ def wasserstein_layer_loss(
     return d / c
 
 
-def guided_gram(f: Array, m: Array) -> Array:
-    """Gram of (H, W, C) activations weighted by a guidance mask (H, W) in [0, 1], averaged over the
-    mask's weight (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style Transfer")."""
-    h, w, c = f.shape
-    x = _f32(f.reshape(h * w, c)) * m.reshape(h * w, 1)
-    return (x.T @ x) / jnp.maximum(jnp.sum(m * m), 1e-8)
+guided_gram = guided.guided_gram
 
 
 def guided_style_loss(
-    feats: Mapping[str, Array], grams: Mapping[str, Array], masks: Mapping[str, Array]
+    feats: Mapping[str, Array],
+    grams: Mapping[str, Array],
+    masks: Mapping[str, Array],
+    index: Mapping[str, Any] | None = None,
 ) -> Array:
     """Spatial control: region r of the image matches target Gram ``grams[l][r]``.
 
-    grams[l]: (R, C, C) one target per region; masks[l]: (R, H_l, W_l) at the layer's resolution.
-    Per layer: sum over regions of sum((G_r - A_r)^2) / (4 C^2); layers averaged as in style_loss.
+    grams[l]: (R, C, C) one target per region; masks[l]: (R, H_l, W_l) at the layer's resolution;
+    index: :func:`jaxnst.loss.guided.region_index` of the masks (each region's Gram over its own
+    positions only; the same values). Per layer: sum over regions of sum((G_r - A_r)^2) / (4 C^2);
+    layers averaged as in style_loss.
     """
+    index = index or {}
     names = sorted(grams)
     total: Any = 0.0
     for n in names:
-        g = jax.vmap(guided_gram, in_axes=(None, 0))(feats[n], masks[n])
-        c = g.shape[-1]
-        total = total + jnp.sum((g - grams[n]) ** 2) / (4.0 * c * c)
+        total = total + guided.guided_layer_loss(feats[n], grams[n], masks[n], index.get(n))
     return total / len(names)
 
 
@@ -182,6 +181,7 @@ class Targets(NamedTuple):
     matting: Any = None  # photorealism: jaxnst.loss.matting's statistics of the content, or None
     nnst: Any = None  # NNST's terms: jaxnst.loss.neighbours.Neighbours, or None
     nnst_final: Any = None  # NNST's final pass: jaxnst.loss.neighbours.Final (shared), or None
+    regions: dict = {}  # the masks' supports (jaxnst.loss.guided.region_index): shared
 
 
 class Weights(NamedTuple):
@@ -257,7 +257,7 @@ def objective(
         lc = jnp.zeros((), jnp.float32)
     ls: Any
     if targets.grams and targets.masks:
-        ls = guided_style_loss(feats, targets.grams, targets.masks)
+        ls = guided_style_loss(feats, targets.grams, targets.masks, targets.regions)
     elif targets.grams:
         ls = style_loss(feats, targets.grams)
     elif targets.moments:
@@ -286,9 +286,9 @@ def layer_terms(name: str, f: Array, targets: Targets) -> tuple[Array, Array]:
     content = content_loss(f, targets.content[name]) if name in targets.content else zero
     if targets.grams and targets.masks:
         if name in targets.grams:
-            g = jax.vmap(guided_gram, in_axes=(None, 0))(f, targets.masks[name])
-            c = g.shape[-1]
-            return content, jnp.sum((g - targets.grams[name]) ** 2) / (4.0 * c * c)
+            index = targets.regions.get(name)
+            masks = targets.masks[name]
+            return content, guided.guided_layer_loss(f, targets.grams[name], masks, index)
     elif targets.grams:
         if name in targets.grams:
             return content, style_layer_loss(f, targets.grams[name])

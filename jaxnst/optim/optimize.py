@@ -188,6 +188,7 @@ def _batched(fn, config: Config):
         matting=0 if config.batched_content else None,  # (the content's statistics)
         nnst=0 if config.batched_content else None,  # (NNST's targets: one set per content)
         nnst_final=None,  # (its final pass's style: shared)
+        regions=None,  # type: ignore[arg-type]
     )
     if config.samples:  # STROTSS's content hypercolumns go with the content
         axis = 0 if config.batched_content else None

@@ -123,7 +123,7 @@ def _hex(code: int) -> str:
     return f"#{code:06x}"
 
 
-def resize_masks(masks: Any, shape: tuple[int, int]) -> jax.Array:
+def resize_masks(masks: Any, shape: tuple[int, ...]) -> jax.Array:
     """(R, H, W) masks at (H', W') by nearest neighbours (a style resized by ``style_scale``)."""
     m = jnp.asarray(masks, jnp.float32)
     if m.shape[1:] == tuple(shape):
@@ -138,7 +138,7 @@ def region_grams(style: jax.Array, masks: dict, variables: dict, pooling: str) -
     matches its own statistics whatever its area."""
     layers = tuple(masks)
     feats = _features(style, variables, layers, pooling, vgg.channels_of(variables))
-    each = jax.vmap(losses.guided_gram, in_axes=(None, 0))
+    each = jax.jit(jax.vmap(losses.guided_gram, in_axes=(None, 0)))  # one program a layer
     return {n: each(feats[n], masks[n]) for n in layers}
 
 

@@ -168,6 +168,7 @@ def _shard(batch: Batch, mesh: jax.sharding.Mesh) -> Batch:
         ),
         nnst=jax.device_put(t.nnst, row),
         nnst_final=jax.device_put(t.nnst_final, rep),
+        regions=jax.device_put(t.regions, rep),
     )
     hyper = batch.hyper._replace(weights=jax.device_put(batch.hyper.weights, row))
     if hyper.keys is not None:

@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst.loss import color, losses, matting, matting_tiles, neighbours, sampled, tiled
+from jaxnst.loss import color, guided, losses, matting, matting_tiles, neighbours, sampled, tiled
 from jaxnst.model import vgg
 from jaxnst.pipeline import labels
 from jaxnst.pipeline.checks import check_mask_terms
 from jaxnst.pipeline.options import MIN_SIDE, Options, check_masks
-from jaxnst.pipeline.targets import _features, _style_grams, nnst_final, nnst_targets
+from jaxnst.pipeline.targets import _features, _style_grams, layer_masks, nnst_final, nnst_targets
 
 
 class Problem(NamedTuple):
@@ -77,17 +77,17 @@ def prepare(
     for n in layers:
         if n not in variables["params"]:
             raise ValueError(f"layer {n!r} is not in these weights")
-    guided = style_masks is not None  # one style, a region of it for each content mask
-    masks = _check_masks(content_masks, contents, [0] * len(style_masks) if guided else styles, o)
+    paired = style_masks is not None  # one style, a region of it for each content mask
+    masks = _check_masks(content_masks, contents, [0] * len(style_masks) if paired else styles, o)
     targets = prepare_targets(
-        contents, styles, variables, o, o.style_blend_weights, masks=None if guided else masks
+        contents, styles, variables, o, o.style_blend_weights, masks=None if paired else masks
     )
-    if guided and targets.grams:
+    if paired and targets.grams:
         ls = tuple(targets.grams)
-        sh, sw = styles[0].shape[:2]
-        sm = layer_masks(labels.resize_masks(style_masks, (sh, sw)), ls)
+        sm = layer_masks(labels.resize_masks(style_masks, styles[0].shape[:2]), ls)
         grams = labels.region_grams(styles[0], sm, variables, o.pooling)
-        targets = targets._replace(grams=grams, masks=layer_masks(cast(jax.Array, masks), ls))
+        lm = layer_masks(cast(jax.Array, masks), ls)
+        targets = targets._replace(grams=grams, masks=lm, regions=guided.region_index(lm))
     return Problem(
         o,
         contents,
@@ -284,20 +284,6 @@ def _blend(w: np.ndarray, xs: list[Any]) -> Any:
     return functools.reduce(lambda a, b: a + b, (float(wi) * x for wi, x in zip(w, xs)))
 
 
-def layer_masks(masks: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
-    """(R, H, W) guidance masks -> {layer: (R, H_l, W_l)}, average-pooled 2x2 like VGG19."""
-    out, m, block = {}, jnp.asarray(masks, jnp.float32), 1
-    for n in vgg.LAYERS:
-        b = int(n[4])
-        while block < b:
-            r, h, w = m.shape
-            m = m[:, : h // 2 * 2, : w // 2 * 2].reshape(r, h // 2, 2, w // 2, 2).mean((2, 4))
-            block += 1
-        if n in layers:
-            out[n] = m
-    return out
-
-
 def _target_programs(options: Options, channels: tuple[int, ...]) -> tuple[Any, Any]:
     """(features(image, variables, layers), grams(image, variables, layers)) for the targets:
     of the whole image, or tile by tile when the descent is tiled (a print-size image's forward
@@ -333,8 +319,7 @@ def prepare_targets(
     """Content activations and style Grams, computed once (outside any loop or vmap).
 
     ``style`` may be a list of images (any sizes); their Grams are averaged with ``blend``
-    (normalised). Matching the blended Gram is the weighted sum of per-style losses up to a
-    constant, as in jcjohnson/neural-style's blending."""
+    (normalised): the weighted sum of per-style losses up to a constant (neural-style's blend)."""
     channels = vgg.channels_of(variables)
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     w = np.ones(len(styles)) if blend is None else np.asarray(blend, np.float64)
@@ -370,6 +355,7 @@ def prepare_targets(
         grams=grams,
         moments=moments,
         masks=lmasks,
+        regions=guided.region_index(lmasks),
         sampled=_sampled(content, styles, w, variables, options, masks),
         matting=photoreal_stats(content, options),
         nnst=nnst_targets(content, styles, variables, options, masks),

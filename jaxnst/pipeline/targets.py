@@ -4,7 +4,9 @@ options and ahead-of-time handling."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -83,3 +85,23 @@ def nnst_final(styles, variables, o):
     if not final_pass(o):
         return None
     return neighbours.final_style(styles, _nnst_features(variables, o), o.nnst_rotations)
+
+
+def layer_masks(masks: Any, layers: Sequence[str]) -> dict[str, jax.Array]:
+    """(R, H, W) guidance masks -> {layer: (R, H_l, W_l)}, average-pooled 2x2 like VGG19 (one
+    program: eagerly, each pooling was a few small programs to compile)."""
+    return _layer_masks(jnp.asarray(masks, jnp.float32), tuple(layers))
+
+
+@partial(jax.jit, static_argnums=1)
+def _layer_masks(m: jax.Array, layers: tuple[str, ...]) -> dict[str, jax.Array]:
+    out, block = {}, 1
+    for n in vgg.LAYERS:
+        b = int(n[4])
+        while block < b:
+            r, h, w = m.shape
+            m = m[:, : h // 2 * 2, : w // 2 * 2].reshape(r, h // 2, 2, w // 2, 2).mean((2, 4))
+            block += 1
+        if n in layers:
+            out[n] = m
+    return out
