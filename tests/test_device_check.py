@@ -225,31 +225,21 @@ def test_tiled_and_video_paths_with_stand_ins(monkeypatch):
         inspect.signature(real).bind(None, None, **given)
 
 
-def test_photoreal_step_runs_its_child_tiled(monkeypatch):
+@pytest.mark.slow  # the whole device check in a subprocess (its photoreal child: shared)
+def test_photoreal_step_runs_its_child_tiled(smoke):
     """The photoreal step's path on the CPU at its smallest: a child process, method="photoreal"
     on a 64x36 crop of the pair (the 4K run's shape, filled and cropped) in 2 x 2 tiles of 32 px;
-    the record carries what the GPU run will report."""
-    import dataclasses
-    import time
+    the record carries what the GPU run will report. (The smoke run's own tiled child: the same
+    plan entry, run once for both tests.)"""
+    from jaxnst.bench.check import SMOKE
+    from jaxnst.bench.photoreal import photo_pair
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import device_check as dc
-
-    from jaxnst.bench import check
-    from jaxnst.bench.photoreal import measure_photoreal, photo_pair
-
-    monkeypatch.setattr(check, "T0", time.perf_counter())  # (the budget counts from here)
-    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "true")  # (as the smoke run's children)
     content, style = photo_pair(384, 216)  # (4K's 3840x2160 at a tenth)
     assert content.shape == (216, 384, 3) and style.shape == (288, 288, 3)
-    plan = dataclasses.replace(
-        dc.SMOKE, photoreal_shapes=((64, 36),), photoreal_iterations=(2,), photoreal_tiles=(32,)
-    )
-    c = dc.Check(None, 300.0, plan, {})
-    c.weights_arg = "small"
-    measure_photoreal(c)
-    (r,) = c.data["results"]
+    assert SMOKE.photoreal_shapes[1] == (64, 36) and SMOKE.photoreal_tiles[1] == 32
+    assert SMOKE.photoreal_iterations[1] == 2
+    report, _ = smoke
+    r = [r for r in report["results"] if r["name"] == "photoreal"][1]
     assert "error" not in r and "skipped" not in r, r
     assert (r["name"], r["size"], r["shape"], r["tile"]) == ("photoreal", 64, "64x36", 32)
     assert r["image_shape"] == [36, 64, 3] and r["iterations"] == 2 and r["evaluations"] >= 2
