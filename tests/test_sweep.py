@@ -136,7 +136,8 @@ SHARDED = textwrap.dedent("""
     rng = np.random.default_rng(5)
     c, s = smooth_image(rng, 32, 32), smooth_image(rng, 36, 40)
     r = stylize(c, s, variables=v, optimizer="adam", iterations=4, chunk=4, init="noise",
-                learning_rate=0.05, style_weight=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1])
+                learning_rate=0.05, style_weight=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
+                photoreal_weight=1e4)
     np.save({out!r}, r.image)
     print(json.dumps({{"devices": r.devices, "n": jax.device_count()}}))
 """)
@@ -168,6 +169,7 @@ def test_batch_is_sharded_across_devices_with_padding(small_vars, pair, tmp_path
         init="noise",
         learning_rate=0.05,
         style_weight=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
+        photoreal_weight=1e4,  # its content statistics must travel to every device too
     )
     assert one.devices == 1
     assert np.abs(sharded - one.image).max() <= 1e-4

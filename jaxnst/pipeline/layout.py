@@ -166,6 +166,7 @@ def _shard(batch: Batch, mesh: jax.sharding.Mesh) -> Batch:
             if t.sampled.regions is None
             else jax.device_put(t.sampled.regions, rep),
         ),
+        matting=jax.device_put(t.matting, row),  # (one content's statistics per row)
         nnst=jax.device_put(t.nnst, row),
         nnst_final=jax.device_put(t.nnst_final, rep),
         regions=jax.device_put(t.regions, rep),
