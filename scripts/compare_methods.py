@@ -160,7 +160,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--cli-args",
         default="",
         help="more flags for every run's command line, e.g. '--content-weight 0.5 --nnst-refresh "
-        "1' (results are named without them: give a fresh --reuse folder)",
+        "1'; a single flag as --cli-args=--nnst-rotations (argparse reads a lone '--x' value as an "
+        "option) (results are named without them: give a fresh --reuse folder)",
     )
     p.add_argument("--judge", action="store_true", help="score every result (jaxnst.bench.judge)")
     p.add_argument("--judge-samples", type=int, default=2048, help="judge's positions per image")
