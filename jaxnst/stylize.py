@@ -110,6 +110,7 @@ def stylize(
     guide = labels.guide(content, style, content_labels, style_labels, content_masks, o)
     if guide is not None:
         content_masks = guide.content
+    o = labels.recoloured(content, style, guide, o)
     if content_masks is not None:
         check_masks(o)
     if o.scales:

@@ -152,19 +152,19 @@ def test_method_photoreal_is_dpsts_recipe_overridable_one_by_one():
     o = make_options(method="photoreal")
     for k, v in PHOTOREAL.items():
         assert getattr(o, k) == v, k
-    assert (o.photoreal_weight, o.style_weight, o.init) == (1.6e8, 3e-3, "content")
+    assert (o.photoreal_weight, o.style_weight, o.init) == (1e10, 3e-3, "recolour")
     o = make_options(method="photoreal", photoreal_weight=0.0, iterations=7)
     assert (o.photoreal_weight, o.iterations, o.style_weight) == (0.0, 7, 3e-3)
     args = flags.build_parser().parse_args(["c", "s", "-o", "x.png", "--method", "photoreal",
                                             "--style-weight", "1e-2"])  # fmt: skip
     o = inputs.options_from_args(args, (32, 32))
-    assert (o.method, o.style_weight, o.photoreal_weight) == ("photoreal", 1e-2, 1.6e8)
+    assert (o.method, o.style_weight, o.photoreal_weight) == ("photoreal", 1e-2, 1e10)
 
 
 def test_method_photoreal_runs_and_is_more_photographic_than_gatys(small_vars, pair):
     kw = dict(iterations=6, chunk=6, variables=small_vars)
     gatys = stylize(*pair, style_weight=3e-3, **kw)
     real = stylize(*pair, method="photoreal", **kw)
-    assert real.options.photoreal_weight == 1.6e8
+    assert real.options.photoreal_weight == 1e10
     c = pair[0]
     assert matting.unexplained_share(c, real.image) < matting.unexplained_share(c, gatys.image)

@@ -253,7 +253,7 @@ def options_from_args(args: argparse.Namespace, shape: tuple[int, int]) -> Optio
         if f.name in SWEEPABLE:
             v = v[0] if len(v) == 1 else list(v)
         options[f.name] = v
-    if "init" in options and options["init"] not in ("content", "noise"):
+    if "init" in options and options["init"] not in ("content", "noise", "recolour"):
         options["init"] = image_io.resize(image_io.load(options["init"]), shape=shape)
     every = [
         v for v in (getattr(args, "save_every", None), getattr(args, "checkpoint_every", None)) if v

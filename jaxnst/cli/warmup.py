@@ -223,6 +223,8 @@ def first_evaluation(
     from jaxnst.pipeline.options import make_options
 
     o = make_options(**options)
+    if isinstance(o.init, str) and o.init == "recolour":  # a start image: data, not a program
+        o = dataclasses.replace(o, init="content")
     clock = collect.start_clock()
     problem = prepare.prepare(content, style, o, variables=variables, content_masks=content_masks)
     lay = layout.make_layout(problem)

@@ -126,13 +126,14 @@ def check_choices(o: Any) -> None:
     if o.pooling not in ("max", "avg"):
         raise ValueError(f"unknown pooling {o.pooling!r}; expected 'max' or 'avg'")
     if isinstance(o.init, str):
-        if o.init not in ("content", "noise"):
-            raise ValueError(f"init must be 'content', 'noise' or an image array, got {o.init!r}")
+        if o.init not in ("content", "noise", "recolour"):
+            raise ValueError(
+                f"init must be 'content', 'noise', 'recolour' or an image array, got {o.init!r}"
+            )
     elif not hasattr(o.init, "shape") or len(o.init.shape) not in (3, 4) or o.init.shape[-1] != 3:
         raise ValueError(
-            f"init must be 'content', 'noise', an (H, W, 3) image array or (N, H, W, 3), one per "
-            f"member of a sweep, got "
-            f"{type(o.init).__name__}"
+            f"init must be 'content', 'noise', 'recolour', an (H, W, 3) image array or "
+            f"(N, H, W, 3), one per member of a sweep, got {type(o.init).__name__}"
         )
     if not o.content_layers and not o.style_layers:
         raise ValueError("content_layers and style_layers are both empty; nothing to optimise")

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnst.loss import losses
+from jaxnst.loss import losses, recolour
 from jaxnst.model import vgg
 from jaxnst.pipeline.targets import _features
 
@@ -166,3 +166,14 @@ def guide(
 def noted(result: Any, guide: LabelMasks | None) -> Any:
     """A :class:`~jaxnst.pipeline.collect.Result` with the labels left out noted (if any)."""
     return result if guide is None else dataclasses.replace(result, labels_left_out=guide.left_out)
+
+
+def recoloured(content: Any, style: Any, guide: LabelMasks | None, o: Any) -> Any:
+    """``init="recolour"``: the options with ``init`` the content recoloured to the style, per
+    label region with labels (:func:`jaxnst.loss.recolour.recolour`); other options unchanged."""
+    if not (isinstance(o.init, str) and o.init == "recolour"):
+        return o
+    if isinstance(style, (list, tuple)) or np.ndim(content) != 3:
+        raise ValueError("init='recolour' takes one content image and one style image")
+    masks = (None, None) if guide is None else (guide.content, guide.style)
+    return dataclasses.replace(o, init=recolour.recolour(content, style, *masks))

@@ -200,6 +200,8 @@ def initial_images(
     if isinstance(options.init, str):
         if options.init == "content":
             return content
+        if options.init == "recolour":  # made from the style and labels before the stages
+            raise ValueError("init='recolour' is made by jaxnst.stylize (labels.recoloured)")
         if options.param == "laplacian":  # noise on the coarsest level (see _coarse_noise)
             raw = _raw_keys(seeds) if keys is None else np.asarray(keys, np.uint32)
             return _coarse_noise(raw, tuple(content.shape[1:]), options.pyramid_levels)

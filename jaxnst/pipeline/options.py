@@ -69,13 +69,14 @@ class Options:
     )
     photoreal_smooth: float | None = _field(
         None,
-        "lambda' of FastPhotoStyle's smoothing (Li et al. 2018) of the final image: solve "
-        "(I + lambda' L) y = x, L the content's Matting Laplacian, by conjugate gradients to a "
-        "relative residual of 1e-4 (jaxnst.loss.matting.smooth: errors measured <= 2e-4); about "
-        "1e3 is their alpha 0.9999; 0 or none: off",
+        "lambda' of FastPhotoStyle's smoothing (Li et al. 2018) of the final image: (I + "
+        "lambda' L) y = x by conjugate gradients (jaxnst.loss.matting.smooth); 1e3 ~ their "
+        "alpha 0.9999; 0 or none: off",
     )
     init: str = _field(
-        "content", "starting image: content, noise (seeded), or an image file (CLI) / array (API)"
+        "content",
+        "start: content, noise (seeded), recolour (content in the style's colours, "
+        "per label region: jaxnst.loss.recolour), or an image file (CLI) / array (API)",
     )
     seed: int | tuple[int, ...] = _field(0, "random seed for noise init")
     key: Any = _field(
@@ -132,9 +133,9 @@ class Options:
         "schedule); or nnst: Kolkin et al. 2022's Neural Neighbor Style Transfer (nnst style "
         "and content terms, laplacian param, adam, 200 steps at each of 64, 128... px up to the "
         "size, oklab colour correction); or photoreal: Luan et al. 2017's Deep Photo Style "
-        "Transfer in one run (their layers, from the content, L-BFGS, their style and "
-        "photorealism weights converted to our units: style 3e-3, photoreal 1.6e8; "
-        "docs/site/photoreal.md); options given explicitly override it",
+        "Transfer in one run (their layers, from the content recoloured per label region, "
+        "L-BFGS, style 3e-3, photoreal 1e10, smoothing 3; docs/site/photoreal.md); options "
+        "given explicitly override it",
         choices=("gatys", "strotss", "nnst", "photoreal"),
     )
     nnst_rotations: bool = _field(
@@ -260,10 +261,9 @@ STROTSS = dict(
 )
 
 
-# What ``method="nnst"`` sets, unless given: Kolkin et al. 2022's recipe (their code: Adam,
-# lr 2e-3 for each level of a Laplacian pyramid, 200 steps per scale). Content weight 0.25: the
-# authors' 1 - alpha, alpha = 0.75 (theirs blends the search image; ours weighs a content term:
-# jaxnst.loss.neighbours).
+# What ``method="nnst"`` sets, unless given: Kolkin et al. 2022's recipe (their code: Adam, lr 2e-3
+# for each level of a Laplacian pyramid, 200 steps per scale). Content weight 0.25: their 1 - alpha,
+# alpha = 0.75 (theirs blends the search image; ours weighs a content term: loss.neighbours).
 NNST = dict(
     style_loss="nnst",
     content_loss="nnst",
@@ -279,21 +279,21 @@ NNST = dict(
 )
 
 
-# What ``method="photoreal"`` sets, unless given: Luan et al. 2017's recipe (DPST's
-# deep_photostyle.lua: content conv4_2 weight 5, style conv1_1..conv5_1 weight 100, lambda 1e4 at
-# 700 px) in our units (docs/site/photoreal.md). With content weight 1: their content MSE is ten
-# times our 0.5 * mean; their Grams are divided by C H W, ours by H W, so their style 100 is our
-# 200 / C^2 per layer: 3e-3 at C = 256 (1.2e-2 at conv2_1, 7.6e-4 at conv4_1, 5_1). Their lambda/2
-# sum_c V^T L V over their ~3.3e5 pixels is our per-pixel energy times 1e4 * 3.3e5 / 2 / 10.
+# What ``method="photoreal"`` sets, unless given: Luan et al. 2017's recipe (DPST's deep_photostyle
+# .lua: content conv4_2 weight 5, style conv1_1..5_1 weight 100) in our units, from a recoloured
+# start (docs/site/photoreal.md): their content MSE is ten times our 0.5 * mean; their Grams are
+# divided by C H W, ours by H W: their style 100 is our 200 / C^2 per layer, 3e-3 at C = 256. Their
+# lambda 1e4 at 700 px converts to 1.6e8 here; the DPST examples needed 1e10.
 PHOTOREAL = dict(
     content_layers=CONTENT_LAYERS,
     style_layers=STYLE_LAYERS,
-    init="content",  # theirs: a first pass without the term, then the term from its result
+    init="recolour",  # theirs: a pass without the term first
     optimizer="lbfgs",
     iterations=500,  # theirs: 1000 + 1000; 500 costs what our Gatys default does
     content_weight=1.0,
     style_weight=3e-3,
-    photoreal_weight=1.6e8,
+    photoreal_weight=1e10,  # 1.6e8 let the style's texture in
+    photoreal_smooth=3.0,  # a light smoothing (FastPhotoStyle's ~1e3 washes the style out)
 )
 
 
