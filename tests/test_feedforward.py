@@ -98,6 +98,46 @@ def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars):
     assert max(moved) > 1e-4
 
 
+def test_muon_orthogonalises_the_inner_kernels_and_adam_moves_the_rest(small_vars):
+    """optimizer="muon", one step: each inner kernel moves along the polar factor of its
+    gradient (read as a (kh kw in, out) matrix; exact SVD in float64 here), by an RMS of about
+    lr * MUON_RMS; the first and last convolutions, norms and bias move by Nesterov Adam's first
+    step (optax's muon, as the screen ran it), lr * (1 + b1 (1 - b1) / (1 - b1^2)) sign(g)."""
+    lr = 1e-3
+    r = _train(small_vars, steps=1, optimizer="muon", schedule="constant", learning_rate=lr,
+               average_decay=0.0, held_out=0)  # fmt: skip
+    assert r.model.meta["optimizer"] == "muon"
+    o = train.objective_options({"style_scale": 1.0})
+    net = r.model.net
+    variables = __import__("jaxnst").model.vgg.with_backward_kernels(small_vars)
+    cfg = steps.TrainConfig(net, o.content_layers, o.style_layers, "max", (4, 8, 8, 16, 16))
+    grams = train.style_targets([stripes()], SIZE, o, variables, cfg)
+    w = __import__("jaxnst").loss.losses.Weights(np.float32(1.0), np.float32(3e-4), np.float32(1e4))
+    p0 = network.init_params(jax.random.PRNGKey(0), net)
+    style, ls = steps.draws(jax.random.PRNGKey(0), jnp.int32(0), BATCH, cfg)
+    batch = train.ArrayPhotos(photos(), SIZE, BATCH, 0).batch_at(0)
+    grad = jax.grad(lambda p: steps.batch_loss(p, batch, style, ls, variables, grams, w, cfg)[0])
+    g = grad(p0)
+    p1 = r.model.params
+    for layer in p0:
+        for name in p0[layer]:
+            gi = np.asarray(g[layer][name], np.float64)
+            d = (np.asarray(p1[layer][name], np.float64) - np.asarray(p0[layer][name])) / -lr
+            if name == "kernel" and layer not in ("c1", "out"):
+                u, _, vt = np.linalg.svd(gi.reshape(-1, gi.shape[-1]), full_matrices=False)
+                polar = (u @ vt).ravel()
+                dm = d.ravel()
+                cos = dm @ polar / np.linalg.norm(dm) / np.linalg.norm(polar)
+                assert cos > 0.9, (layer, cos)
+                rms = np.sqrt(np.mean(dm**2))
+                assert 0.5 * steps.MUON_RMS < rms < 1.5 * steps.MUON_RMS, (layer, rms)
+            else:
+                big = np.abs(gi) > 1e-6 * np.abs(gi).max()
+                nesterov = 1 + 0.9 * 0.1 / (1 - 0.9**2)
+                np.testing.assert_allclose(d[big], nesterov * np.sign(gi[big]), atol=3e-3,
+                                           err_msg=layer)  # fmt: skip
+
+
 def test_the_loop_program_equals_one_program_per_step(small_vars):
     """Accelerators run a chunk as one while loop (train_chunk); CPUs call train_step per step
     (run_chunk's ``stepwise``). Same draws, same steps: equal to float rounding; the steps after

@@ -45,18 +45,20 @@ def synthetic(n: int, size: int, seed: int = 0) -> np.ndarray:
 class JaxTrainer:
     """jaxnst's training chunk on given batches, with the state kept between calls."""
 
-    def __init__(self, variables, style, size: int, width=1.0, precision="fp32", seed=0):
+    def __init__(self, variables, style, size: int, width=1.0, precision="fp32", seed=0,
+                 optimizer: str = train.OPTIMIZER):  # fmt: skip
         o = train.objective_options({"style_scale": 1.0})
         self.variables = vgg.with_backward_kernels(variables)
         net = network.NetConfig(float(width))
         self.cfg = steps.TrainConfig(
             net, o.content_layers, o.style_layers, "max", vgg.channels_of(variables),
             precision=precision, stepwise=jax.default_backend() == "cpu",
-            average=train.default_average(train.SCHEDULE),
+            average=train.default_average(train.SCHEDULE), optimizer=optimizer,
         )  # fmt: skip
         self.grams = train.style_targets([style], size, o, self.variables, self.cfg)
         self.weights = losses.Weights(*(jnp.float32(w) for w in WEIGHTS))
-        self.state = steps.init_state(network.init_params(jax.random.PRNGKey(seed), net), seed)
+        params = network.init_params(jax.random.PRNGKey(seed), net)
+        self.state = steps.init_state(params, seed, optimizer)
 
     def run(self, batches: np.ndarray, lr: Any = 1e-3) -> np.ndarray:
         """Steps on (N, B, H, W, 3) batches, one per step, at step size ``lr`` (a scalar, or one

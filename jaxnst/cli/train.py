@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the step size over the run: linear, decayed to zero at the end of --steps or "
         "--max-time, whichever comes first (default); constant, as Johnson's",
     )
+    t.add_argument("--optimizer", choices=("adam", "muon"), default=None,
+                   help="adam (default), or muon: Muon for the inner convolutions, Adam for the "
+                   "rest (optax.contrib.muon), at the same step size")  # fmt: skip
     t.add_argument(
         "--max-time",
         dest="max_seconds",
@@ -153,8 +156,10 @@ def _objective(args: argparse.Namespace) -> dict[str, Any]:
 
 def _average(args: argparse.Namespace) -> dict[str, Any]:
     """The optimisation's flags that were given (``--average-decay``, ``--schedule``,
-    ``--learning-rate``), as train_styles' keywords; the others keep its defaults."""
-    given = {k: getattr(args, k, None) for k in ("average_decay", "schedule", "learning_rate")}
+    ``--learning-rate``, ``--optimizer``), as train_styles' keywords; the others keep its
+    defaults."""
+    names = ("average_decay", "schedule", "learning_rate", "optimizer")
+    given = {k: getattr(args, k, None) for k in names}
     return {k: v for k, v in given.items() if v is not None}
 
 

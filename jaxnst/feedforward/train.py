@@ -53,6 +53,7 @@ AVERAGE_DECAY = 0.98
 #   linear from 2e-3, b2 0.999             1.224e6 / 1.253e6
 SCHEDULE = "linear"
 LEARNING_RATE = 2e-3  # Adam's first step size (Johnson's: 1e-3, constant)
+OPTIMIZER = "adam"  # or "muon" (steps.optimizer)
 
 
 def default_average(schedule: str) -> float:
@@ -168,6 +169,7 @@ def train_styles(
     learning_rate: float = LEARNING_RATE,
     average_decay: float | None = None,
     schedule: str = SCHEDULE,
+    optimizer: str = OPTIMIZER,
     width: float = 1.0,
     strengths: tuple[float, float] | None = None,
     knots: int = 5,
@@ -192,8 +194,9 @@ def train_styles(
             ``size`` px per side). ``held_out`` of them are kept out of training and scored.
         size, batch: training crop side and photos per step (a multiple of the device count).
         steps: training steps (default 2000).
-        learning_rate, schedule: Adam's step size; "linear": the first step's, decayed to zero
-            at the end of ``steps`` or ``max_seconds`` (see :data:`SCHEDULE`); "constant".
+        learning_rate, schedule, optimizer: the step size; "linear": the first step's, decayed
+            to zero at the end of ``steps`` or ``max_seconds``, or "constant" (:data:`SCHEDULE`);
+            "adam" or "muon" (:func:`~jaxnst.feedforward.steps.optimizer`).
         average_decay: the model is the parameters' moving average with this decay per step
             (:func:`~jaxnst.feedforward.steps.averaged`); 0: the last step's; None:
             :func:`default_average`.
@@ -219,7 +222,7 @@ def train_styles(
     """
     t0 = time.perf_counter()
     options["average_decay"] = default_average(schedule) if average_decay is None else average_decay
-    options["schedule"] = schedule
+    options.update(schedule=schedule, optimizer=optimizer)
     s = _setup(styles, images, size, batch, steps, learning_rate, width, strengths, knots, seed,
                chunk, resume, variables, style_names, held_out, options)  # fmt: skip
     run = Loop(s, chunk, batch, max_seconds, t0, checkpoint, checkpoint_every, callback)
@@ -246,6 +249,8 @@ def _setup(styles, images, size, batch, steps, learning_rate, width, strengths, 
     decay = float(options.pop("average_decay", 0.0))
     schedule = str(options.pop("schedule", "constant"))
     prog.rates(1.0, schedule, 0, 0, 1)  # ValueError naming an unknown schedule
+    opt = str(options.pop("optimizer", "adam"))
+    prog.optimizer(opt)  # ValueError naming an unknown optimizer
     if not 0.0 <= decay < 1.0:
         raise ValueError(f"average_decay must be in [0, 1), got {decay!r}")
     options.setdefault("style_scale", 1.0)
@@ -262,12 +267,13 @@ def _setup(styles, images, size, batch, steps, learning_rate, width, strengths, 
     cfg = prog.TrainConfig(
         net, o.content_layers, o.style_layers, o.pooling, vgg.channels_of(variables),
         o.preserve_color == "luminance", stepwise=jax.default_backend() == "cpu", average=decay,
+        optimizer=opt,
     )  # fmt: skip
     meta = {
         "styles": names, "style_digests": [_digest(np.asarray(x)) for x in style_list],
         "vgg19": vgg_digest, "size": int(size), "batch": int(batch),
         "learning_rate": float(learning_rate), "seed": int(seed), "luminance": cfg.luminance,
-        "average_decay": decay, "schedule": schedule,
+        "average_decay": decay, "schedule": schedule, "optimizer": opt,
         "objective": {k: _jsonable(getattr(o, k)) for k in OBJECTIVE},
     }  # fmt: skip
     if batch % jax.device_count():
@@ -277,7 +283,7 @@ def _setup(styles, images, size, batch, steps, learning_rate, width, strengths, 
     grams = style_targets(style_list, size, o, variables, cfg)
     weights = losses.Weights(*(jax.numpy.float32(getattr(o, k)) for k in ("content_weight",
                                "style_weight", "tv_weight")))  # fmt: skip
-    state = prog.init_state(init_params(jax.random.PRNGKey(seed), net), seed)
+    state = prog.init_state(init_params(jax.random.PRNGKey(seed), net), seed, opt)
     history: list = []
     if resume is not None:
         state, history = _resumed(resume, state, meta, net, cfg.average)
@@ -313,12 +319,14 @@ def _resumed(
     name = str(resume) if not isinstance(resume, Model) else "model"
     if not m.train or "state" not in m.train:
         raise ModelError(f"{name}: holds no training state to resume")
-    keys = ("styles", "style_digests", "vgg19", "size", "batch", "seed", "objective", "luminance")
+    keys = ("styles", "style_digests", "vgg19", "size", "batch", "seed", "objective", "luminance",
+            "optimizer")  # fmt: skip
     for k in keys:
-        if m.meta.get(k) != meta.get(k):
+        was = m.meta.get(k, "adam" if k == "optimizer" else None)  # (files before Muon: Adam)
+        if was != meta.get(k):
             raise ModelError(
                 f"{name}: was trained with another {k.replace('_', ' ')} "
-                f"({m.meta.get(k)!r}, now {meta.get(k)!r}); resume with the same inputs"
+                f"({was!r}, now {meta.get(k)!r}); resume with the same inputs"
             )
     if m.net != net:
         raise ModelError(f"{name}: holds another network ({m.net}, now {net})")
