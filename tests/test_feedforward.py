@@ -53,14 +53,16 @@ def test_training_lowers_the_held_out_loss(small_vars):
     assert after < 0.7 * before, (before, after)
 
 
-def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars):
-    """The parameters after 3 steps equal optax.adam's from Python with optax's linear schedule
-    (1e-3 decayed to 0 over the 3 steps), and the model's (their moving average) equals a
-    debiased NumPy average of the parameters after each step."""
+@pytest.mark.parametrize("name", ["adam", "muon"])
+def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars, name):
+    """The parameters after 3 steps equal optax's adam (or contrib.muon) stepped from Python with
+    optax's linear schedule (1e-3 decayed to 0 over the 3 steps), and the model's (their moving
+    average) equals a debiased NumPy average of the parameters after each step. Muon's first
+    step is checked against its definition (:func:`check_muon_step`)."""
     d = train.AVERAGE_DECAY or 0.5
-    r = _train(
-        small_vars, steps=3, average_decay=d, schedule="linear", learning_rate=1e-3, held_out=0
-    )
+    r = _train(small_vars, steps=3, average_decay=d, schedule="linear", learning_rate=1e-3,
+               held_out=0, optimizer=name)  # fmt: skip
+    assert r.model.meta["optimizer"] == name
     o = train.objective_options({"style_scale": 1.0})
     v = jax.tree.map(jnp.asarray, r.model.train["state"]["params"])
     net = r.model.net
@@ -70,7 +72,14 @@ def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars):
     w = __import__("jaxnst").loss.losses.Weights(np.float32(1.0), np.float32(3e-4), np.float32(1e4))
     data = train.ArrayPhotos(photos(), SIZE, BATCH, 0)  # (none held out)
     params = network.init_params(jax.random.PRNGKey(0), net)
-    opt = optax.adam(optax.linear_schedule(1e-3, 0.0, 3), b1=0.9, b2=steps.ADAM_B2)
+    lr = optax.linear_schedule(1e-3, 0.0, 3)
+    opt = optax.adam(lr, b1=0.9, b2=steps.ADAM_B2)
+    if name == "muon":
+        from optax import contrib
+
+        opt = contrib.muon(lr, adam_learning_rate=lr, adam_b2=steps.ADAM_B2,
+                           consistent_rms=steps.MUON_RMS,
+                           muon_weight_dimension_numbers=steps._muon_dims)  # fmt: skip
     state = opt.init(params)
     grad = jax.jit(jax.value_and_grad(steps.batch_loss, has_aux=True), static_argnums=7)
 
@@ -84,7 +93,10 @@ def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars):
     for t in range(3):
         style, ls = steps.draws(key, jnp.int32(t), BATCH, cfg)
         (loss, _), g = grad(params, data.batch_at(t), style, ls, variables, grams, w, cfg)
+        before = params
         params, state = update(g, state, params)
+        if t == 0 and name == "muon":  # what optax's Muon does, checked independently
+            check_muon_step(before, params, g, 1e-3)
         avg = jax.tree.map(lambda a, p: d * a + (1 - d) * np.asarray(p, np.float64), avg, params)
         losses.append(float(loss))
     hist = np.asarray(r.model.train["history"])
@@ -98,35 +110,18 @@ def test_the_compiled_chunk_equals_optax_steps_from_python(small_vars):
     assert max(moved) > 1e-4
 
 
-def test_muon_orthogonalises_the_inner_kernels_and_adam_moves_the_rest(small_vars):
-    """optimizer="muon", one step: each inner kernel moves along the polar factor of its
-    gradient (read as a (kh kw in, out) matrix; exact SVD in float64 here), by an RMS of about
-    lr * MUON_RMS; the first and last convolutions, norms and bias move by Nesterov Adam's first
-    step (optax's muon, as the screen ran it), lr * (1 + b1 (1 - b1) / (1 - b1^2)) sign(g)."""
-    lr = 1e-3
-    r = _train(small_vars, steps=1, optimizer="muon", schedule="constant", learning_rate=lr,
-               average_decay=0.0, held_out=0)  # fmt: skip
-    assert r.model.meta["optimizer"] == "muon"
-    o = train.objective_options({"style_scale": 1.0})
-    net = r.model.net
-    variables = __import__("jaxnst").model.vgg.with_backward_kernels(small_vars)
-    cfg = steps.TrainConfig(net, o.content_layers, o.style_layers, "max", (4, 8, 8, 16, 16))
-    grams = train.style_targets([stripes()], SIZE, o, variables, cfg)
-    w = __import__("jaxnst").loss.losses.Weights(np.float32(1.0), np.float32(3e-4), np.float32(1e4))
-    p0 = network.init_params(jax.random.PRNGKey(0), net)
-    style, ls = steps.draws(jax.random.PRNGKey(0), jnp.int32(0), BATCH, cfg)
-    batch = train.ArrayPhotos(photos(), SIZE, BATCH, 0).batch_at(0)
-    grad = jax.grad(lambda p: steps.batch_loss(p, batch, style, ls, variables, grams, w, cfg)[0])
-    g = grad(p0)
-    p1 = r.model.params
+def check_muon_step(p0, p1, g, lr):
+    """One Muon step from ``p0`` to ``p1`` on gradient ``g`` at step size ``lr``: each inner
+    kernel moves along the polar factor of its gradient (read as a (kh kw in, out) matrix; an
+    exact float64 SVD here) by an RMS of about lr * MUON_RMS; the first and last convolutions,
+    norms and bias by Nesterov Adam's first step, lr * (1 + b1 (1 - b1) / (1 - b1^2)) sign(g)."""
     for layer in p0:
         for name in p0[layer]:
             gi = np.asarray(g[layer][name], np.float64)
             d = (np.asarray(p1[layer][name], np.float64) - np.asarray(p0[layer][name])) / -lr
             if name == "kernel" and layer not in ("c1", "out"):
                 u, _, vt = np.linalg.svd(gi.reshape(-1, gi.shape[-1]), full_matrices=False)
-                polar = (u @ vt).ravel()
-                dm = d.ravel()
+                polar, dm = (u @ vt).ravel(), d.ravel()
                 cos = dm @ polar / np.linalg.norm(dm) / np.linalg.norm(polar)
                 assert cos > 0.9, (layer, cos)
                 rms = np.sqrt(np.mean(dm**2))

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--learning-rate",
         type=float,
         default=None,
-        help="Adam's first step size (default 2e-3; Johnson's was 1e-3, constant)",
+        help="the first step size (default 2e-3; Johnson's was 1e-3 with Adam, constant)",
     )
     t.add_argument(
         "--average-decay",
@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-time, whichever comes first (default); constant, as Johnson's",
     )
     t.add_argument("--optimizer", choices=("adam", "muon"), default=None,
-                   help="adam (default), or muon: Muon for the inner convolutions, Adam for the "
-                   "rest (optax.contrib.muon), at the same step size")  # fmt: skip
+                   help="muon (default): Muon for the inner convolutions, Nesterov Adam for the "
+                   "rest (optax.contrib.muon), one step size; or adam")  # fmt: skip
     t.add_argument(
         "--max-time",
         dest="max_seconds",

@@ -53,7 +53,13 @@ AVERAGE_DECAY = 0.98
 #   linear from 2e-3, b2 0.999             1.224e6 / 1.253e6
 SCHEDULE = "linear"
 LEARNING_RATE = 2e-3  # Adam's first step size (Johnson's: 1e-3, constant)
-OPTIMIZER = "adam"  # or "muon" (steps.optimizer)
+# The update: Muon for the inner convolutions' kernels, Nesterov Adam for the rest (see
+# steps.optimizer).
+# Screened at 128 px, 300 steps, batch 4, the linear schedule from 2e-3, Starry Night, 4 held-out
+# photos (AMD EPYC Zen 4, one core per run), held-out objective, seeds 0 / 1:
+#   Adam                   1.393e6 / 1.462e6
+#   Muon, update RMS 0.5   1.050e6 / 1.221e6   (0.75x / 0.84x)
+OPTIMIZER = "muon"
 
 
 def default_average(schedule: str) -> float:
