@@ -68,10 +68,10 @@ def test_the_recipe_its_schedule_and_one_line_errors():
         "nnst", "nnst", "laplacian", "adam",
     )  # fmt: skip
     assert (o.iterations, o.scales, o.preserve_color, o.nnst_rotations) == (
-        200, "auto", "oklab", False,
+        200, "auto", "none", False,
     )  # fmt: skip
     assert (o.content_weight, o.style_weight, o.tv_weight) == (0.25, 1.0, 0.0)
-    assert make_options(method="nnst", preserve_color="none").preserve_color == "none"
+    assert make_options(method="nnst", preserve_color="oklab").preserve_color == "oklab"
     r = multiscale.resolve(o, (384, 512, 3))
     assert r.scales == (64, 128, 256) and r.scale_iterations == (200,) * 4
     assert multiscale.nnst_schedule(1024, 200)[0] == (64, 128, 256, 512)
@@ -122,8 +122,8 @@ def test_targets_equal_a_numpy_brute_force(small_vars, rng):
 def test_runs_end_to_end_rerun_identically_and_colour_correct_once(small_vars, rng):
     content, style = smooth_image(rng, 32, 32), smooth_image(np.random.default_rng(5), 40, 36)
     kw = dict(variables=small_vars, iterations=4, method="nnst")
-    a = jaxnst.stylize(content, style, **kw)
-    b = jaxnst.stylize(content, style, **kw)
+    a = jaxnst.stylize(content, style, preserve_color="oklab", **kw)
+    b = jaxnst.stylize(content, style, preserve_color="oklab", **kw)
     assert a.image.shape == (32, 32, 3) and a.image.dtype == np.float32
     assert 0.0 <= a.image.min() and a.image.max() <= 1.0
     np.testing.assert_array_equal(a.image, b.image)
@@ -131,7 +131,7 @@ def test_runs_end_to_end_rerun_identically_and_colour_correct_once(small_vars, r
     assert style_term[-1] < style_term[0], style_term
     # preserve_color="oklab" is the uncorrected run's image, corrected once at the end (against
     # the style at the content's size: with its final pass the run is a coarse-to-fine one).
-    raw = jaxnst.stylize(content, style, preserve_color="none", **kw)
+    raw = jaxnst.stylize(content, style, **kw)  # (the recipe's default: uncorrected)
     fixed = neighbours.colour_correct(raw.image[None], content[None], [rescale(style, 32)])[0]
     np.testing.assert_allclose(a.image, fixed, atol=1e-6)
     assert np.abs(a.image - raw.image).max() > 1e-3
@@ -168,7 +168,7 @@ def test_the_cli_runs_method_nnst_and_refuses_a_bad_method(
     assert Image.open(out).size == (48, 36)
     report = json.loads(rep.read_text())
     assert report["options"]["method"] == "nnst" and report["options"]["nnst_rotations"] is True
-    assert report["options"]["preserve_color"] == "oklab"
+    assert report["options"]["preserve_color"] == "none"
     with pytest.raises(SystemExit) as e:  # argparse's one-line choice error
         cli.main([str(tmp_path / "c.png"), str(tmp_path / "s.png"), "--method", "nnsx"])
     assert e.value.code == 2
@@ -225,7 +225,8 @@ def test_coarse_to_fine_stages_and_one_colour_correction(small_vars, rng, monkey
         neighbours, "colour_correct", lambda *a: seen.append(a[0].shape) or real(*a)
     )
     content, style = smooth_image(rng, 32, 128), smooth_image(np.random.default_rng(5), 32, 32)
-    r = jaxnst.stylize(content, style, method="nnst", variables=small_vars, iterations=2)
+    r = jaxnst.stylize(content, style, method="nnst", variables=small_vars, iterations=2,
+                       preserve_color="oklab")  # fmt: skip
     assert r.iterations == 5 and r.image.shape == (32, 128, 3)  # (+ 1 final-pass step)
     assert seen == [(1, 32, 128, 3)]
 

@@ -105,7 +105,7 @@ class Options:
         "none",
         "none, luminance (transfer on luma, keep the content's "
         "chroma), histogram (give the style the content's "
-        "colour mean and covariance first) or oklab (method nnst's: Kolkin et al.'s final "
+        "colour mean and covariance first) or oklab (Kolkin et al.'s NNST final "
         "correction in OkLab, the output's lightness with the content's chroma moved to the "
         "style's colour statistics; jaxnst.loss.nnst.colour_correct)",
         choices=("none", "luminance", "histogram", "oklab"),
@@ -132,10 +132,10 @@ class Options:
         "laplacian param, rmsprop, content weight 16 halved each scale, their coarse-to-fine "
         "schedule); or nnst: Kolkin et al. 2022's Neural Neighbor Style Transfer (nnst style "
         "and content terms, laplacian param, adam, 200 steps at each of 64, 128... px up to the "
-        "size, oklab colour correction); or photoreal: Luan et al. 2017's Deep Photo Style "
-        "Transfer in one run (their layers, from the content recoloured per label region, "
-        "L-BFGS, style 3e-3, photoreal 1e10, smoothing 3; docs/site/photoreal.md); options "
-        "given explicitly override it",
+        "size; their OkLab colour step: --preserve-color oklab); or photoreal: Luan et al. "
+        "2017's Deep Photo Style Transfer in one run (their layers, from the content "
+        "recoloured per label region, L-BFGS, style 3e-3, photoreal 1e10, smoothing 3; "
+        "docs/site/photoreal.md); options given explicitly override it",
         choices=("gatys", "strotss", "nnst", "photoreal"),
     )
     nnst_rotations: bool = _field(
@@ -275,8 +275,7 @@ NNST = dict(
     tv_weight=0.0,
     iterations=200,
     scales="auto",
-    preserve_color="oklab",
-)
+)  # Their final colour correction is preserve_color="oklab" (off: docs/site/nnst.md)
 
 
 # What ``method="photoreal"`` sets, unless given: Luan et al. 2017's recipe (DPST's deep_photostyle
