@@ -177,7 +177,7 @@ def test_texture_and_reconstruction_modes(small_vars, pair):
         (dict(tv_weight=float("inf")), "tv_weight must be a finite number"),
         (dict(optimizer="sgd"), "unknown optimizer 'sgd'"),
         (dict(style_layers=("conv9_1",)), "unknown style layer 'conv9_1'"),
-        (dict(init="zeros"), "init must be 'content', 'noise' or an image array"),
+        (dict(init="zeros"), "init must be 'content', 'noise', 'recolour' or an image array"),
         (dict(colour=1), "unknown option 'colour'"),
     ],
 )
