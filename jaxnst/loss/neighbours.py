@@ -90,8 +90,12 @@ def hypercolumns(feats: Mapping[str, Array], h: int, w: int) -> Array:
     cols = []
     for n in LAYERS:
         f = feats[n].astype(jnp.float32)
-        ry, rx = resize_matrix(gh, f.shape[0]), resize_matrix(gw, f.shape[1])
-        cols.append(jnp.einsum("yh,hwc,xw->yxc", ry, f, rx) / f.shape[-1])
+        fh, fw, c = f.shape
+        # rows first as one (gh, fh) x (fh, fw C) product, then columns as gh (gw, fw) x (fw, C)
+        # products: no transposes. XLA's lowering of the three-way einsum took 2.8x as long
+        # (forward and backward, 256 px, AMD EPYC Zen 4: 0.13 s against 0.047 s a step).
+        rows = jnp.dot(resize_matrix(gh, fh), f.reshape(fh, fw * c)).reshape(gh, fw, c)
+        cols.append(jnp.matmul(resize_matrix(gw, fw), rows) / c)
     return jnp.concatenate(cols, axis=-1).reshape(gh * gw, -1)
 
 
