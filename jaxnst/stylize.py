@@ -70,6 +70,7 @@ def stylize(
     content_masks: Any = None,
     content_labels: Any = None,
     style_labels: Any = None,
+    style_masks: Any = None,
     **options: Any,
 ) -> Result:
     """Gatys et al. style transfer of ``style`` onto ``content``.
@@ -94,7 +95,10 @@ def stylize(
     with ``style_loss="remd"`` (STROTSS) region-wise sampling (:mod:`jaxnst.loss.sampled`).
 
     Label-guided style (Luan et al. 2017): ``content_labels``, ``style_labels`` colour-coded
-    (H, W, 3) segmentations, a region per colour (:mod:`jaxnst.pipeline.labels`).
+    (H, W, 3) segmentations, a region per colour (:mod:`jaxnst.pipeline.labels`), with the Gram
+    or the NNST style loss (NNST: a region's positions match only the style's same region), at
+    one scale or several. As masks: ``content_masks`` (R, H, W) with ``style_masks``
+    (R, H_s, W_s) of the one style pair region r of the content with region r of the style.
 
     Coarse-to-fine: ``scales=(256, 512)`` optimises at those sizes first; ``scales="auto"`` picks
     the sizes and iterations from the content's size and ``iterations``
@@ -109,13 +113,15 @@ def stylize(
     o = multiscale.resolve(make_options(**options), np.shape(content))  # scales="auto"
     guide = labels.guide(content, style, content_labels, style_labels, content_masks, o)
     if guide is not None:
-        content_masks = guide.content
+        content_masks, style_masks = guide.content, guide.style
+    elif style_masks is not None:
+        labels.check_paired(content_masks, style_masks, style)
     o = labels.recoloured(content, style, guide, o)
     if content_masks is not None:
         check_masks(o)
     if o.scales:
         # ``stylize`` is looked up when called, so each scale runs whatever this module holds.
-        return multiscale.coarse_to_fine(
+        result = multiscale.coarse_to_fine(
             content,
             style,
             o,
@@ -123,10 +129,12 @@ def stylize(
             variables=variables,
             callback=callback,
             content_masks=content_masks,
+            style_masks=style_masks,
         )
+        return labels.noted(result, guide)
     clock = collect.start_clock()
     deadline = None if o.max_seconds is None else time.monotonic() + o.max_seconds
-    masks = dict(content_masks=content_masks, style_masks=guide and guide.style)
+    masks = dict(content_masks=content_masks, style_masks=style_masks)
     problem = prepare.prepare(content, style, o, variables=variables, **masks)
     lay = layout.make_layout(problem)
     batch = layout.place(problem, lay)

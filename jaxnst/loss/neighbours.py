@@ -134,13 +134,29 @@ def bank(
     return jnp.concatenate(rows, 0), jnp.concatenate(labels, 0)
 
 
-def region_labels(masks: Any, h: int, w: int) -> np.ndarray:
-    """(Q,) int32 region of each grid position for (R, H, W) content ``masks``: the largest
-    mask's index there (ties: the first), masks sampled like the features (aligned corners)."""
+def region_labels(masks: Any, h: int, w: int, empty: int | None = None) -> np.ndarray:
+    """(Q,) int32 region of each grid position for (R, H, W) ``masks``: the largest mask's index
+    there (ties: the first), masks sampled like the features (aligned corners). With ``empty``,
+    a position where every mask is 0 gets that label instead of region 0."""
     m = np.asarray(masks, np.float32)
     gh, gw = grid_shape(h, w)
     small = np.einsum("yh,rhw,xw->ryx", resize_matrix(gh, h), m, resize_matrix(gw, w))
-    return small.argmax(0).reshape(-1).astype(np.int32)
+    out = small.argmax(0).reshape(-1).astype(np.int32)
+    if empty is not None:
+        out[small.max(0).reshape(-1) <= 0] = empty
+    return out
+
+
+def style_region_labels(style_masks: Any, rotations: bool) -> jax.Array:
+    """(K,) int32 labels of the bank of one style (:func:`bank`'s rows, rotations included) from
+    its (R, H_s, W_s) ``style_masks``: the region of each row, -2 where the style is in no
+    region (no content position, whose empty label is -1, matches only those)."""
+    m = jnp.moveaxis(jnp.asarray(style_masks, jnp.float32), 0, -1)  # rotated like the style
+    out = []
+    for x in nnst.rotations(m) if rotations else (m,):
+        h, w = x.shape[:2]
+        out.append(jnp.asarray(region_labels(jnp.moveaxis(x, -1, 0), h, w, empty=-2)))
+    return jnp.concatenate(out)
 
 
 _replace = jax.jit(nnst.replace, static_argnames=("chunk", "precision"))
@@ -154,12 +170,16 @@ def make(
     style_term: bool,
     rotations: bool = False,
     masks: Any = None,
+    style_masks: Any = None,
 ) -> Neighbours:
     """The NNST terms' targets for (C, H, W, 3) ``contents`` and (H_s, W_s, 3) ``styles``.
 
     ``features(image) -> {layer: (H', W', C)}`` gives :data:`LAYERS`. With (R, H, W) content
     ``masks`` (one per style), a position of region r matches only style r's rows (guided NNST;
-    :func:`jaxnst.loss.nnst.nearest`'s labels). Deterministic: no draw is involved."""
+    :func:`jaxnst.loss.nnst.nearest`'s labels). With (R, H_s, W_s) ``style_masks`` of the one
+    style as well (label-guided NNST), a position of region r matches only rows of the style's
+    region r; a position in no region, or in a region the style lacks, searches the whole bank.
+    Deterministic: no draw is involved."""
     h, w = contents.shape[1:3]
     cols = [hypercolumns(features(c), h, w) for c in contents]
     content = jnp.stack([_unit(c) for c in cols]) if content_term else None
@@ -170,6 +190,11 @@ def make(
     # constant-folded the (chunk, K) label masks (seconds at 256 px, more above).
     if masks is None:
         ql, kl = jnp.zeros((cols[0].shape[0],), jnp.int32), jnp.zeros_like(kl)
+    elif style_masks is not None:
+        if len(styles) != 1 or len(style_masks) != len(masks):
+            raise ValueError("style_masks pair one style's regions with the content_masks' regions")
+        ql = jnp.asarray(region_labels(masks, h, w, empty=-1))
+        kl = style_region_labels(style_masks, rotations)
     else:
         ql = jnp.asarray(region_labels(masks, h, w))
     target = jnp.stack([_unit(_replace(c, keys, ql, kl, chunk=CHUNK)) for c in cols])

@@ -155,12 +155,24 @@ def guide(
         raise ValueError("content_labels replace content_masks; give one or the other")
     if isinstance(style, (list, tuple)) or np.ndim(content) != 3:
         raise ValueError("content_labels guide one content image and one style image")
-    if o.style_loss != "gram" or o.scales:
+    if o.style_loss not in ("gram", "nnst"):
         raise ValueError(
-            "content_labels need the Gram style loss (style_loss='gram') at one scale (no "
-            f"scales yet), got style_loss={o.style_loss!r}, scales={o.scales!r}"
+            "content_labels need the Gram or the NNST style loss (style_loss='gram' or 'nnst'), "
+            f"got style_loss={o.style_loss!r}"
         )
     return label_masks(content_labels, style_labels, np.shape(content)[:2], np.shape(style)[:2])
+
+
+def check_paired(content_masks: Any, style_masks: Any, style: Any) -> None:
+    """``style_masks`` given as masks (not labels): ValueError, one line, unless they are
+    (R, H_s, W_s) at the one style's size with ``content_masks``' R regions."""
+    if content_masks is None or isinstance(style, (list, tuple)):
+        raise ValueError("style_masks pair regions of one style with content_masks; give both")
+    r, sm = np.shape(content_masks)[0] if np.ndim(content_masks) == 3 else 1, np.shape(style_masks)
+    if len(sm) != 3 or sm[0] != r or sm[1:] != np.shape(style)[:2]:
+        raise ValueError(
+            f"style_masks must be ({r}, H, W) at the style's size {np.shape(style)[:2]}, got {sm}"
+        )
 
 
 def noted(result: Any, guide: LabelMasks | None) -> Any:

@@ -135,6 +135,7 @@ def coarse_to_fine(
     o: Options,
     run: Callable[..., Result],
     content_masks: Any = None,
+    style_masks: Any = None,
     **kw: Any,
 ) -> Result:
     """Optimise at each of ``o.scales`` (longer side), then at the content's size.
@@ -143,7 +144,9 @@ def coarse_to_fine(
     ``kw`` (variables, callback) is passed to each. The style keeps its size relative to the
     content (``style_scale``, default 1: same longer side). Optimizer state is not carried across
     sizes: L-BFGS's curvature pairs and Adam's moments belong to one resolution; the upsampled image
-    (Lanczos) is the warm start. Returns the last stage's result with summed counts and timings."""
+    (Lanczos) is the warm start. Masks follow their image to each stage's size (``style_masks``,
+    the one style's regions paired with ``content_masks``', by nearest neighbours). Returns the
+    last stage's result with summed counts and timings."""
     content = jnp.asarray(content, jnp.float32)
     if content.ndim != 3:
         raise ValueError("scales work with one content image")
@@ -152,10 +155,11 @@ def coarse_to_fine(
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     base = dataclasses.asdict(o) | {"scales": None, "scale_iterations": None}
     image, results = None, []
-    plan = [_stage(content, styles, content_masks, base, o, size, n) for size, n in stages(o, full)]
-    plan = _with_final_pass(plan, content, styles, content_masks, base, o)
+    masks = (content_masks, style_masks)
+    plan = [_stage(content, styles, masks, base, o, size, n) for size, n in stages(o, full)]
+    plan = _with_final_pass(plan, content, styles, masks, base, o)
     t0 = time.monotonic()
-    for i, (c, st, m, opts) in enumerate(plan):
+    for i, (c, st, (m, sm), opts) in enumerate(plan):
         opts = opts | {"init": _start(image, base["init"], c.shape)}
         if o.method == "strotss":
             opts |= strotss_stage(o, i, len(plan), c, st, image)
@@ -165,7 +169,7 @@ def coarse_to_fine(
             opts["max_seconds"] = max(o.max_seconds - (time.monotonic() - t0), 1e-3)
         if i + 1 < len(plan):  # the next stage's program compiles while this one descends
             _compile_ahead(plan[i + 1], kw.get("variables"))
-        r = run(c, st if len(st) > 1 else st[0], content_masks=m, **kw, **opts)
+        r = run(c, st if len(st) > 1 else st[0], content_masks=m, style_masks=sm, **kw, **opts)
         d = r.diverged_at  # (a list for a sweep)
         if any(x is not None for x in d) if isinstance(d, list) else d is not None:
             return r
@@ -181,18 +185,23 @@ def coarse_to_fine(
 
 
 def _stage(content, styles, masks, base: dict, o: Options, size: int, n: int) -> tuple:
-    """(content, styles, masks, options) of the stage at ``size`` px with ``n`` iterations."""
+    """(content, styles, (content masks, style masks), options) of the stage at ``size`` px with
+    ``n`` iterations."""
     full = max(content.shape[:2])
     scale = o.style_scale if o.style_scale is not None else 1.0
     c = content if size == full else rescale(content, size)
     st = [rescale(jnp.asarray(x, jnp.float32), scale * size) for x in styles]
+    cm, sm = masks
     m = (
         None
-        if masks is None
-        else jax.image.resize(
-            jnp.asarray(masks, jnp.float32), (len(masks),) + c.shape[:2], "linear"
-        )
+        if cm is None
+        else jax.image.resize(jnp.asarray(cm, jnp.float32), (len(cm),) + c.shape[:2], "linear")
     )
+    if sm is not None and m is not None:
+        sm = jnp.asarray(sm, jnp.float32)
+        sm = jax.image.resize(sm, (len(sm),) + st[0].shape[:2], "nearest")
+        # a style region that vanished at this size would be a zero Gram target: leave it out
+        m = jnp.where(jnp.any(sm > 0, axis=(1, 2))[:, None, None], m, 0.0)
     opts = base | {
         "iterations": n,
         "style_scale": None,
@@ -201,7 +210,7 @@ def _stage(content, styles, masks, base: dict, o: Options, size: int, n: int) ->
         # FastPhotoStyle's smoothing finishes the final image only
         "photoreal_smooth": o.photoreal_smooth if size == full else None,
     }
-    return c, st, m, opts
+    return c, st, (m, sm), opts
 
 
 def _with_final_pass(plan: list, content, styles, masks, base: dict, o: Options) -> list:
@@ -210,7 +219,7 @@ def _with_final_pass(plan: list, content, styles, masks, base: dict, o: Options)
     stages themselves run without it. Other methods' plans, and runs with content masks (its
     matches ignore regions), are returned as they are."""
     n = o.nnst_final_steps
-    if not n or o.style_loss != "nnst" or masks is not None:  # (no guided final pass yet)
+    if not n or o.style_loss != "nnst" or masks[0] is not None:  # (no guided final pass yet)
         return plan
     plan = [(c, st, m, opts | {"nnst_final_steps": 0}) for c, st, m, opts in plan]
     c, st, m, opts = _stage(content, styles, masks, base, o, max(content.shape[:2]), n)
@@ -222,13 +231,12 @@ def _compile_ahead(stage: tuple, variables: Any) -> None:
     its descent program in the background (:func:`jaxnst.pipeline.descent.precompile`)."""
     from jaxnst.pipeline import descent, layout, prepare
 
-    c, st, m, opts = stage
+    c, st, (m, sm), opts = stage
     from jaxnst.pipeline.options import make_options
 
     o = make_options(**(opts | {"init": "content"}))  # (the start image does not shape it)
-    problem = prepare.prepare(
-        c, st if len(st) > 1 else st[0], o, variables=variables, content_masks=m
-    )
+    style = st if len(st) > 1 else st[0]
+    problem = prepare.prepare(c, style, o, variables=variables, content_masks=m, style_masks=sm)
     lay = layout.make_layout(problem)
     descent.precompile(lay, layout.place(problem, lay))
 

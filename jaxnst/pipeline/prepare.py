@@ -79,12 +79,19 @@ def prepare(
             raise ValueError(f"layer {n!r} is not in these weights")
     paired = style_masks is not None  # one style, a region of it for each content mask
     masks = _check_masks(content_masks, contents, [0] * len(style_masks) if paired else styles, o)
+    sized = labels.resize_masks(style_masks, styles[0].shape[:2]) if paired else None
     targets = prepare_targets(
-        contents, styles, variables, o, o.style_blend_weights, masks=None if paired else masks
+        contents,
+        styles,
+        variables,
+        o,
+        o.style_blend_weights,
+        masks=None if paired else masks,
+        nnst_masks=(masks, sized) if paired else None,
     )
     if paired and targets.grams:
         ls = tuple(targets.grams)
-        sm = layer_masks(labels.resize_masks(style_masks, styles[0].shape[:2]), ls)
+        sm = layer_masks(cast(jax.Array, sized), ls)
         grams = labels.region_grams(styles[0], sm, variables, o.pooling)
         lm = layer_masks(cast(jax.Array, masks), ls)
         targets = targets._replace(grams=grams, masks=lm, regions=guided.region_index(lm))
@@ -315,8 +322,10 @@ def prepare_targets(
     options: Options,
     blend: Sequence[float] | None = None,
     masks: Any = None,
+    nnst_masks: tuple | None = None,
 ) -> losses.Targets:
     """Content activations and style Grams, computed once (outside any loop or vmap).
+    ``nnst_masks`` (content masks, style masks): label regions paired for NNST's search.
 
     ``style`` may be a list of images (any sizes); their Grams are averaged with ``blend``
     (normalised): the weighted sum of per-style losses up to a constant (neural-style's blend)."""
@@ -358,7 +367,7 @@ def prepare_targets(
         regions=guided.region_index(lmasks),
         sampled=_sampled(content, styles, w, variables, options, masks),
         matting=photoreal_stats(content, options),
-        nnst=nnst_targets(content, styles, variables, options, masks),
+        nnst=nnst_targets(content, styles, variables, options, *(nnst_masks or (masks, None))),
         nnst_final=nnst_final(styles, variables, options),
     )
 

@@ -69,15 +69,18 @@ def _nnst_features(variables, o):
     return lambda image: _net_features(image, variables, config=config)
 
 
-def nnst_targets(contents, styles, variables, o, masks=None):
+def nnst_targets(contents, styles, variables, o, masks=None, style_masks=None):
     """NNST's targets (:mod:`jaxnst.loss.neighbours`) when its terms are in use, else None:
     the content's hypercolumns and their nearest style neighbours, computed once per run (per
-    scale of a coarse-to-fine run; none in the final pass, which matches at every step)."""
+    scale of a coarse-to-fine run; none in the final pass, which matches at every step).
+    ``style_masks`` (R, H_s, W_s) pair the one style's regions with ``masks``' (labels)."""
     c_on, s_on = o.content_loss == "nnst", o.style_loss == "nnst" and not final_pass(o)
     if not (c_on or s_on or final_pass(o)):
         return None
     feats = _nnst_features(variables, o)
-    return neighbours.make(contents, styles, feats, c_on, s_on, o.nnst_rotations, masks)
+    return neighbours.make(
+        contents, styles, feats, c_on, s_on, o.nnst_rotations, masks, style_masks
+    )
 
 
 def nnst_final(styles, variables, o):
