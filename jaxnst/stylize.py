@@ -95,10 +95,8 @@ def stylize(
     with ``style_loss="remd"`` (STROTSS) region-wise sampling (:mod:`jaxnst.loss.sampled`).
 
     Label-guided style (Luan et al. 2017): ``content_labels``, ``style_labels`` colour-coded
-    (H, W, 3) segmentations, a region per colour (:mod:`jaxnst.pipeline.labels`), with the Gram
-    or the NNST style loss (NNST: a region's positions match only the style's same region), at
-    one scale or several. As masks: ``content_masks`` (R, H, W) with ``style_masks``
-    (R, H_s, W_s) of the one style pair region r of the content with region r of the style.
+    (H, W, 3) segmentations, a region per colour (:mod:`jaxnst.pipeline.labels`; Gram or NNST
+    style loss); as masks, ``content_masks`` (R, H, W) with ``style_masks`` (R, H_s, W_s).
 
     Coarse-to-fine: ``scales=(256, 512)`` optimises at those sizes first; ``scales="auto"`` picks
     the sizes and iterations from the content's size and ``iterations``
@@ -112,13 +110,11 @@ def stylize(
     """
     o = multiscale.resolve(make_options(**options), np.shape(content))  # scales="auto"
     guide = labels.guide(content, style, content_labels, style_labels, content_masks, o)
-    if guide is not None:
-        content_masks, style_masks = guide.content, guide.style
-    elif style_masks is not None:
-        labels.check_paired(content_masks, style_masks, style)
+    content_masks, style_masks = labels.paired(guide, content_masks, style_masks, style)
     o = labels.recoloured(content, style, guide, o)
     if content_masks is not None:
         check_masks(o)
+    masks = dict(content_masks=content_masks, style_masks=style_masks)
     if o.scales:
         # ``stylize`` is looked up when called, so each scale runs whatever this module holds.
         result = multiscale.coarse_to_fine(
@@ -128,13 +124,11 @@ def stylize(
             lambda *a, **k: stylize(*a, **k),
             variables=variables,
             callback=callback,
-            content_masks=content_masks,
-            style_masks=style_masks,
+            **masks,
         )
         return labels.noted(result, guide)
     clock = collect.start_clock()
     deadline = None if o.max_seconds is None else time.monotonic() + o.max_seconds
-    masks = dict(content_masks=content_masks, style_masks=style_masks)
     problem = prepare.prepare(content, style, o, variables=variables, **masks)
     lay = layout.make_layout(problem)
     batch = layout.place(problem, lay)

@@ -163,6 +163,16 @@ def guide(
     return label_masks(content_labels, style_labels, np.shape(content)[:2], np.shape(style)[:2])
 
 
+def paired(guide: LabelMasks | None, content_masks: Any, style_masks: Any, style: Any) -> tuple:
+    """(content masks, style masks) of a run: the labels' (``guide``), else the ones given,
+    checked by :func:`check_paired` when ``style_masks`` are given."""
+    if guide is not None:
+        return guide.content, guide.style
+    if style_masks is not None:
+        check_paired(content_masks, style_masks, style)
+    return content_masks, style_masks
+
+
 def check_paired(content_masks: Any, style_masks: Any, style: Any) -> None:
     """``style_masks`` given as masks (not labels): ValueError, one line, unless they are
     (R, H_s, W_s) at the one style's size with ``content_masks``' R regions."""

@@ -169,7 +169,9 @@ def coarse_to_fine(
             opts["max_seconds"] = max(o.max_seconds - (time.monotonic() - t0), 1e-3)
         if i + 1 < len(plan):  # the next stage's program compiles while this one descends
             _compile_ahead(plan[i + 1], kw.get("variables"))
-        r = run(c, st if len(st) > 1 else st[0], content_masks=m, style_masks=sm, **kw, **opts)
+        if sm is not None:  # (only then: other front ends' runs take no style_masks)
+            kw = kw | {"style_masks": sm}
+        r = run(c, st if len(st) > 1 else st[0], content_masks=m, **kw, **opts)
         d = r.diverged_at  # (a list for a sweep)
         if any(x is not None for x in d) if isinstance(d, list) else d is not None:
             return r
