@@ -3,7 +3,6 @@ thread, a later call with the same shapes runs that executable instead of compil
 coarse-to-fine run compiles its next stage while the current one descends."""
 
 import importlib
-import time
 
 import jax
 import jax.numpy as jnp
@@ -63,35 +62,3 @@ def test_coarse_to_fine_compiles_the_next_stage_ahead(small_vars, monkeypatch):
     # Two stages, two programs: the first compiled on the spot, the second ahead of time.
     assert (jit_grew, all_grew) == (1, 2)
     assert r.image.shape == (44, 44, 3) and r.iterations == 6
-
-
-def test_compilations_take_turns_with_the_background_compiler(small_vars, monkeypatch):
-    """Two of these programs never compile at once (XLA:CPU crashed the suite's workers when a
-    video run's pass-0 program compiled while its half-passes compiled ahead): a first call
-    compiling on the spot waits for a background compilation, found by timing every XLA
-    compilation of run_chunk (jax's own entry point, wrapped)."""
-    from jax._src import compiler
-
-    real, spans = compiler.backend_compile_and_load, []
-
-    def timed(backend, module, *a, **k):
-        t0 = time.perf_counter()
-        try:
-            return real(backend, module, *a, **k)
-        finally:
-            name = str(module.operation.attributes["sym_name"])
-            if "run_chunk" in name:
-                spans.append((t0, time.perf_counter()))
-
-    monkeypatch.setattr(compiler, "backend_compile_and_load", timed)
-    rng = np.random.default_rng(7)
-    style = smooth_image(rng, 32, 32)
-    # (shapes no other test compiles: two programs, one ahead and one on the spot)
-    a = _args(small_vars, smooth_image(rng, 20, 44), style, chunk=4)
-    b = _args(small_vars, smooth_image(rng, 28, 36), style, chunk=4)
-    fut = optimize.run_chunk.precompile(*a, np.int32(0))
-    optimize.run_chunk(*b, np.int32(0))
-    fut.result()
-    assert len(spans) == 2, spans
-    (s0, e0), (s1, e1) = sorted(spans)
-    assert e0 <= s1, f"compilations overlapped by {e0 - s1:.2f} s"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import inspect
-import threading
 from typing import Any
 
 import jax
@@ -27,13 +26,6 @@ GPU_COMPILER_OPTIONS: dict[str, Any] = {}
 # One background compiler: XLA compiles a program on one thread, and two at once would only
 # compete with each other and with the running program for the same cores.
 _AHEAD = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxnst-compile")
-# Compilations of these programs take turns. XLA:CPU (jax 0.10.2) crashed the process, a
-# segfault or an abort inside backend_compile_and_load, when a video run's pass-0 program
-# compiled on the runner thread while its half-passes compiled here, in the suite's long-lived
-# workers (three CI runs; alone the same test passed). The background compiler holds this lock
-# while it compiles, and so does a call that compiles: a first call with new shapes, which also
-# runs the program once (in a descent that is the zero-step call: one evaluation).
-TURN = threading.RLock()
 
 
 def _signature(leaf: Any) -> tuple:
@@ -106,7 +98,6 @@ def _program(fun):
         if o
     }
     ahead: dict[Any, concurrent.futures.Future] = {}
-    called: set = set()  # keys jit has compiled
 
     def normal(args, kw):  # config by keyword, so compiled executables can be called without it
         if len(args) > at:
@@ -125,8 +116,7 @@ def _program(fun):
         return tuned[backend], options[backend], nested
 
     def build(args, kw):
-        with TURN:
-            return _compile(fun, *choice(args, kw), args, kw)
+        return _compile(fun, *choice(args, kw), args, kw)
 
     def key(args, kw):
         dyn = (args, {k: v for k, v in kw.items() if k != "config"})
@@ -145,13 +135,7 @@ def _program(fun):
                 return compiled(*args, **{k: v for k, v in kw.items() if k != "config"})
             except (TypeError, ValueError):  # e.g. other shardings: compile as usual, from now on
                 ahead[k] = _now(lambda *_: None, args, kw)
-        jitted, _, nested = choice(args, kw)
-        if nested or k in called:
-            return jitted(*args, **kw)
-        with TURN:  # (jit compiles on this call)
-            out = jitted(*args, **kw)
-        called.add(k)
-        return out
+        return choice(args, kw)[0](*args, **kw)
 
     def precompile(*args, **kw) -> concurrent.futures.Future:
         args, kw = normal(args, kw)
