@@ -49,6 +49,35 @@ def real_vars():
         pytest.skip(f"real weights not available: {e}")
 
 
+# Each XLA:CPU executable holds its code in memory maps of its own (a 26-test run of
+# test_optimize and test_compile_ahead reached 9266 maps in one process). A pytest-xdist worker
+# runs ~300 tests and compiles for each: past the kernel's vm.max_map_count (65530 by default)
+# LLVM's next allocation fails and the worker dies mid-compile (a segfault or an abort in
+# backend_compile_and_load; CI's red runs on 768adea and 739f7db, each in a late video test).
+# .ci/run raises the limit where it may; here, past MAX_MAPS, jit's caches are dropped between
+# tests, which unmaps the executables nothing else holds (the next tests recompile theirs).
+MAX_MAPS = 40000
+
+
+def memory_maps() -> int:
+    """This process's memory maps (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _fewer_maps_after_each_test():
+    yield
+    if memory_maps() > MAX_MAPS:
+        import gc
+
+        jax.clear_caches()
+        gc.collect()
+
+
 @pytest.fixture(autouse=True)
 def _store_off_after_each_test():
     """A test that turns the compile cache on in this process must not leave jaxnst's executable
