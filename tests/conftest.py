@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxnst.model import vgg
-from jaxnst.optim import stored
+from jaxnst.optim import compilation, stored
 
 # CLI runs inside the tests must not turn on (or fill) the user's persistent compilation cache;
 # the one test of the cache passes --compile-cache explicitly.
@@ -49,33 +49,12 @@ def real_vars():
         pytest.skip(f"real weights not available: {e}")
 
 
-# Each XLA:CPU executable holds its code in memory maps of its own (a 26-test run of
-# test_optimize and test_compile_ahead reached 9266 maps in one process). A pytest-xdist worker
-# runs ~300 tests and compiles for each: past the kernel's vm.max_map_count (65530 by default)
-# LLVM's next allocation fails and the worker dies mid-compile (a segfault or an abort in
-# backend_compile_and_load; CI's red runs on 768adea and 739f7db, each in a late video test).
-# .ci/run raises the limit where it may; here, past MAX_MAPS, jit's caches are dropped between
-# tests, which unmaps the executables nothing else holds (the next tests recompile theirs).
-MAX_MAPS = 40000
-
-
-def memory_maps() -> int:
-    """This process's memory maps (0 where /proc is not there)."""
-    try:
-        with open("/proc/self/maps", "rb") as f:
-            return sum(1 for _ in f)
-    except OSError:
-        return 0
-
-
 @pytest.fixture(autouse=True)
 def _fewer_maps_after_each_test():
+    """A worker runs ~300 tests, compiling for each: past jaxnst.optim.compilation.MAX_MAPS memory
+    maps jit's caches are dropped, before the kernel's limit kills the worker mid-compile."""
     yield
-    if memory_maps() > MAX_MAPS:
-        import gc
-
-        jax.clear_caches()
-        gc.collect()
+    compilation.release_if_crowded()
 
 
 @pytest.fixture(autouse=True)

@@ -62,3 +62,31 @@ def test_coarse_to_fine_compiles_the_next_stage_ahead(small_vars, monkeypatch):
     # Two stages, two programs: the first compiled on the spot, the second ahead of time.
     assert (jit_grew, all_grew) == (1, 2)
     assert r.image.shape == (44, 44, 3) and r.iterations == 6
+
+
+def test_a_crowded_process_unmaps_its_executables():
+    """Compiled programs hold memory maps; past the limit release_if_crowded drops jit's caches
+    and the maps go (counted here from /proc/self/maps directly), and the programs still run."""
+    import pytest
+
+    from jaxnst.optim import compilation
+
+    maps = "/proc/self/maps"
+    try:
+        open(maps).close()
+    except OSError:
+        pytest.skip("no /proc/self/maps here")
+
+    def count() -> int:
+        with open(maps) as f:
+            return len(f.readlines())
+
+    assert abs(compilation.memory_maps() - count()) <= 2
+    assert not compilation.release_if_crowded(limit=count() + 1000)
+    fns = [jax.jit(lambda x, i=i: jnp.tanh(x * i) @ x.T) for i in range(40)]
+    for i, f in enumerate(fns):
+        f(jnp.ones((8 + i, 8)))
+    held = count()
+    assert compilation.release_if_crowded(limit=0)
+    assert count() < held - 40, (held, count())  # at least one map per executable went
+    np.testing.assert_allclose(fns[3](jnp.ones((11, 8))), np.tanh(3.0) * 8 * np.ones((11, 11)))

@@ -333,3 +333,18 @@ def test_warmup_compiles_the_default_job_before_anyone_asks(small_vars, tmp_path
     off = create_app(tmp_path / "off", variables=small_vars)
     with TestClient(off, base_url=LOCAL) as c:
         assert c.get("/api/health").json()["warmup"] == {"status": "off"}
+
+
+def test_each_finished_job_lets_a_crowded_server_drop_its_compiled_programs(client, monkeypatch):
+    """A server compiles for every new shape for as long as it runs: after each job it checks its
+    memory maps (jaxnst.optim.compilation.release_if_crowded), before the kernel's limit."""
+    from jaxnst.optim import compilation
+
+    calls = []
+    monkeypatch.setattr(compilation, "release_if_crowded", lambda: calls.append(1) or True)
+    job = submit(client).json()
+    assert events_of(client, job["id"])[-1][1] == "done"
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:  # (the worker's finally follows "done")
+        time.sleep(0.05)
+    assert calls

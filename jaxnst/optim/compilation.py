@@ -90,3 +90,32 @@ def record_load(name: str, seconds: float) -> None:
         _compile_totals["cache_hits"] += 1
         for log in _logs:
             log.append(Program(name, seconds, True))
+
+
+# Each XLA:CPU executable maps its code into memory on its own. A process that compiles for hours
+# (a studio server, a test worker running hundreds of tests) reaches the kernel's
+# vm.max_map_count (65530 by default), and its next compilation dies inside LLVM, a segfault or an
+# abort with no Python error (CI's red runs on 768adea and 739f7db). Past MAX_MAPS such a process
+# drops jit's caches (:func:`release_if_crowded`).
+MAX_MAPS = 40000
+
+
+def memory_maps() -> int:
+    """How many memory maps this process holds (0 where there is no /proc/self/maps)."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+def release_if_crowded(limit: int | None = None) -> bool:
+    """Past ``limit`` memory maps (default :data:`MAX_MAPS`), drop jit's caches, which unmaps the
+    executables nothing else holds (later calls compile theirs again). Whether it did."""
+    if memory_maps() <= (MAX_MAPS if limit is None else limit):
+        return False
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
+    return True

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from jaxnst import _interrupt
+from jaxnst.optim import compilation
 from jaxnst.studio import results
 from jaxnst.studio.store import ACTIVE, Store, new_id
 
@@ -287,6 +288,8 @@ class JobQueue:
             finally:
                 self.running = None
                 job.content = job.style = None  # free the arrays; the record stays
+                if compilation.release_if_crowded():  # (each job's shapes compile programs)
+                    log.info("dropped jit's caches: the process neared the kernel's map limit")
 
     def _weights(self) -> tuple[dict, str]:
         if self._variables is None:
