@@ -70,7 +70,7 @@ def test_the_recipe_its_schedule_and_one_line_errors():
     assert (o.iterations, o.scales, o.preserve_color, o.nnst_rotations) == (
         200, "auto", "none", False,
     )  # fmt: skip
-    assert (o.content_weight, o.style_weight, o.tv_weight) == (0.25, 1.0, 0.0)
+    assert (o.content_weight, o.style_weight, o.tv_weight) == (0.12, 1.0, 0.0)
     assert make_options(method="nnst", preserve_color="oklab").preserve_color == "oklab"
     r = multiscale.resolve(o, (384, 512, 3))
     assert r.scales == (64, 128, 256) and r.scale_iterations == (200,) * 4
