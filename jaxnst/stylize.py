@@ -23,6 +23,7 @@ import numpy as np
 from jaxnst.loss import neighbours
 from jaxnst.optim.compilation import compile_stats
 from jaxnst.pipeline import collect, descent, labels, layout, multiscale, prepare
+from jaxnst.pipeline.checks import check_masks
 from jaxnst.pipeline.collect import Result
 from jaxnst.pipeline.layout import gather_members, initial_images, process_share, sweep_grid
 from jaxnst.pipeline.options import (
@@ -31,7 +32,6 @@ from jaxnst.pipeline.options import (
     STYLE_LAYERS,
     SWEEPABLE,
     Options,
-    check_masks,
     make_options,
 )
 from jaxnst.pipeline.prepare import features, layer_masks, prepare_targets
@@ -111,7 +111,7 @@ def stylize(
     o = multiscale.resolve(make_options(**options), np.shape(content))  # scales="auto"
     guide = labels.guide(content, style, content_labels, style_labels, content_masks, o)
     content_masks, style_masks = labels.paired(guide, content_masks, style_masks, style)
-    o = labels.recoloured(content, style, guide, o)
+    o, note = labels.recoloured(content, style, guide, o)
     if content_masks is not None:
         check_masks(o)
     masks = dict(content_masks=content_masks, style_masks=style_masks)
@@ -126,7 +126,7 @@ def stylize(
             callback=callback,
             **masks,
         )
-        return labels.noted(result, guide)
+        return labels.noted(result, guide, note)
     clock = collect.start_clock()
     deadline = None if o.max_seconds is None else time.monotonic() + o.max_seconds
     problem = prepare.prepare(content, style, o, variables=variables, **masks)
@@ -135,7 +135,7 @@ def stylize(
     hooks = descent.Hooks(callback, checkpoint_every, on_checkpoint, resume, deadline)
     progress = descent.run(problem, lay, batch, hooks)
     result = collect.collect(problem, lay, batch, progress, clock)
-    result = labels.noted(result, guide)
+    result = labels.noted(result, guide, note)
     return _oklab(result, problem, lay) if o.preserve_color == "oklab" else result
 
 

@@ -17,7 +17,9 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("labels")
     rng = np.random.default_rng(0)
     for name, (h, w) in (("c.png", (24, 32)), ("s.png", (24, 24))):
-        Image.fromarray((smooth_image(rng, h, w) * 255).astype(np.uint8)).save(d / name)
+        image = smooth_image(rng, h, w)
+        image = 0.9 + 0.05 * image if name == "c.png" else image  # pale: a steep recolouring
+        Image.fromarray((image * 255).astype(np.uint8)).save(d / name)
     Image.fromarray(halves(12, 16, RED, GREEN)).save(d / "cl.png")  # half size: resized
     sl = halves(24, 24, GREEN, RED)
     sl[:, -6:] = BLUE  # in the style only: left out, said in one line
@@ -52,11 +54,17 @@ def test_the_cli_refuses_bad_labels_in_one_line_writing_nothing(
 
 
 def test_the_cli_guides_by_labels_and_says_what_it_left_out(files, tmp_path, capsys, real_vars):
+    """As issue 30 runs it (--method photoreal with labels); the pale content's recoloured start
+    is unphotographic, so the preset's weight is raised, and that is said in one line too."""
     argv = [files / "c.png", files / "s.png", "-o", tmp_path / "o.png", "--size", 32,
-            "--iterations", 2, "--content-labels", files / "cl.png",
+            "--iterations", 2, "--method", "photoreal", "--content-labels", files / "cl.png",
             "--style-labels", files / "sl.png", "--json", tmp_path / "r.json"]  # fmt: skip
     code, err = run(argv, capsys)
     assert code == 0, err
     line = "labels left out: #0000ff (not in the content labels); guiding 2 region(s)"
     assert line in err
-    assert json.loads((tmp_path / "r.json").read_text())["labels_left_out"] == line
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["labels_left_out"] == line
+    weight = report["options"]["photoreal_weight"]
+    (note,) = report["notes"]
+    assert weight > 1e10 and note.startswith(f"photoreal weight {weight:.3g}: ") and note in err

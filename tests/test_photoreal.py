@@ -159,6 +159,39 @@ def test_method_photoreal_is_dpsts_recipe_overridable_one_by_one():
                                             "--style-weight", "1e-2"])  # fmt: skip
     o = inputs.options_from_args(args, (32, 32))
     assert (o.method, o.style_weight, o.photoreal_weight) == ("photoreal", 1e-2, 1e10)
+    assert o.photoreal_adapt  # the preset's own weight adapts to the start; a weight given is kept
+    assert not make_options(method="photoreal", photoreal_weight=1e10).photoreal_adapt
+    assert make_options(
+        method="photoreal", photoreal_weight=1, photoreal_adapt=True
+    ).photoreal_adapt
+
+
+def test_the_presets_weight_rises_as_the_square_of_the_starts_unexplained_share(pair):
+    """photoreal_adapt: weight x (s / 0.02)^2 where the recoloured start leaves s > 0.02 of its
+    detail unexplained, s measured here on recolour's start; not below 0.02, not for a weight
+    given; each member of a sweep raised alike."""
+    from jaxnst.loss import recolour
+    from jaxnst.pipeline import labels
+    from jaxnst.pipeline.options import make_options
+
+    content, style = pair
+    pale = (0.9 + 0.05 * content).astype(np.float32)  # washed out: a steep colour map to the style
+    s = float(matting.unexplained_share(pale, recolour.recolour(pale, style)))
+    assert s > 0.05
+    o, note = labels.recoloured(pale, style, None, make_options(method="photoreal"))
+    assert o.photoreal_weight == pytest.approx(1e10 * (s / 0.02) ** 2, rel=1e-5)
+    assert note.startswith(f"photoreal weight {o.photoreal_weight:.3g}: ") and f"{s:.3f}" in note
+    np.testing.assert_allclose(o.init, recolour.recolour(pale, style))
+    sweep = make_options(method="photoreal", photoreal_weight=[1e9, 1e10], photoreal_adapt=True)
+    o, _ = labels.recoloured(pale, style, None, sweep)
+    assert o.photoreal_weight == pytest.approx((1e9 * (s / 0.02) ** 2, 1e10 * (s / 0.02) ** 2))
+    for given in (
+        make_options(method="photoreal", photoreal_weight=1e10),
+        make_options(method="photoreal"),
+    ):
+        photo = given.photoreal_adapt  # the preset's: the plain pair's start is photographic
+        o, note = labels.recoloured(*(pair if photo else (pale, style)), None, given)
+        assert (o.photoreal_weight, note) == (1e10, None)
 
 
 def test_method_photoreal_runs_and_is_more_photographic_than_gatys(small_vars, pair):

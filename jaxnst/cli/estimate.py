@@ -160,17 +160,20 @@ GATYS_TFLOP_PER_MP = 0.10 / (256 * 256 / 1e6)
 def nnst_search_mp(options: Any, mp: float) -> float:
     """NNST's nearest-neighbour search at a stage of ``mp`` megapixels, in megapixels of a
     Gatys evaluation: 2 Q K D FLOPs for Q = mp / 16 content rows, a bank of K = Q rows (a style
-    of the content's area; 4 Q with ``nnst_rotations``) and D = 2688 channels (0 without the
-    nnst style term). NNST's steps themselves cost about a Gatys evaluation each (measured at
-    256 px: docs/site/nnst.md), so they are counted as such."""
+    of the content's area; 4 Q with ``nnst_rotations``) and D, the hypercolumns' channels (0
+    without the nnst style term). NNST's steps themselves cost about a Gatys evaluation each
+    (measured at 256 px: docs/site/nnst.md), so they are counted as such."""
     if getattr(options, "style_loss", "gram") != "nnst":
         return 0.0
+    from jaxnst.loss import neighbours
+
     q = mp * 1e6 / 16
     k = q * (4 if getattr(options, "nnst_rotations", False) else 1)
-    return 2 * q * k * 2688 / (GATYS_TFLOP_PER_MP * 1e12)
+    d = sum(_CHANNELS[int(n[4]) - 1] for n in neighbours.LAYERS)
+    return 2 * q * k * d / (GATYS_TFLOP_PER_MP * 1e12)
 
 
-_NNST_FACTORS = (1, 1, 2, 2, 4, 4, 4, 8, 8, 8)  # each of neighbours.LAYERS: the image / its side
+_CHANNELS = (64, 128, 256, 512, 512)  # VGG19's channels in blocks 1-5; block b: 1 / 2^(b-1) sides
 
 
 def nnst_final_mp(options: Any, h: int, w: int) -> float:
@@ -184,7 +187,8 @@ def nnst_final_mp(options: Any, h: int, w: int) -> float:
     if getattr(options, "style_loss", "gram") != "nnst" or not n:
         return 0.0
     flops = 0.0
-    for f, c in zip(_NNST_FACTORS, (64, 64, 128, 128, 256, 256, 256, 512, 512, 512)):
+    for b in (int(name[4]) for name in neighbours.LAYERS):
+        f, c = 2 ** (b - 1), _CHANNELS[b - 1]
         lh, lw = max(1, h // f), max(1, w // f)
         s = neighbours.stride(lh, lw)
         q = max(1, lh // s) * max(1, lw // s)

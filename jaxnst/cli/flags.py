@@ -42,7 +42,7 @@ OPTION_GROUP = {
     ),
     **dict.fromkeys(("ema_decay", "linesearch", "param", "pyramid_levels"), OPTIMIZER),
     **dict.fromkeys(("content_weight", "style_weight", "tv_weight", "pooling"), OBJECTIVE),
-    **dict.fromkeys(("photoreal_weight", "photoreal_smooth"), OBJECTIVE),
+    **dict.fromkeys(("photoreal_weight", "photoreal_smooth", "photoreal_adapt"), OBJECTIVE),
     **dict.fromkeys(("content_layers", "style_layers", "style_blend_weights"), OBJECTIVE),
     **dict.fromkeys(("preserve_color", "style_loss", "tileable", "method"), OBJECTIVE),
     **dict.fromkeys(("content_loss", "samples", "style_samples", "resample_every"), OBJECTIVE),

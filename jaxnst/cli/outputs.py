@@ -135,8 +135,9 @@ def write_outputs(
         )
     if args.json and writer:
         write_json(Path(args.json), report | extra)
-    if result.labels_left_out:
-        say(args.quiet, result.labels_left_out)
+    for line in (result.labels_left_out, *result.notes):
+        if line:
+            say(args.quiet, line)
     if result.smoothing is not None:
         s = result.smoothing
         say(
@@ -169,6 +170,8 @@ def _report(
 
     h, w = inputs.contents[0].shape[:2]
     opts = inputs.options
+    if opts.photoreal_adapt and result.options is not None:  # the weight the run used
+        opts = dataclasses.replace(opts, photoreal_weight=result.options.photoreal_weight)
     paths = inputs.style_paths
     return {
         "content": [str(p) for p in inputs.content_paths]
@@ -190,6 +193,7 @@ def _report(
         "processes": jax.process_count(),
         "weights_sha256": inputs.digest,
         "labels_left_out": result.labels_left_out,  # --content-labels: colours not used
+        "notes": list(result.notes),  # e.g. photoreal_adapt's raised weight
         "smoothing": None  # --photoreal-smooth: the conjugate-gradient solve(s)
         if result.smoothing is None
         else {k: np.asarray(v).tolist() for k, v in result.smoothing.items()},

@@ -197,3 +197,13 @@ def check_mask_terms(o: Any, regions: int) -> None:
             f"content_masks with style_loss='remd' need samples >= 2 per region "
             f"({2 * regions} for {regions}), got {o.samples}"
         )
+
+
+def check_masks(o: Any) -> None:
+    """``content_masks`` (an argument of stylize, not an option) with options that cannot take
+    them: ValueError, one line, before anything is computed."""
+    if o.tile is not None:
+        raise ValueError(
+            "content_masks need guided Gram matrices, which the tiled objective (tile=) does not "
+            "compute; use one or the other"
+        )

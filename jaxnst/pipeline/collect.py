@@ -59,6 +59,7 @@ class Result:
         else None.
     labels_left_out: with ``content_labels``, one line naming the label colours left out and
         why (:mod:`jaxnst.pipeline.labels`), or None.
+    notes: other lines a front end should show, e.g. ``photoreal_adapt`` raising the weight.
 
     A batched run (a sweep, or several content images) puts a leading batch axis on ``image``,
     ``losses``, the history's parts, ``evaluations`` and ``iterations``; ``diverged_at`` is a list.
@@ -84,6 +85,7 @@ class Result:
     stopped: bool = False
     smoothing: dict[str, Any] | None = None
     labels_left_out: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 class Clock(NamedTuple):

@@ -73,6 +73,11 @@ class Options:
         "lambda' L) y = x by conjugate gradients (jaxnst.loss.matting.smooth); 1e3 ~ their "
         "alpha 0.9999; 0 or none: off",
     )
+    photoreal_adapt: bool = _field(
+        False,
+        "with init recolour: photoreal_weight times (s / 0.02)^2 where the recoloured start's "
+        "unexplained share s is above 0.02 (method photoreal's own weight does so)",
+    )
     init: str = _field(
         "content",
         "start: content, noise (seeded), recolour (content in the style's colours, "
@@ -134,7 +139,8 @@ class Options:
         "and content terms, laplacian param, adam, 200 steps at each of 64, 128... px up to the "
         "size; their OkLab colour step: --preserve-color oklab); or photoreal: Luan et al. "
         "2017's Deep Photo Style Transfer in one run (their layers, from the content "
-        "recoloured per label region, L-BFGS, style 3e-3, photoreal 1e10, smoothing 3; "
+        "recoloured per label region, L-BFGS, style 3e-3, photoreal 1e10 adapted to the "
+        "start, smoothing 3; "
         "docs/site/photoreal.md); options given explicitly override it",
         choices=("gatys", "strotss", "nnst", "photoreal"),
     )
@@ -292,7 +298,8 @@ PHOTOREAL = dict(
     iterations=500,  # theirs: 1000 + 1000; 500 costs what our Gatys default does
     content_weight=1.0,
     style_weight=3e-3,
-    photoreal_weight=1e10,  # 1.6e8 let the style's texture in
+    photoreal_weight=1e10,  # 1.6e8 let the style's texture in; raised for an unphotographic
+    # start (photoreal_adapt, unless a weight is given: _method)
     photoreal_smooth=3.0,  # a light smoothing (FastPhotoStyle's ~1e3 washes the style out)
 )
 
@@ -304,8 +311,8 @@ def _method(options: dict[str, Any]) -> dict[str, Any]:
         return STROTSS | options
     if options.get("method") == "nnst":
         return NNST | options
-    if options.get("method") == "photoreal":
-        return PHOTOREAL | options
+    if options.get("method") == "photoreal":  # its weight adapts; one given is kept as given
+        return PHOTOREAL | {"photoreal_adapt": "photoreal_weight" not in options} | options
     if options.get("style_loss") in ("remd", "nnst"):
         return {"style_weight": 1.0} | options
     return options
@@ -366,16 +373,6 @@ def _scales_word(v: Any) -> Any:
             f"scales must be 'auto', 'none' or a sequence of positive integers, got {v!r}"
         )
     return None if word == "none" else "auto"
-
-
-def check_masks(o: Options) -> None:
-    """``content_masks`` (an argument of stylize, not an option) with options that cannot take
-    them: ValueError, one line, before anything is computed."""
-    if o.tile is not None:
-        raise ValueError(
-            "content_masks need guided Gram matrices, which the tiled objective (tile=) does not "
-            "compute; use one or the other"
-        )
 
 
 def key_data(key: Any) -> np.ndarray:

@@ -21,8 +21,8 @@ import numpy as np
 from jaxnst.loss import color, guided, losses, matting, matting_tiles, neighbours, sampled, tiled
 from jaxnst.model import vgg
 from jaxnst.pipeline import labels
-from jaxnst.pipeline.checks import check_mask_terms
-from jaxnst.pipeline.options import MIN_SIDE, Options, check_masks
+from jaxnst.pipeline.checks import check_mask_terms, check_masks
+from jaxnst.pipeline.options import MIN_SIDE, Options
 from jaxnst.pipeline.targets import _features, _style_grams, layer_masks, nnst_final, nnst_targets
 
 
