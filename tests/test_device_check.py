@@ -89,8 +89,8 @@ def test_smoke_measures_every_item(smoke):
     for r in by["max_size"]:  # the smoke run's limit is 3x the 64 px program: about 110 px
         assert r["size"] >= 64 and r["limit_bytes"] > 0 and r["probes"]
     nn = by["nnst"][0]  # issue 31: method="nnst" in a child process
-    # (two steps at the one 64 px scale, then half as many in the final pass)
-    assert "skipped" in nn or (nn["iterations"] == 3 and nn["peak_rss_bytes"] > 0), nn
+    # (two steps at the one 64 px scale, then 1.5x as many in the final pass)
+    assert "skipped" in nn or (nn["iterations"] == 5 and nn["peak_rss_bytes"] > 0), nn
     pr = by["photoreal"]  # issue 30: method="photoreal" in child processes, the second tiled
     assert [(r["size"], r.get("tile")) for r in pr] == [(64, None), (64, 32)], pr
     assert pr[1]["image_shape"] == [36, 64, 3] and pr[1]["peak_rss_bytes"] > 0

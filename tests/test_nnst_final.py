@@ -110,16 +110,16 @@ def test_objective_of_the_final_pass_reads_step_0s_grid(small_vars, rng):
 
 
 def test_the_recipe_runs_the_final_pass_and_bad_values_are_refused():
-    """method="nnst": half as many final steps as each scale's (None resolved), 0 turns it off,
+    """method="nnst": 1.5x as many final steps as each scale's (None resolved), 0 turns it off,
     other methods have none; a single-scale NNST run still gets its final pass (one stage, then it);
     a bad value is a one-line ValueError naming the option."""
     shape = (512, 512, 3)
-    assert multiscale.resolve(make_options(method="nnst"), shape).nnst_final_steps == 100
+    assert multiscale.resolve(make_options(method="nnst"), shape).nnst_final_steps == 150
     assert multiscale.resolve(make_options(), shape).nnst_final_steps == 0
     o = multiscale.resolve(make_options(method="nnst", nnst_final_steps=0), (100, 90, 3))
     assert o.nnst_final_steps == 0 and o.scales is None
     o = multiscale.resolve(make_options(method="nnst", iterations=7), (100, 90, 3))
-    assert o.nnst_final_steps == 3 and o.scales == (100,)
+    assert o.nnst_final_steps == 10 and o.scales == (100,)
     o = multiscale.resolve(make_options(method="nnst", scales="none"), shape)  # single-scale
     assert o.nnst_final_steps == 0 and o.scales is None
     for bad in (-1, 1.5, True, "10"):
@@ -161,14 +161,18 @@ def test_held_matches_change_only_at_multiples_of_nnst_refresh(small_vars, rng, 
             s = neighbours.stride(*feats[0][n].shape[:2])
             a, b = (int(d) % s for d in draws[i])
             key = _np_unit(_np_rows(style_f[n], s, a, b))
-            idx = (_np_unit(_np_rows(feats[0][n], s, a, b)) @ key.T).argmax(1)
+            sims = _np_unit(_np_rows(feats[0][n], s, a, b)) @ key.T
+            idx = sims.argmax(1)
             q = _np_unit(_np_rows(feats[1][n], s, a, b))
             dists.append(np.mean(1.0 - np.sum(q * key[idx], 1)))
-            found.append(idx)
+            found.append((idx, sims))
         assert float(state.parts.style[0]) == pytest.approx(np.mean(dists), abs=2e-5)
         if every == 1:
             assert state.held is None
             continue
         assert int(state.held.step[0]) == src
-        for got, want in zip(state.held.matches, found):
-            np.testing.assert_array_equal(np.asarray(got)[0], want)
+        for got, (want, sims) in zip(state.held.matches, found):
+            got, rows = np.asarray(got)[0], np.arange(len(want))
+            # float32 may break a float64 near-tie the other way: only within 1e-5 of the best
+            assert np.mean(got == want) > 0.99, (got, want)
+            assert np.all(sims[rows, got] >= sims[rows, want] - 1e-5)

@@ -65,7 +65,7 @@ class Plan:
     ff_width: float = 1.0
     ff_apply_sizes: tuple[int, ...] = (256, 512, 1024)
     nnst_sizes: tuple[int, ...] = (512, 1024)  # issue 31: method="nnst", whole schedule
-    nnst_iterations: int = 200  # Adam steps per scale (the authors')
+    nnst_iterations: int = 100  # Adam steps per scale (the recipe's; the authors' 200), 150 final
     # issue 30: method="photoreal" at 1024 px and 4K ((longer side, height); 0: the pair's
     # aspect), its L-BFGS iterations (the preset's 500; 4K: enough for a rate) and tiles (0: the
     # memory preflight's where the untiled descent does not fit)

@@ -167,7 +167,7 @@ def nnst_bytes(
     the search's CHUNK x K similarities while the targets are made; per evaluation the output's
     hypercolumns, a few copies with the gradient. Coarse-to-fine: the earlier stages' targets
     (each a quarter of the next: a third of the last's in all) and one program compiling ahead.
-    The final pass (``nnst_final_steps``) holds the style's ten layers at the full size (each
+    The final pass (``nnst_final_steps``) holds the style's eleven layers at the full size (each
     rotation's) beside an evaluation's. A model from the shapes, not yet measured against a
     run."""
     from jaxnst.loss import neighbours
