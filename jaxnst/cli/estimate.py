@@ -166,14 +166,12 @@ def nnst_search_mp(options: Any, mp: float) -> float:
     if getattr(options, "style_loss", "gram") != "nnst":
         return 0.0
     from jaxnst.loss import neighbours
+    from jaxnst.model.layers import CHANNELS
 
     q = mp * 1e6 / 16
     k = q * (4 if getattr(options, "nnst_rotations", False) else 1)
-    d = sum(_CHANNELS[int(n[4]) - 1] for n in neighbours.LAYERS)
+    d = sum(CHANNELS[int(n[4]) - 1] for n in neighbours.LAYERS)
     return 2 * q * k * d / (GATYS_TFLOP_PER_MP * 1e12)
-
-
-_CHANNELS = (64, 128, 256, 512, 512)  # VGG19's channels in blocks 1-5; block b: 1 / 2^(b-1) sides
 
 
 def nnst_final_mp(options: Any, h: int, w: int) -> float:
@@ -182,13 +180,14 @@ def nnst_final_mp(options: Any, h: int, w: int) -> float:
     search, each layer's 2 Q K C FLOPs on its grid (:func:`jaxnst.loss.neighbours.stride`; K = Q,
     4 Q with rotations), plus a forward pass (a third of an evaluation) when held. A model."""
     from jaxnst.loss import neighbours
+    from jaxnst.model.layers import CHANNELS
 
     n = getattr(options, "nnst_final_steps", 0) or 0
     if getattr(options, "style_loss", "gram") != "nnst" or not n:
         return 0.0
     flops = 0.0
-    for b in (int(name[4]) for name in neighbours.LAYERS):
-        f, c = 2 ** (b - 1), _CHANNELS[b - 1]
+    for b in (int(name[4]) for name in neighbours.LAYERS):  # block b: 1 / 2^(b-1) of the sides
+        f, c = 2 ** (b - 1), CHANNELS[b - 1]
         lh, lw = max(1, h // f), max(1, w // f)
         s = neighbours.stride(lh, lw)
         q = max(1, lh // s) * max(1, lw // s)
