@@ -192,6 +192,9 @@ def test_the_presets_weight_rises_as_the_square_of_the_starts_unexplained_share(
         photo = given.photoreal_adapt  # the preset's: the plain pair's start is photographic
         o, note = labels.recoloured(*(pair if photo else (pale, style)), None, given)
         assert (o.photoreal_weight, note) == (1e10, None)
+    off = make_options(method="photoreal", photoreal_weight=0.0, photoreal_adapt=True)
+    o, note = labels.recoloured(pale, style, None, off)  # nothing to raise: no line
+    assert (o.photoreal_weight, note) == (0.0, None)
 
 
 def test_method_photoreal_runs_and_is_more_photographic_than_gatys(small_vars, pair):

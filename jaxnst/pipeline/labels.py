@@ -217,12 +217,15 @@ def adapted(content: Any, start: Any, o: Any) -> tuple[Any, str | None]:
     """``photoreal_adapt``: each ``photoreal_weight`` times max(1, s / :data:`ADAPT_SHARE`)^2, s
     the start's unexplained share (:func:`jaxnst.loss.matting.unexplained_share`): a start less
     photographic than DPST's own results needs a stronger pull to the content's Laplacian. The
-    options, and one line saying what was raised (None where s is at most ADAPT_SHARE)."""
+    options, and one line saying what was raised (None where s is at most ADAPT_SHARE, or where
+    every weight is 0: there is nothing to raise)."""
+    w = o.photoreal_weight
+    if not np.any(np.atleast_1d(w)):
+        return o, None
     s = float(matting.unexplained_share(np.asarray(content, np.float32), start))
     factor = max(1.0, s / ADAPT_SHARE) ** 2
     if factor == 1.0:
         return o, None
-    w = o.photoreal_weight
     new = tuple(v * factor for v in w) if isinstance(w, tuple) else w * factor
     show = lambda v: ", ".join(f"{x:.3g}" for x in np.atleast_1d(v))  # noqa: E731
     return dataclasses.replace(o, photoreal_weight=new), (
