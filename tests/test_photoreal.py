@@ -166,6 +166,63 @@ def test_method_photoreal_is_dpsts_recipe_overridable_one_by_one():
     ).photoreal_adapt
 
 
+def test_the_presets_schedule_puts_two_fifths_of_the_iterations_at_half_the_side():
+    """photoreal_schedule: 500 are 200 at half the longer side + 300 at it (0.7 of their cost
+    single-scale); single-scale below 256 px; scales given are kept."""
+    from jaxnst.pipeline import multiscale
+    from jaxnst.pipeline.options import make_options
+
+    o = multiscale.resolve(make_options(method="photoreal"), (341, 512, 3))
+    assert (o.scales, o.scale_iterations) == ((256,), (200, 300))
+    line = multiscale.describe(o, (341, 512, 3))
+    assert "200 iterations at 256 px, 300 iterations at 512 px (~350 full-size" in line
+    o = multiscale.resolve(make_options(method="photoreal", iterations=7), (256, 180, 3))
+    assert (o.scales, o.scale_iterations) == ((128,), (3, 4))
+    o = multiscale.resolve(make_options(method="photoreal"), (255, 170, 3))
+    assert (o.scales, o.scale_iterations) == (None, None)
+    o = multiscale.resolve(make_options(method="photoreal", scales="none"), (341, 512, 3))
+    assert o.scales is None
+
+
+def test_a_finer_stage_starts_from_the_coarse_result_plus_the_detail_it_could_not_hold():
+    """with_detail: where the coarse stage changed nothing the finer stage starts at the
+    recoloured start itself (the plain upsampling loses its detail); a change made at the
+    coarse stage is carried up."""
+    import jax
+
+    from jaxnst.pipeline import multiscale
+
+    init = 0.1 + 0.8 * smooth_image(np.random.default_rng(3), 24, 32)  # (noisy: fine detail)
+    small = jax.image.resize(jnp.asarray(init), (12, 16, 3), "lanczos3")
+    up = np.asarray(jax.image.resize(small, (24, 32, 3), "lanczos3"))
+    assert np.abs(up - init).max() > 0.05  # what a plain upsampled start would lose
+    got = multiscale.with_detail(up, init, (12, 16, 3), (24, 32, 3))
+    np.testing.assert_allclose(got, init, atol=1e-5)
+    changed = np.asarray(jax.image.resize(small - 0.05, (24, 32, 3), "lanczos3"))
+    got = multiscale.with_detail(changed, init, (12, 16, 3), (24, 32, 3))
+    np.testing.assert_allclose(got, np.clip(init - 0.05, 0, 1), atol=1e-4)
+
+
+def test_method_photoreals_finer_stage_starts_with_the_recoloured_starts_detail(
+    small_vars, pair, monkeypatch
+):
+    """The coarse-to-fine loop hands with_detail the previous result upsampled, the recoloured
+    start (the run's init, at the full size) and both stages' shapes."""
+    from jaxnst.loss import recolour
+    from jaxnst.pipeline import multiscale
+
+    calls = []
+    spy = lambda *a: calls.append(a) or real(*a)  # noqa: E731
+    real, content = multiscale.with_detail, smooth_image(np.random.default_rng(5), 48, 40)
+    monkeypatch.setattr(multiscale, "with_detail", spy)
+    r = stylize(content, pair[1], method="photoreal", scales=(24,), scale_iterations=(1, 1),
+                chunk=1, variables=small_vars)  # fmt: skip
+    assert r.image.shape == content.shape and len(calls) == 1
+    start, init, coarse, shape = calls[0]
+    assert (start.shape, coarse[:2], tuple(shape)) == ((48, 40, 3), (24, 20), (48, 40, 3))
+    np.testing.assert_allclose(init, recolour.recolour(content, pair[1]), atol=1e-6)
+
+
 def test_the_presets_weight_rises_as_the_square_of_the_starts_unexplained_share(pair):
     """photoreal_adapt: weight x (s / 0.02)^2 where the recoloured start leaves s > 0.02 of its
     detail unexplained, s measured here on recolour's start; not below 0.02, not for a weight
