@@ -275,7 +275,9 @@ def _start(previous: jax.Array | None, init: Any, shape: tuple[int, ...]) -> Any
     return jnp.clip(jax.image.resize(jnp.asarray(init, jnp.float32), shape, "lanczos3"), 0.0, 1.0)
 
 
-def with_detail(start: jax.Array, init: Any, coarse: tuple[int, ...], shape: tuple[int, ...]):
+def with_detail(
+    start: jax.Array, init: Any, coarse: tuple[int, ...], shape: tuple[int, ...]
+) -> jax.Array:
     """Method photoreal's start at a finer stage: the previous result upsampled (``start``) plus
     the detail of the user's ``init`` (the recoloured content) that the coarser stage's size
     (``coarse``) could not hold: ``init`` at ``shape`` minus ``init`` taken down to ``coarse``
